@@ -1,0 +1,161 @@
+"""The one typed settings object. No other module reads ``os.environ``.
+
+Every field maps to an environment variable with the ``MPCRM_`` prefix (``port`` ↔ ``MPCRM_PORT``).
+Development defaults make ``make run`` work on a bare machine; ``MPCRM_ENV=production`` refuses to
+start while any secret is missing or still has its development default.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only secrets. Production refuses to start with any of them.
+DEV_JWT_SECRET = "dev-jwt-secret-change-me-0123456789abcdef"
+DEV_FIELD_KEY = base64.b64encode(b"dev-field-key-32-bytes-long!!!!!").decode()
+DEV_BLIND_INDEX_KEY = base64.b64encode(b"dev-blind-index-key-32-bytes!!!!").decode()
+DEV_WECHAT_SECRET = "dev-wechat-secret"
+DEV_WECHAT_APPID = "wx0000000000000000"
+
+_DEFAULT_SECRETS = {
+    "jwt_secret": DEV_JWT_SECRET,
+    "field_key": DEV_FIELD_KEY,
+    "blind_index_key": DEV_BLIND_INDEX_KEY,
+    "wechat_secret": DEV_WECHAT_SECRET,
+}
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used (for example a default secret in production)."""
+
+
+def _decode_key(value: str, name: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be base64") from exc
+    if len(raw) != 32:
+        raise ValueError(f"{name} must be 32 bytes once base64-decoded (got {len(raw)})")
+    return raw
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MPCRM_", extra="ignore", frozen=True)
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+    # Database. Unset URI → the embedded nx-27017 server on DATA_DIR.
+    mongodb_uri: SecretStr | None = None
+    db_name: str = "mpcrm"
+    data_dir: Path = Path("./data")
+    embedded_port: int = Field(27018, ge=1, le=65535)
+    db_timeout_ms: int = Field(5000, ge=100, description="PyMongo timeoutMS: the limit on every database call")
+    db_server_selection_timeout_ms: int = Field(2000, ge=100)
+
+    # Tokens. Old keys stay valid for verification only: {"kid": "secret"}.
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_kid: str = "k1"
+    jwt_old_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    jwt_issuer: str = "mpcrm"
+    jwt_audience: str = "mpcrm-api"
+    access_token_ttl_s: int = Field(900, ge=60, le=900)
+    refresh_token_ttl_s: int = Field(30 * 86400, ge=3600)
+    bind_code_ttl_s: int = Field(24 * 3600, ge=60)
+
+    # Personal data: AES-256-GCM field key (base64 of 32 bytes) with its version, older keys kept for
+    # reading ({"1": "base64..."}), and the HMAC key of the blind index.
+    field_key: SecretStr = SecretStr(DEV_FIELD_KEY)
+    field_key_version: int = Field(1, ge=1)
+    field_old_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    blind_index_key: SecretStr = SecretStr(DEV_BLIND_INDEX_KEY)
+
+    # WeChat.
+    wechat_appid: str = DEV_WECHAT_APPID
+    wechat_secret: SecretStr = SecretStr(DEV_WECHAT_SECRET)
+    wechat_api_base: str = "http://127.0.0.1:8100"
+    wechat_timeout_s: float = Field(5.0, gt=0, le=30)
+    wechat_stub: bool | None = Field(
+        None, description="Start the fake WeChat API with `run`; default: on in development only"
+    )
+
+    timezone: str = "Asia/Shanghai"
+    scheduler: Literal["on", "off"] = "on"
+
+    # Requests.
+    json_body_limit: int = Field(1024 * 1024, ge=1024)
+    upload_body_limit: int = Field(20 * 1024 * 1024, ge=1024)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    default_language: Literal["zh-CN", "en"] = "zh-CN"
+
+    # Passwords: Argon2id cost. Lower only in tests.
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65536, ge=8)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("field_key", "blind_index_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr, info) -> SecretStr:
+        _decode_key(value.get_secret_value(), info.field_name)
+        return value
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.env != "production":
+            return self
+        bad = [
+            f"MPCRM_{name.upper()}"
+            for name, default in _DEFAULT_SECRETS.items()
+            if not getattr(self, name).get_secret_value() or getattr(self, name).get_secret_value() == default
+        ]
+        if len(self.jwt_secret.get_secret_value()) < 32:
+            bad.append("MPCRM_JWT_SECRET (at least 32 characters)")
+        if bad:
+            raise SettingsError("production refuses default or missing secrets: " + ", ".join(sorted(set(bad))))
+        return self
+
+    # Derived values, computed on use so the object stays a plain record.
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def embedded(self) -> bool:
+        return self.mongodb_uri is None
+
+    @property
+    def start_wechat_stub(self) -> bool:
+        return self.env == "development" if self.wechat_stub is None else self.wechat_stub
+
+    def field_keys(self) -> dict[int, bytes]:
+        """Every field-encryption key by version: the current one and those kept for reading."""
+        keys = {int(v): _decode_key(k.get_secret_value(), f"field_old_keys[{v}]") for v, k in self.field_old_keys.items()}
+        keys[self.field_key_version] = _decode_key(self.field_key.get_secret_value(), "field_key")
+        return keys
+
+    def blind_key(self) -> bytes:
+        return _decode_key(self.blind_index_key.get_secret_value(), "blind_index_key")
+
+    def jwt_keys(self) -> dict[str, str]:
+        keys = {kid: s.get_secret_value() for kid, s in self.jwt_old_keys.items()}
+        keys[self.jwt_kid] = self.jwt_secret.get_secret_value()
+        return keys
+
+
+def load_settings(**overrides) -> Settings:
+    """Build the settings from the environment; keyword overrides win (used by tests and the CLI)."""
+    return Settings(**overrides)

@@ -1,0 +1,77 @@
+"""Users and teams. Admins write; managers read their own team."""
+
+from __future__ import annotations
+
+from handlers.base import ApiHandler, operation
+from server.schemas.common import Page, PageQuery
+from server.schemas.users import (
+    BindCodeOut, TeamCreate, TeamOut, TeamUpdate, UserCreate, UserListQuery, UserOut, UserUpdate,
+)
+from server.services.users import public_id, user_out
+
+ADMIN = ("admin",)
+READERS = ("admin", "manager")
+
+
+class UserListHandler(ApiHandler):
+    @operation("Create a staff user", roles=ADMIN, body=UserCreate, response=UserOut, status=201, tags=("admin",))
+    async def post(self) -> None:
+        doc = await self.ctx.users.create_user(self.actor, self.parse_body(UserCreate))
+        self.write_model(UserOut, user_out(doc), 201)
+
+    @operation("List users (a manager sees their team)", roles=READERS, query=UserListQuery, response=Page[UserOut], tags=("admin",))
+    async def get(self) -> None:
+        page = await self.ctx.users.list_users(self.actor, self.parse_query(UserListQuery))
+        self.write_model(Page[UserOut], {"items": [user_out(d) for d in page.items], "next_cursor": page.next_cursor})
+
+
+class UserHandler(ApiHandler):
+    @operation("Read a user", roles=READERS, response=UserOut, tags=("admin",))
+    async def get(self, user_id: str) -> None:
+        self.write_model(UserOut, user_out(await self.ctx.users.get_user(self.actor, user_id)))
+
+    @operation("Change a user (send version or If-Match)", roles=ADMIN, body=UserUpdate, response=UserOut, tags=("admin",))
+    async def patch(self, user_id: str) -> None:
+        body = self.parse_body(UserUpdate)
+        doc = await self.ctx.users.update_user(self.actor, user_id, body, self.expected_version(body.version))
+        self.write_model(UserOut, user_out(doc))
+
+
+class BindCodeHandler(ApiHandler):
+    @operation("Make a one-time code that binds this staff member's WeChat", roles=ADMIN, response=BindCodeOut, status=201, tags=("admin",))
+    async def post(self, user_id: str) -> None:
+        self.write_model(BindCodeOut, await self.ctx.users.make_bind_code(self.actor, user_id), 201)
+
+
+class TeamListHandler(ApiHandler):
+    @operation("Create a team", roles=ADMIN, body=TeamCreate, response=TeamOut, status=201, tags=("admin",))
+    async def post(self) -> None:
+        doc = await self.ctx.users.create_team(self.actor, self.parse_body(TeamCreate))
+        self.write_model(TeamOut, public_id(doc), 201)
+
+    @operation("List teams (a manager sees their own)", roles=READERS, query=PageQuery, response=Page[TeamOut], tags=("admin",))
+    async def get(self) -> None:
+        query = self.parse_query(PageQuery)
+        page = await self.ctx.users.list_teams(self.actor, query.limit, query.cursor)
+        self.write_model(Page[TeamOut], {"items": [public_id(d) for d in page.items], "next_cursor": page.next_cursor})
+
+
+class TeamHandler(ApiHandler):
+    @operation("Read a team", roles=READERS, response=TeamOut, tags=("admin",))
+    async def get(self, team_id: str) -> None:
+        self.write_model(TeamOut, public_id(await self.ctx.users.get_team(self.actor, team_id)))
+
+    @operation("Change a team (send version or If-Match)", roles=ADMIN, body=TeamUpdate, response=TeamOut, tags=("admin",))
+    async def patch(self, team_id: str) -> None:
+        body = self.parse_body(TeamUpdate)
+        doc = await self.ctx.users.update_team(self.actor, team_id, body, self.expected_version(body.version))
+        self.write_model(TeamOut, public_id(doc))
+
+
+routes = [
+    (r"/api/v1/users", UserListHandler),
+    (r"/api/v1/users/(?P<user_id>[^/]+)", UserHandler),
+    (r"/api/v1/users/(?P<user_id>[^/]+)/bind-code", BindCodeHandler),
+    (r"/api/v1/teams", TeamListHandler),
+    (r"/api/v1/teams/(?P<team_id>[^/]+)", TeamHandler),
+]

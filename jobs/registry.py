@@ -1,0 +1,67 @@
+"""The job registry: every scheduled job by name, with its schedule. Jobs are defined in code (no
+shared APScheduler job store); ``run_job`` wraps each run in a lease so that of several instances
+only one does the work, and everything a job writes is idempotent anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Awaitable, Callable
+
+from server.clock import Clock, FixedClock
+from server.context import AppContext
+from server.errors import NotFound
+from server.services.leases import LeaseService
+
+log = logging.getLogger("mpcrm.jobs")
+
+JobFunc = Callable[[AppContext, datetime], Awaitable[dict]]
+
+
+@dataclass(frozen=True)
+class JobDef:
+    name: str
+    func: JobFunc
+    every_s: int  # interval between runs
+    lease_s: int  # longer than one run can take
+    description: str
+
+
+JOBS: dict[str, JobDef] = {}
+
+
+def job(name: str, *, every_s: int, lease_s: int = 120) -> Callable[[JobFunc], JobFunc]:
+    def register(func: JobFunc) -> JobFunc:
+        JOBS[name] = JobDef(name, func, every_s, lease_s, (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else name)
+        return func
+
+    return register
+
+
+async def run_job(ctx: AppContext, name: str, now: datetime | None = None, leases: LeaseService | None = None) -> dict:
+    """Run one job once under its lease. ``now`` freezes the job's idea of the time."""
+    definition = JOBS.get(name)
+    if definition is None:
+        raise NotFound("job.unknown", params={"name": name})
+    clock: Clock = FixedClock(now) if now else ctx.clock
+    leases = leases or LeaseService(ctx.db, ctx.clock)
+    if not await leases.acquire(f"job:{name}", definition.lease_s):
+        log.info("job skipped: lease held elsewhere", extra={"job": name})
+        return {"job": name, "skipped": "lease held by another instance"}
+    started = time.monotonic()
+    try:
+        result = await definition.func(ctx, clock.now())
+    finally:
+        await leases.release(f"job:{name}")
+    log.info("job done", extra={"job": name, "ms": round((time.monotonic() - started) * 1000, 1), "result": result})
+    return {"job": name, **result}
+
+
+def load_jobs() -> dict[str, JobDef]:
+    """Import the job modules so their ``@job`` decorators register them."""
+    import jobs.maintenance  # noqa: F401
+
+    return JOBS

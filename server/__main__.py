@@ -1,0 +1,211 @@
+"""``python -m server <command>``: run, create-user, ensure-indexes, run-job, seed-demo.
+
+Start-up is a chain of small steps (settings → logging → database → context → app → server), and
+shutdown undoes them in reverse: stop accepting requests, let in-flight ones finish, stop the
+scheduler, close the client, stop the fake WeChat API and the embedded database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import signal
+import sys
+from datetime import datetime
+from urllib.parse import urlparse
+
+from tornado.httpserver import HTTPServer
+
+from config.settings import Settings, SettingsError, load_settings
+from server.actor import Actor
+from server.app import make_app
+from server.context import AppContext, build_context
+from server.db import Database, connect, ensure_indexes
+from server.embedded import EmbeddedError, EmbeddedMongo
+from server.errors import ApiError
+from server.logs import configure_logging
+
+log = logging.getLogger("mpcrm")
+CLI_ADMIN = Actor(id="cli", role="admin", name="command line")
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings):
+    """Connect to MPCRM_MONGODB_URI, or start the embedded server on the data folder first."""
+    embedded = None
+    if settings.embedded:
+        embedded = EmbeddedMongo(settings.data_dir, settings.embedded_port)
+        await asyncio.to_thread(embedded.start)
+        log.info("embedded database started", extra={"data_dir": str(embedded.db_dir), "port": embedded.port})
+        uri = embedded.uri
+    else:
+        uri = settings.mongodb_uri.get_secret_value()
+    database = connect(uri, settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+            log.info("embedded database stopped")
+
+
+@contextlib.asynccontextmanager
+async def open_context(settings: Settings):
+    async with open_database(settings) as database:
+        await ensure_indexes(database.db)
+        yield build_context(settings, database)
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    stub_server = None
+    if settings.start_wechat_stub:
+        from miniprogram_stub.wechat_api import StubState, start_stub
+
+        stub_url = urlparse(settings.wechat_api_base)
+        try:
+            stub_server, _ = await start_stub(
+                host=stub_url.hostname or "127.0.0.1", port=stub_url.port or 8100,
+                state=StubState(appid=settings.wechat_appid, secret=settings.wechat_secret.get_secret_value()),
+            )
+        except OSError as exc:
+            raise StartupError(f"the fake WeChat API cannot listen on {settings.wechat_api_base} ({exc.strerror}); is mpcrm already running?") from None
+        log.info("fake WeChat API listening", extra={"url": settings.wechat_api_base})
+    try:
+        async with open_context(settings) as ctx:
+            app = make_app(ctx)
+            server = HTTPServer(app, max_body_size=settings.upload_body_limit, xheaders=False)
+            try:
+                server.listen(settings.port, settings.host)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise StartupError(f"port {settings.port} is already in use; is mpcrm already running? Set MPCRM_PORT to another port.") from None
+                raise
+            scheduler = None
+            if settings.scheduler == "on":
+                from jobs.scheduler import build_scheduler
+
+                scheduler = build_scheduler(ctx)
+                scheduler.start()
+            log.info("mpcrm listening", extra={"url": f"http://{settings.host}:{settings.port}", "env": settings.env, "scheduler": settings.scheduler})
+            await stop.wait()
+            log.info("shutting down")
+            server.stop()
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            # Give in-flight requests a moment to finish their writes before the database goes.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(server.close_all_connections(), timeout=10)
+    finally:
+        if stub_server is not None:
+            stub_server.stop()
+    log.info("stopped")
+
+
+async def create_user(settings: Settings, args: argparse.Namespace) -> dict:
+    from server.schemas.users import TeamCreate, UserCreate
+
+    async with open_context(settings) as ctx:
+        team_id = None
+        if args.team:
+            team = await ctx.db["teams"].find_one({"name": args.team})
+            if team is None:
+                team = await ctx.users.create_team(CLI_ADMIN, TeamCreate(name=args.team))
+            team_id = str(team["_id"])
+        user = await ctx.users.create_user(
+            CLI_ADMIN,
+            UserCreate.model_validate({"username": args.username, "password": args.password, "name": args.name or args.username, "role": args.role, "team_id": team_id}),
+        )
+        return {"id": str(user["_id"]), "username": user["username"], "role": user["role"], "team_id": team_id}
+
+
+async def run_job_command(settings: Settings, name: str, now: datetime | None) -> dict:
+    from jobs.registry import load_jobs, run_job
+
+    load_jobs()
+    async with open_context(settings) as ctx:
+        return await run_job(ctx, name, now)
+
+
+async def ensure_indexes_command(settings: Settings) -> list[str]:
+    async with open_database(settings) as database:
+        return await ensure_indexes(database.db)
+
+
+async def seed_demo_command(settings: Settings) -> dict:
+    from server.seed import seed_demo
+
+    async with open_context(settings) as ctx:
+        return await seed_demo(ctx)
+
+
+def _parse_now(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError("--now needs a UTC offset, e.g. 2026-11-23T09:00:00+08:00")
+    return parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m server", description="mpcrm backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="serve the API (and scheduler, embedded DB, fake WeChat in development)")
+    cu = sub.add_parser("create-user", help="create a staff user (and the team if it does not exist)")
+    cu.add_argument("--username", required=True)
+    cu.add_argument("--password", required=True)
+    cu.add_argument("--role", required=True, choices=["rep", "manager", "admin"])
+    cu.add_argument("--team", help="team name; created when missing")
+    cu.add_argument("--name")
+    sub.add_parser("ensure-indexes", help="create every index declared in server/db.py")
+    rj = sub.add_parser("run-job", help="run one scheduled job once, now or as of --now")
+    rj.add_argument("name")
+    rj.add_argument("--now", type=_parse_now)
+    sub.add_parser("seed-demo", help="create demo teams, users and data")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        settings = load_settings()
+    except (SettingsError, ValueError) as exc:
+        print(f"mpcrm: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "run":
+            asyncio.run(serve(settings))
+            return 0
+        if args.command == "create-user":
+            result = asyncio.run(create_user(settings, args))
+        elif args.command == "ensure-indexes":
+            result = {"indexes": asyncio.run(ensure_indexes_command(settings))}
+        elif args.command == "run-job":
+            result = asyncio.run(run_job_command(settings, args.name, args.now))
+        else:
+            result = asyncio.run(seed_demo_command(settings))
+    except (StartupError, EmbeddedError) as exc:
+        print(f"mpcrm: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"mpcrm: {exc.code}: {exc.message('en')} {json.dumps(exc.details, ensure_ascii=False)}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, default=str, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

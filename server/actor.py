@@ -1,0 +1,41 @@
+"""Who is acting: built once per request from the user document, passed to every service call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STAFF_ROLES = ("rep", "manager", "admin")
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    role: str
+    team_id: str | None = None
+    name: str = ""
+    finance: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role == "manager"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @classmethod
+    def from_user(cls, user: dict) -> Actor:
+        return cls(
+            id=str(user["_id"]),
+            role=user["role"],
+            team_id=str(user["team_id"]) if user.get("team_id") else None,
+            name=user.get("name", ""),
+            finance=bool(user.get("finance")),
+        )
+
+
+SYSTEM = Actor(id="system", role="system")

@@ -1,0 +1,113 @@
+"""The MongoDB client, and every index the application relies on, declared in one place.
+
+Index keys follow the equality → sort → range rule. The test suite records every filter and sort
+the code sends and fails when one has no index here that serves it (tests/index_check.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.monitoring import CommandListener
+
+from config.settings import Settings
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+    partial: dict[str, Any] | None = None
+    ttl_s: int | None = None
+    name: str | None = None
+
+    @property
+    def index_name(self) -> str:
+        return self.name or "_".join(f"{k}_{d}" for k, d in self.keys)
+
+
+def _ix(collection: str, *keys: tuple[str, int] | str, **options: Any) -> IndexSpec:
+    normal = tuple((k, ASCENDING) if isinstance(k, str) else k for k in keys)
+    return IndexSpec(collection, normal, **options)
+
+
+INDEXES: list[IndexSpec] = [
+    # users: login by username or WeChat openid; team listings sorted by _id.
+    _ix("users", "username", unique=True, partial={"username": {"$exists": True}}),
+    _ix("users", "openid", unique=True, partial={"openid": {"$exists": True}}),
+    _ix("users", "team_id", "role", "active"),
+    _ix("users", "team_id"),
+    _ix("users", "role"),
+    _ix("teams", "name", unique=True),
+    # auth
+    _ix("refresh_tokens", "family_id"),
+    _ix("refresh_tokens", "user_id"),
+    _ix("refresh_tokens", "expires_at", ttl_s=0),
+    _ix("refresh_tokens", "revoked", "created_at"),
+    _ix("bind_codes", "user_id"),
+    _ix("bind_codes", "expires_at", ttl_s=0),
+    # audit
+    _ix("audit_log", "target_id", ("at", DESCENDING)),
+    _ix("audit_log", "actor_id", ("at", DESCENDING)),
+    _ix("audit_log", "action", ("at", DESCENDING)),
+    # coordination and idempotency
+    _ix("idempotency_keys", "expires_at", ttl_s=0),
+    _ix("rate_limits", "expires_at", ttl_s=0),
+]
+
+
+@dataclass
+class Database:
+    """A connected client and the application database."""
+
+    client: AsyncMongoClient
+    db: AsyncDatabase
+    listeners: list[CommandListener] = field(default_factory=list)
+
+    def __getitem__(self, name: str):
+        return self.db[name]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def make_client(uri: str, settings: Settings, listeners: list[CommandListener] | None = None) -> AsyncMongoClient:
+    return AsyncMongoClient(
+        uri,
+        tz_aware=True,
+        timeoutMS=settings.db_timeout_ms,
+        serverSelectionTimeoutMS=settings.db_server_selection_timeout_ms,
+        connectTimeoutMS=min(settings.db_timeout_ms, 3000),
+        event_listeners=listeners or [],
+        appname="mpcrm",
+    )
+
+
+def connect(uri: str, settings: Settings, db_name: str | None = None, listeners: list[CommandListener] | None = None) -> Database:
+    client = make_client(uri, settings, listeners)
+    return Database(client=client, db=client[db_name or settings.db_name], listeners=list(listeners or []))
+
+
+async def ensure_indexes(db: AsyncDatabase, specs: list[IndexSpec] = INDEXES) -> list[str]:
+    """Create every declared index; idempotent. Returns the names created or confirmed."""
+    names = []
+    for spec in specs:
+        options: dict[str, Any] = {"name": spec.index_name}
+        if spec.unique:
+            options["unique"] = True
+        if spec.partial is not None:
+            options["partialFilterExpression"] = spec.partial
+        if spec.ttl_s is not None:
+            options["expireAfterSeconds"] = spec.ttl_s
+        await db[spec.collection].create_index(list(spec.keys), **options)
+        names.append(f"{spec.collection}.{spec.index_name}")
+    return names
+
+
+async def ping(db: AsyncDatabase) -> bool:
+    await db.command("ping")
+    return True

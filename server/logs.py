@@ -1,0 +1,51 @@
+"""JSON log lines, with phone numbers and tokens masked before anything is written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import datetime, timezone
+
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
+_OPAQUE = re.compile(r"\b(rt_)[A-Za-z0-9_\-]{8,}")
+_SECRETISH = re.compile(r'(?i)("?(?:session_key|secret|password|access_token|refresh_token|js_code|code)"?\s*[:=]\s*"?)[^",&\s}]+')
+
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+def scrub(text: str) -> str:
+    text = _PHONE.sub(r"\1****\2", text)
+    text = _BEARER.sub(r"\1***", text)
+    text = _JWT.sub("***jwt***", text)
+    text = _OPAQUE.sub(r"\1***", text)
+    return _SECRETISH.sub(r"\1***", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Tornado's own access log is replaced by our request line.
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
+
+StaffRole = Literal["rep", "manager", "admin"]
+Role = Literal["customer", "rep", "manager", "admin"]
+Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^$.]+$")]
+Username = Field(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
+
+
+class UserCreate(RequestModel):
+    username: str = Username
+    password: str | None = Field(None, min_length=8, max_length=128)
+    name: str = Field(min_length=1, max_length=64)
+    role: StaffRole
+    team_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
+    capacity: int = Field(200, ge=0, le=100000, description="Most open leads this rep may own")
+    finance: bool = Field(False, description="May record payments")
+    active: bool = True
+
+
+class UserUpdate(Versioned):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    password: str | None = Field(None, min_length=8, max_length=128)
+    role: StaffRole | None = None
+    team_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
+    tags: list[Tag] | None = Field(None, max_length=32)
+    capacity: int | None = Field(None, ge=0, le=100000)
+    finance: bool | None = None
+    active: bool | None = None
+
+
+class UserOut(OutModel):
+    id: str
+    username: str | None = None
+    name: str
+    role: Role
+    team_id: str | None = None
+    tags: list[str] = []
+    capacity: int | None = None
+    finance: bool = False
+    active: bool
+    wechat_bound: bool = False
+    version: int
+    created_at: IsoDatetime
+    updated_at: IsoDatetime
+
+
+class UserListQuery(PageQuery):
+    team_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
+    role: Role | None = None
+    active: bool | None = None
+
+
+class BindCodeOut(OutModel):
+    code: str
+    expires_at: IsoDatetime
+
+
+class TeamCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = Field(None, max_length=500)
+    active: bool = True
+
+
+class TeamUpdate(Versioned):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    description: str | None = Field(None, max_length=500)
+    active: bool | None = None
+
+
+class TeamOut(OutModel):
+    id: str
+    name: str
+    description: str | None = None
+    active: bool
+    version: int
+    created_at: IsoDatetime
+    updated_at: IsoDatetime

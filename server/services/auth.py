@@ -1,0 +1,201 @@
+"""Logins, token pairs, refresh-token rotation and request authentication.
+
+Refresh tokens are opaque, stored only as SHA-256 hashes, and rotate on every use. Each login
+starts a *family*; presenting a token that was already spent means it was stolen or replayed, so
+the whole family is revoked. A user's ``token_version`` changes when they are deactivated or their
+role or password changes, and every request checks it, so such a change locks them out at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from server.actor import STAFF_ROLES, Actor
+from server.clock import Clock
+from server.errors import Conflict, Unauthorized
+from server.security import FieldCipher, Passwords, TokenError, Tokens, new_opaque_token, token_hash
+from server.services.audit import AuditService
+from server.services.users import UserService
+from server.services.wechat import WechatClient
+
+
+class AuthService:
+    def __init__(
+        self,
+        db,
+        clock: Clock,
+        tokens: Tokens,
+        passwords: Passwords,
+        cipher: FieldCipher,
+        users: UserService,
+        wechat: WechatClient,
+        audit: AuditService,
+        refresh_ttl_s: int,
+    ) -> None:
+        self._users_col = db["users"]
+        self._refresh = db["refresh_tokens"]
+        self._bind_codes = db["bind_codes"]
+        self._clock = clock
+        self._tokens = tokens
+        self._passwords = passwords
+        self._cipher = cipher
+        self._users = users
+        self._wechat = wechat
+        self._audit = audit
+        self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
+
+    # ------------------------------------------------------------ request authentication
+    async def authenticate(self, access_token: str) -> tuple[Actor, dict]:
+        """One database read: the user, to honour deactivation and role changes at once."""
+        try:
+            claims = self._tokens.decode_access(access_token)
+        except TokenError:
+            raise Unauthorized("auth.invalid_token") from None
+        user = await self._users.by_id(claims.user_id)
+        if (
+            user is None
+            or not user.get("active", False)
+            or user.get("token_version") != claims.token_version
+            or user.get("role") != claims.role
+        ):
+            raise Unauthorized("auth.invalid_token")
+        return Actor.from_user(user), user
+
+    # ------------------------------------------------------------ logins
+    async def password_login(self, username: str, password: str) -> dict:
+        user = await self._users.by_username(username)
+        ok = await self._passwords.verify(user.get("password_hash") if user else None, password)
+        if not ok or user is None or not user.get("active") or user.get("role") not in STAFF_ROLES:
+            raise Unauthorized("auth.invalid_credentials")
+        return await self._issue_pair(user, family_id=None)
+
+    async def wechat_login(self, code: str, bind_code: str | None) -> dict:
+        session = await self._wechat.code2session(code)
+        if bind_code:
+            user = await self._bind_staff(session.openid, bind_code)
+        else:
+            user = await self._users_col.find_one({"openid": session.openid}) or await self._create_customer(session.openid)
+            if not user.get("active"):
+                raise Unauthorized("auth.invalid_credentials")
+        # Keep the session key (encrypted) for the older encryptedData flow; it never leaves the server.
+        await self._users_col.update_one(
+            {"_id": user["_id"]},
+            {"$set": {"wechat_session": self._cipher.encrypt(session.session_key, str(user["_id"])), "last_login_at": self._clock.now()}},
+        )
+        return await self._issue_pair(user, family_id=None)
+
+    async def _create_customer(self, openid: str) -> dict:
+        """One customer account per openid, even when two logins race: the unique index decides."""
+        now = self._clock.now()
+        try:
+            await self._users_col.update_one(
+                {"openid": openid},
+                {
+                    "$setOnInsert": {
+                        "name": "微信用户",
+                        "role": "customer",
+                        "active": True,
+                        "tags": [],
+                        "token_version": 1,
+                        "version": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # the other login created it
+        user = await self._users_col.find_one({"openid": openid})
+        if user is None:  # pragma: no cover - the upsert or the racing login made it
+            raise Unauthorized("auth.invalid_credentials")
+        return user
+
+    async def _bind_staff(self, openid: str, bind_code: str) -> dict:
+        now = self._clock.now()
+        code_hash = token_hash(bind_code.strip().upper())
+        pending = await self._bind_codes.find_one({"_id": code_hash, "used_at": None, "expires_at": {"$gt": now}})
+        if pending is None:
+            raise Unauthorized("auth.bind_code_invalid")
+        staff = await self._users.by_id(pending["user_id"])
+        if staff is None or not staff.get("active") or staff.get("role") not in STAFF_ROLES:
+            raise Unauthorized("auth.bind_code_invalid")
+        holder = await self._users_col.find_one({"openid": openid})
+        if holder is not None and holder["_id"] != staff["_id"] and holder.get("role") != "customer":
+            raise Conflict("auth.openid_bound")
+        # Consume the code atomically: of two racing binds, one wins.
+        used = await self._bind_codes.find_one_and_update(
+            {"_id": code_hash, "used_at": None}, {"$set": {"used_at": now}}, return_document=ReturnDocument.AFTER
+        )
+        if used is None:
+            raise Unauthorized("auth.bind_code_invalid")
+        if holder is not None and holder["_id"] != staff["_id"]:
+            # The staff member had opened the mini-program as a customer first: retire that account.
+            await self._users_col.update_one(
+                {"_id": holder["_id"]},
+                {"$unset": {"openid": ""}, "$set": {"active": False, "retired_into": str(staff["_id"]), "updated_at": now}, "$inc": {"token_version": 1}},
+            )
+        try:
+            staff = await self._users_col.find_one_and_update(
+                {"_id": staff["_id"]},
+                {"$set": {"openid": openid, "updated_at": now}, "$inc": {"version": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            raise Conflict("auth.openid_bound") from None
+        actor = Actor.from_user(staff)
+        await self._audit.record(actor, "user.wechat_bind", target_type="user", target_id=actor.id)
+        return staff
+
+    # ------------------------------------------------------------ refresh tokens
+    async def _issue_pair(self, user: dict, family_id: str | None) -> dict:
+        now = self._clock.now()
+        refresh_token = new_opaque_token("rt_")
+        await self._refresh.insert_one(
+            {
+                "_id": token_hash(refresh_token),
+                "family_id": family_id or uuid.uuid4().hex,
+                "user_id": str(user["_id"]),
+                "created_at": now,
+                "expires_at": now + self._refresh_ttl,
+                "used_at": None,
+                "revoked": False,
+            }
+        )
+        access = self._tokens.issue_access(
+            user_id=str(user["_id"]), role=user["role"], token_version=user.get("token_version", 1), now=now
+        )
+        return {"access_token": access, "refresh_token": refresh_token, "expires_in": self._tokens.access_ttl, "user": user}
+
+    async def refresh(self, refresh_token: str) -> dict:
+        now = self._clock.now()
+        digest = token_hash(refresh_token)
+        spent = await self._refresh.find_one_and_update(
+            {"_id": digest, "used_at": None, "revoked": False, "expires_at": {"$gt": now}},
+            {"$set": {"used_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if spent is None:
+            known = await self._refresh.find_one({"_id": digest})
+            if known is not None and (known.get("used_at") or known.get("revoked")):
+                await self._refresh.update_many({"family_id": known["family_id"]}, {"$set": {"revoked": True}})
+                await self._audit.record(
+                    Actor(id=known["user_id"], role="unknown"), "auth.refresh_reuse",
+                    target_type="user", target_id=known["user_id"], outcome="refused",
+                )
+                raise Unauthorized("auth.refresh_token_reused")
+            raise Unauthorized("auth.invalid_refresh_token")
+        user = await self._users.by_id(spent["user_id"])
+        if user is None or not user.get("active"):
+            raise Unauthorized("auth.invalid_refresh_token")
+        return await self._issue_pair(user, family_id=spent["family_id"])
+
+    async def logout(self, actor: Actor, refresh_token: str) -> None:
+        """Revoke the session (the token's whole family). Unknown tokens are ignored: logout is idempotent."""
+        known = await self._refresh.find_one({"_id": token_hash(refresh_token), "user_id": actor.id})
+        if known is not None:
+            await self._refresh.update_many({"family_id": known["family_id"]}, {"$set": {"revoked": True}})
