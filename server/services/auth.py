@@ -71,7 +71,7 @@ class AuthService:
         ok = await self._passwords.verify(user.get("password_hash") if user else None, password)
         if not ok or user is None or not user.get("active") or user.get("role") not in STAFF_ROLES:
             raise Unauthorized("auth.invalid_credentials")
-        return await self._issue_pair(user, family_id=None)
+        return await self.issue_tokens(user, family_id=None)
 
     async def wechat_login(self, code: str, bind_code: str | None) -> dict:
         session = await self._wechat.code2session(code)
@@ -86,7 +86,7 @@ class AuthService:
             {"_id": user["_id"]},
             {"$set": {"wechat_session": self._cipher.encrypt(session.session_key, str(user["_id"])), "last_login_at": self._clock.now()}},
         )
-        return await self._issue_pair(user, family_id=None)
+        return await self.issue_tokens(user, family_id=None)
 
     async def _create_customer(self, openid: str) -> dict:
         """One customer account per openid, even when two logins race: the unique index decides."""
@@ -152,7 +152,7 @@ class AuthService:
         return staff
 
     # ------------------------------------------------------------ refresh tokens
-    async def _issue_pair(self, user: dict, family_id: str | None) -> dict:
+    async def issue_tokens(self, user: dict, family_id: str | None = None) -> dict:
         now = self._clock.now()
         refresh_token = new_opaque_token("rt_")
         await self._refresh.insert_one(
@@ -192,7 +192,7 @@ class AuthService:
         user = await self._users.by_id(spent["user_id"])
         if user is None or not user.get("active"):
             raise Unauthorized("auth.invalid_refresh_token")
-        return await self._issue_pair(user, family_id=spent["family_id"])
+        return await self.issue_tokens(user, family_id=spent["family_id"])
 
     async def logout(self, actor: Actor, refresh_token: str) -> None:
         """Revoke the session (the token's whole family). Unknown tokens are ignored: logout is idempotent."""
