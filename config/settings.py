@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     json_body_limit: int = Field(1024 * 1024, ge=1024)
     upload_body_limit: int = Field(20 * 1024 * 1024, ge=1024)
     trusted_proxies: list[str] = Field(default_factory=list)
+    public_submit_limit: int = Field(20, ge=1, description="Form submissions per client address per minute")
+    public_phone_limit: int = Field(5, ge=1, description="Form submissions per phone number per minute")
     default_language: Literal["zh-CN", "en"] = "zh-CN"
 
     # Passwords: Argon2id cost. Lower only in tests.

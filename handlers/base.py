@@ -23,6 +23,7 @@ from tornado.web import HTTPError, RequestHandler
 from server.actor import STAFF_ROLES, Actor
 from server.context import AppContext
 from server.errors import ApiError, Forbidden, Unauthorized
+from server.services.idempotency import request_fingerprint
 
 log = logging.getLogger("mpcrm.api")
 M = TypeVar("M", bound=BaseModel)
@@ -153,10 +154,14 @@ class ApiHandler(RequestHandler):
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
         if header and token is None:
             raise Unauthorized("auth.invalid_token")
+        if spec.public:
+            # Anyone may call these; a token only attributes the call (e.g. to a customer), so it
+            # is verified cryptographically without a database read.
+            if token:
+                self.actor = self.ctx.auth.actor_from_token(token)
+            return
         if token:
             self.actor, self.user_doc = await self.ctx.auth.authenticate(token)
-        if spec.public:
-            return
         if self.actor is None:
             raise Unauthorized("auth.required")
         if self.actor.role not in spec.roles:
@@ -220,6 +225,13 @@ class ApiHandler(RequestHandler):
         if header.isdigit() and 0 < int(header) < 2**31:
             return int(header)
         raise ApiError("request.version_required", 422, details=[{"field": "version", "code": "missing", "message": "send version or If-Match"}])
+
+    def idempotency_key(self) -> str | None:
+        key = self.request.headers.get("Idempotency-Key")
+        return key.strip() if key is not None else None
+
+    def request_fingerprint(self) -> str:
+        return request_fingerprint(self.request.method, self.request.path, self.request.body or b"")
 
     def client_ip(self) -> str:
         """The peer address; ``X-Forwarded-For`` counts only when the peer is a trusted proxy."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import tornado.web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from handlers import admin, auth, ops
+from handlers import admin, auth, forms, leads, ops
 from handlers.base import NotFoundHandler
 from server.context import AppContext
 from server.openapi import build_openapi
@@ -22,6 +22,8 @@ API_ROUTES: list[tuple] = [
     *ops.routes,
     *auth.routes,
     *admin.routes,
+    *forms.routes,
+    *leads.routes,
 ]
 
 

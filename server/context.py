@@ -14,6 +14,11 @@ from server.db import Database
 from server.security import FieldCipher, Passwords, Tokens
 from server.services.audit import AuditService
 from server.services.auth import AuthService
+from server.services.capture import CaptureService
+from server.services.forms import FormService
+from server.services.idempotency import IdempotencyService
+from server.services.leads import LeadService
+from server.services.ratelimit import RateLimiter
 from server.services.users import UserService
 from server.services.wechat import WechatClient
 
@@ -29,6 +34,11 @@ class AppContext:
     users: UserService
     wechat: WechatClient
     auth: AuthService
+    limiter: RateLimiter
+    idempotency: IdempotencyService
+    forms: FormService
+    leads: LeadService
+    capture: CaptureService
 
     @property
     def db(self):
@@ -45,7 +55,13 @@ def build_context(settings: Settings, database: Database, clock: Clock | None = 
     users = UserService(db, clock, passwords, audit, settings.bind_code_ttl_s)
     wechat = WechatClient(settings, db, clock)
     auth = AuthService(db, clock, tokens, passwords, cipher, users, wechat, audit, settings.refresh_token_ttl_s)
+    limiter = RateLimiter(db, clock)
+    idempotency = IdempotencyService(db, clock)
+    forms = FormService(db, clock, audit)
+    leads = LeadService(db, clock, cipher, audit)
+    capture = CaptureService(settings, forms, leads, limiter, idempotency, wechat)
     return AppContext(
         settings=settings, database=database, clock=clock, tokens=tokens, cipher=cipher,
-        audit=audit, users=users, wechat=wechat, auth=auth,
+        audit=audit, users=users, wechat=wechat, auth=auth, limiter=limiter, idempotency=idempotency,
+        forms=forms, leads=leads, capture=capture,
     )

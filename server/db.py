@@ -54,6 +54,15 @@ INDEXES: list[IndexSpec] = [
     _ix("audit_log", "target_id", ("at", DESCENDING)),
     _ix("audit_log", "actor_id", ("at", DESCENDING)),
     _ix("audit_log", "action", ("at", DESCENDING)),
+    # forms
+    _ix("forms", "slug", unique=True),
+    _ix("forms", "team_id"),
+    _ix("form_versions", "form_id", "version", unique=True),
+    # leads: one per phone (blind index); client-made ids live in _id
+    _ix("leads", "phone_bidx", unique=True, partial={"phone_bidx": {"$exists": True}}),
+    _ix("leads", "phone.v"),
+    _ix("lead_events", "lead_id"),
+    _ix("lead_events", "customer_id"),
     # coordination and idempotency
     _ix("idempotency_keys", "expires_at", ttl_s=0),
     _ix("rate_limits", "expires_at", ttl_s=0),

@@ -67,6 +67,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "team.not_found": {"zh-CN": "团队不存在", "en": "Team not found"},
     "team.name_taken": {"zh-CN": "团队名称已存在", "en": "A team with this name exists"},
     "team.version_mismatch": {"zh-CN": "团队已被他人修改，请刷新后重试", "en": "The team changed since you loaded it"},
+    "wechat.bad_encrypted_data": {"zh-CN": "微信加密数据无效", "en": "The WeChat encrypted data is invalid"},
+    "form.not_found": {"zh-CN": "表单不存在或已停用", "en": "Form not found or no longer active"},
+    "form.slug_taken": {"zh-CN": "表单标识已被使用", "en": "This form slug is taken"},
+    "form.version_mismatch": {"zh-CN": "表单已被他人修改，请刷新后重试", "en": "The form changed since you loaded it"},
+    "submission.invalid_answers": {"zh-CN": "表单填写有误", "en": "Some answers are invalid"},
+    "submission.phone_code_invalid": {"zh-CN": "手机号授权已失效，请重新授权", "en": "The phone-number code is invalid or used"},
+    "lead.not_found": {"zh-CN": "线索不存在", "en": "Lead not found"},
     "job.unknown": {"zh-CN": "未知的任务 {name}", "en": "Unknown job {name}"},
 }
 

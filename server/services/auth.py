@@ -65,6 +65,14 @@ class AuthService:
             raise Unauthorized("auth.invalid_token")
         return Actor.from_user(user), user
 
+    def actor_from_token(self, access_token: str) -> Actor:
+        """The caller named by a valid token, without a database read (public endpoints only)."""
+        try:
+            claims = self._tokens.decode_access(access_token)
+        except TokenError:
+            raise Unauthorized("auth.invalid_token") from None
+        return Actor(id=claims.user_id, role=claims.role)
+
     # ------------------------------------------------------------ logins
     async def password_login(self, username: str, password: str) -> dict:
         user = await self._users.by_username(username)

@@ -1,0 +1,207 @@
+"""Forms designed by admins and filled in by customers in the mini-program.
+
+A form's definition is versioned: every edit of its fields makes a new version, the previous one is
+kept in ``form_versions``, and each submission records the version it was made against.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from server.actor import Actor
+from server.clock import Clock
+from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
+from server.ids import maybe_oid, parse_oid
+from server.paging import Page, paginate
+from server.schemas.forms import DEFAULT_MAX_LENGTH, FormCreate, FormUpdate
+from server.security import normalise_mainland_mobile
+from server.services.audit import AuditService
+
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass
+class CleanAnswers:
+    """Validated answers plus what they mean for the lead."""
+
+    answers: dict[str, Any]
+    phone: str | None
+    lead_fields: dict[str, str]
+    tags: list[str]
+
+
+def _bad(field: str, code: str, message: str) -> dict:
+    return {"field": f"answers.{field}", "code": code, "message": message}
+
+
+def validate_answers(form: dict, answers: dict[str, Any], phone_from_code: str | None = None) -> CleanAnswers:
+    """Check answers against the form's own definition; every problem is named by its field."""
+    fields = {f["key"]: f for f in form["fields"]}
+    errors = [_bad(key, "unknown_field", "not a field of this form") for key in answers if key not in fields]
+    clean: dict[str, Any] = {}
+    phone = phone_from_code
+    lead_fields: dict[str, str] = {}
+    tags: list[str] = list(form.get("default_tags", []))
+    for key, spec in fields.items():
+        value = answers.get(key)
+        if spec["type"] == "phone" and phone_from_code and value in (None, ""):
+            value = phone_from_code
+        if value is None or value == "" or value == []:
+            if spec.get("required"):
+                errors.append(_bad(key, "required", "this field is required"))
+            continue
+        ok, result, message = _check_value(spec, value)
+        if not ok:
+            errors.append(_bad(key, "invalid", message))
+            continue
+        clean[key] = result
+        if spec["type"] == "phone":
+            phone = result
+        if spec.get("maps_to"):
+            lead_fields[spec["maps_to"]] = result if isinstance(result, str) else ",".join(map(str, result)) if isinstance(result, list) else str(result)
+        for option in spec.get("options") or []:
+            chosen = result if isinstance(result, list) else [result]
+            if option["value"] in chosen and option.get("tag"):
+                tags.append(option["tag"])
+    if errors:
+        raise Invalid("submission.invalid_answers", details=errors)
+    return CleanAnswers(answers=clean, phone=phone, lead_fields=lead_fields, tags=sorted(set(tags)))
+
+
+def _check_value(spec: dict, value: Any) -> tuple[bool, Any, str]:
+    kind = spec["type"]
+    if kind in ("text", "textarea", "email"):
+        if not isinstance(value, str):
+            return False, None, "must be text"
+        value = value.strip()
+        limit = spec.get("max_length") or DEFAULT_MAX_LENGTH[kind]
+        if len(value) > limit:
+            return False, None, f"longer than {limit} characters"
+        if spec.get("min_length") and len(value) < spec["min_length"]:
+            return False, None, f"shorter than {spec['min_length']} characters"
+        if kind == "email" and not _EMAIL_RE.match(value):
+            return False, None, "not an email address"
+        return True, value, ""
+    if kind == "phone":
+        normal = normalise_mainland_mobile(value) if isinstance(value, str) else None
+        return (True, normal, "") if normal else (False, None, "not a mainland mobile number")
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+            return False, None, "must be a number"
+        if spec.get("min") is not None and value < spec["min"]:
+            return False, None, f"below {spec['min']}"
+        if spec.get("max") is not None and value > spec["max"]:
+            return False, None, f"above {spec['max']}"
+        return True, value, ""
+    options = {o["value"] for o in spec.get("options") or []}
+    if kind == "select":
+        return (True, value, "") if isinstance(value, str) and value in options else (False, None, "not one of the options")
+    if kind == "multiselect":
+        if not isinstance(value, list) or not all(isinstance(v, str) and v in options for v in value):
+            return False, None, "every choice must be one of the options"
+        if len(set(value)) != len(value):
+            return False, None, "a choice is repeated"
+        return True, value, ""
+    if kind == "date":
+        if not isinstance(value, str) or len(value) != 10:
+            return False, None, "use YYYY-MM-DD"
+        try:
+            return True, date.fromisoformat(value).isoformat(), ""
+        except ValueError:
+            return False, None, "use YYYY-MM-DD"
+    return False, None, "unsupported field type"  # pragma: no cover - the schema allows no other type
+
+
+class FormService:
+    def __init__(self, db, clock: Clock, audit: AuditService) -> None:
+        self._forms = db["forms"]
+        self._versions = db["form_versions"]
+        self._teams = db["teams"]
+        self._clock = clock
+        self._audit = audit
+
+    async def create(self, actor: Actor, data: FormCreate) -> dict:
+        _require_admin(actor)
+        await self._existing_team(data.team_id)
+        now = self._clock.now()
+        doc = {**data.model_dump(), "version": 1, "created_at": now, "updated_at": now, "created_by": actor.id}
+        try:
+            result = await self._forms.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict("form.slug_taken", details=[{"field": "slug", "code": "taken", "message": "slug in use"}]) from None
+        doc["_id"] = result.inserted_id
+        await self._audit.record(actor, "form.create", target_type="form", target_id=str(doc["_id"]))
+        return doc
+
+    async def update(self, actor: Actor, form_id: str, data: FormUpdate, version: int) -> dict:
+        _require_admin(actor)
+        oid = parse_oid(form_id, "form.not_found")
+        changes = data.model_dump(exclude_unset=True, exclude={"version"})
+        if changes.get("team_id"):
+            await self._existing_team(changes["team_id"])
+        current = await self._forms.find_one({"_id": oid})
+        if current is None:
+            raise NotFound("form.not_found")
+        if current["version"] != version:
+            raise VersionMismatch("form.version_mismatch")
+        # Keep the definition submissions were made against before it changes.
+        await self._versions.update_one(
+            {"form_id": str(oid), "version": current["version"]},
+            {"$set": {"fields": current["fields"], "default_tags": current.get("default_tags", []), "title": current["title"], "saved_at": self._clock.now()}},
+            upsert=True,
+        )
+        doc = await self._forms.find_one_and_update(
+            {"_id": oid, "version": version},
+            {"$set": {**changes, "updated_at": self._clock.now()}, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            raise VersionMismatch("form.version_mismatch")
+        await self._audit.record(actor, "form.update", target_type="form", target_id=str(oid), details={"fields": sorted(changes)})
+        return doc
+
+    async def get(self, actor: Actor, form_id: str) -> dict:
+        _require_reader(actor)
+        doc = await self._forms.find_one({"_id": parse_oid(form_id, "form.not_found"), **self._scope(actor)})
+        if doc is None:
+            raise NotFound("form.not_found")
+        return doc
+
+    async def list(self, actor: Actor, limit: int, cursor: str | None) -> Page:
+        _require_reader(actor)
+        return await paginate(self._forms, self._scope(actor), limit=limit, cursor=cursor)
+
+    async def public(self, slug: str) -> dict:
+        """The active form by slug; an inactive or unknown one is simply not found."""
+        doc = await self._forms.find_one({"slug": slug, "active": True})
+        if doc is None:
+            raise NotFound("form.not_found")
+        return doc
+
+    async def version_of(self, form_id: str, version: int) -> dict | None:
+        return await self._versions.find_one({"form_id": form_id, "version": version})
+
+    def _scope(self, actor: Actor) -> dict:
+        return {} if actor.is_admin else {"team_id": actor.team_id or "-"}
+
+    async def _existing_team(self, team_id: str) -> None:
+        if await self._teams.find_one({"_id": maybe_oid(team_id)}, {"_id": 1}) is None:
+            raise Invalid("team.not_found", details=[{"field": "team_id", "code": "unknown", "message": "no such team"}])
+
+
+def _require_admin(actor: Actor) -> None:
+    if not actor.is_admin:
+        raise Forbidden("auth.forbidden")
+
+
+def _require_reader(actor: Actor) -> None:
+    if actor.role not in ("admin", "manager"):
+        raise Forbidden("auth.forbidden")
+
