@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only secrets. Production refuses to start with any of them.
@@ -159,5 +159,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides) -> Settings:
-    """Build the settings from the environment; keyword overrides win (used by tests and the CLI)."""
-    return Settings(**overrides)
+    """Build the settings from the environment; keyword overrides win (used by tests and the CLI).
+
+    Raises ``SettingsError`` (pydantic would wrap it in a ValidationError) with one readable line.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            (f"MPCRM_{str(err['loc'][0]).upper()}: " if err.get("loc") else "") + err["msg"].removeprefix("Value error, ")
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise SettingsError("; ".join(problems)) from None

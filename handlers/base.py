@@ -46,6 +46,9 @@ class Operation:
     status: int = 200
     tags: tuple[str, ...] = ()
     idempotent: bool = False  # accepts an Idempotency-Key header
+    # "user": load the user on every request (lockout at once). "token": verify the token only; the
+    # service's first write must re-check the user (see PoolService.claim) — saves a command.
+    auth: str = "user"
     extra_responses: dict[int, str] = field(default_factory=dict)
 
 
@@ -160,7 +163,9 @@ class ApiHandler(RequestHandler):
             if token:
                 self.actor = self.ctx.auth.actor_from_token(token)
             return
-        if token:
+        if token and spec.auth == "token":
+            self.actor = self.ctx.auth.actor_from_token(token)
+        elif token:
             self.actor, self.user_doc = await self.ctx.auth.authenticate(token)
         if self.actor is None:
             raise Unauthorized("auth.required")
@@ -274,7 +279,10 @@ class ApiHandler(RequestHandler):
             error = ApiError("internal", 500)
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("X-Request-Id", getattr(self, "request_id", ""))
+        if not getattr(self, "request_id", None):  # refused before prepare (e.g. a method Tornado rejects)
+            incoming = self.request.headers.get("X-Request-Id", "")
+            self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        self.set_header("X-Request-Id", self.request_id)
         for name, value in error.headers.items():
             self.set_header(name, value)
         envelope = {"error": {"code": error.code, "message": error.message(self.language), "details": error.details}}
@@ -293,5 +301,6 @@ class NotFoundHandler(ApiHandler):
     """Every unknown path: a 404 in the envelope, for every method."""
 
     async def prepare(self) -> None:
-        self.request_id = uuid.uuid4().hex
+        incoming = self.request.headers.get("X-Request-Id", "")
+        self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         raise ApiError("request.not_found", 404)

@@ -2,14 +2,72 @@
 
 from __future__ import annotations
 
+from bson import ObjectId
+
 from handlers.base import ApiHandler, operation
-from server.schemas.leads import LeadDetailOut, RevealIn, RevealOut
+from server.schemas.common import PageQuery
+from server.schemas.leads import (
+    AssignIn, EventPage, FollowupCreate, FollowupOut, LeadCreate, LeadDetailOut, LeadListQuery, LeadOut,
+    LeadPage, LeadUpdate, PoolQuery, ReleaseIn, RevealIn, RevealOut, StageChange,
+)
+from server.services.users import public_id
+
+MANAGERS = ("manager", "admin")
+FIELD_STAFF = ("rep", "manager")
+
+
+def lead_page(ctx, page) -> dict:
+    return {"items": [ctx.leads.out(d) for d in page.items], "next_cursor": page.next_cursor}
+
+
+class LeadListHandler(ApiHandler):
+    @operation("List leads in your scope, newest activity first or by next follow-up", query=LeadListQuery, response=LeadPage, tags=("leads",))
+    async def get(self) -> None:
+        page = await self.ctx.leads.list(self.actor, self.parse_query(LeadListQuery))
+        self.write_model(LeadPage, lead_page(self.ctx, page))
+
+    @operation(
+        "Capture a lead (you own it); Idempotency-Key and your own id accepted",
+        roles=FIELD_STAFF + ("admin",), body=LeadCreate, response=LeadDetailOut, status=201, idempotent=True, tags=("leads",),
+        extra_responses={409: "A lead with this phone exists, or the key is still running"},
+    )
+    async def post(self) -> None:
+        body = self.parse_body(LeadCreate)
+        key = self.idempotency_key()
+        lead_id = body.id
+        if key:
+            claim = await self.ctx.idempotency.begin(f"user:{self.actor.id}", key, self.request_fingerprint(), body.id or str(ObjectId()), self.ctx.leads.exists)
+            lead_id = claim.resource_id
+            if claim.replay:
+                self.write_model(LeadDetailOut, self.ctx.leads.out(await self.ctx.leads.get(self.actor, lead_id)), 201)
+                return
+            try:
+                doc, _ = await self.ctx.leads.create(self.actor, body, lead_id)
+            except BaseException:
+                await self.ctx.idempotency.abandon(claim)
+                raise
+        else:
+            doc, _ = await self.ctx.leads.create(self.actor, body, lead_id)
+        self.write_model(LeadDetailOut, self.ctx.leads.out(doc), 201)
 
 
 class LeadHandler(ApiHandler):
     @operation("A lead in full (phone masked)", response=LeadDetailOut, tags=("leads",))
     async def get(self, lead_id: str) -> None:
         doc = await self.ctx.leads.get(self.actor, lead_id)
+        self.write_model(LeadDetailOut, self.ctx.leads.out(doc))
+
+    @operation("Edit a lead's details (send version or If-Match; 412 when stale)", body=LeadUpdate, response=LeadDetailOut, tags=("leads",))
+    async def patch(self, lead_id: str) -> None:
+        body = self.parse_body(LeadUpdate)
+        doc = await self.ctx.leads.update(self.actor, lead_id, body, self.expected_version(body.version))
+        self.write_model(LeadDetailOut, self.ctx.leads.out(doc))
+
+
+class StageHandler(ApiHandler):
+    @operation("Move a lead along its lifecycle (409 lists the allowed moves)", body=StageChange, response=LeadDetailOut, tags=("leads",))
+    async def post(self, lead_id: str) -> None:
+        doc = await self.ctx.leads.change_stage(self.actor, lead_id, self.parse_body(StageChange))
         self.write_model(LeadDetailOut, self.ctx.leads.out(doc))
 
 
@@ -21,7 +79,61 @@ class RevealHandler(ApiHandler):
         self.write_model(RevealOut, {"field": body.field, "value": value})
 
 
+class FollowupListHandler(ApiHandler):
+    @operation("Log a call, visit (with check-in), WeChat chat, meeting or note", body=FollowupCreate, response=FollowupOut, status=201, tags=("leads",))
+    async def post(self, lead_id: str) -> None:
+        doc, _ = await self.ctx.followups.add(self.actor, lead_id, self.parse_body(FollowupCreate))
+        self.write_model(FollowupOut, public_id(doc), 201)
+
+
+class TimelineHandler(ApiHandler):
+    @operation("The lead's timeline, newest first", query=PageQuery, response=EventPage, tags=("leads",))
+    async def get(self, lead_id: str) -> None:
+        query = self.parse_query(PageQuery)
+        page = await self.ctx.leads.timeline(self.actor, lead_id, query.limit, query.cursor)
+        self.write_model(EventPage, {"items": [public_id(e) for e in page.items], "next_cursor": page.next_cursor})
+
+
+class PoolHandler(ApiHandler):
+    @operation("Leads in your team's public pool", query=PoolQuery, response=LeadPage, tags=("pool",))
+    async def get(self) -> None:
+        query = self.parse_query(PoolQuery)
+        page = await self.ctx.pool.list(self.actor, query.limit, query.cursor, query.tag)
+        self.write_model(LeadPage, lead_page(self.ctx, page))
+
+
+class ClaimHandler(ApiHandler):
+    @operation("Claim a lead from the pool (409 if someone was faster)", roles=FIELD_STAFF, response=LeadOut, auth="token", tags=("pool",))
+    async def post(self, lead_id: str) -> None:
+        doc = await self.ctx.pool.claim(self.actor, lead_id)
+        self.write_model(LeadOut, self.ctx.leads.out(doc))
+
+
+class ReleaseHandler(ApiHandler):
+    @operation("Put a lead back in the pool, with a reason", body=ReleaseIn, response=LeadOut, tags=("pool",))
+    async def post(self, lead_id: str) -> None:
+        body = self.parse_body(ReleaseIn)
+        doc = await self.ctx.pool.release(self.actor, lead_id, body.reason)
+        self.write_model(LeadOut, self.ctx.leads.out(doc))
+
+
+class AssignHandler(ApiHandler):
+    @operation("Give a lead to a member of its team (managers and admins)", roles=MANAGERS, body=AssignIn, response=LeadOut, tags=("pool",))
+    async def post(self, lead_id: str) -> None:
+        body = self.parse_body(AssignIn)
+        doc = await self.ctx.pool.assign(self.actor, lead_id, body.owner_id, body.reason)
+        self.write_model(LeadOut, self.ctx.leads.out(doc))
+
+
 routes = [
+    (r"/api/v1/leads", LeadListHandler),
+    (r"/api/v1/pool", PoolHandler),
     (r"/api/v1/leads/(?P<lead_id>[^/]+)", LeadHandler),
+    (r"/api/v1/leads/(?P<lead_id>[^/]+)/stage", StageHandler),
     (r"/api/v1/leads/(?P<lead_id>[^/]+)/reveal", RevealHandler),
+    (r"/api/v1/leads/(?P<lead_id>[^/]+)/followups", FollowupListHandler),
+    (r"/api/v1/leads/(?P<lead_id>[^/]+)/timeline", TimelineHandler),
+    (r"/api/v1/leads/(?P<lead_id>[^/]+)/claim", ClaimHandler),
+    (r"/api/v1/leads/(?P<lead_id>[^/]+)/release", ReleaseHandler),
+    (r"/api/v1/leads/(?P<lead_id>[^/]+)/assign", AssignHandler),
 ]

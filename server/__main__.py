@@ -1,4 +1,4 @@
-"""``python -m server <command>``: run, create-user, ensure-indexes, run-job, seed-demo.
+"""``python -m server <command>``: run, create-user, ensure-indexes, run-job, seed-demo, rotate-field-key.
 
 Start-up is a chain of small steps (settings → logging → database → context → app → server), and
 shutdown undoes them in reverse: stop accepting requests, let in-flight ones finish, stop the
@@ -145,6 +145,13 @@ async def ensure_indexes_command(settings: Settings) -> list[str]:
         return await ensure_indexes(database.db)
 
 
+async def rotate_field_key_command(settings: Settings) -> dict:
+    from server.services.keys import rotate_field_key
+
+    async with open_context(settings) as ctx:
+        return {"key_version": ctx.cipher.current_version, "re_encrypted": await rotate_field_key(ctx.db, ctx.cipher)}
+
+
 async def seed_demo_command(settings: Settings) -> dict:
     from server.seed import seed_demo
 
@@ -174,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     rj.add_argument("name")
     rj.add_argument("--now", type=_parse_now)
     sub.add_parser("seed-demo", help="create demo teams, users and data")
+    sub.add_parser("rotate-field-key", help="re-encrypt personal fields under MPCRM_FIELD_KEY_VERSION")
     return parser
 
 
@@ -195,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             result = {"indexes": asyncio.run(ensure_indexes_command(settings))}
         elif args.command == "run-job":
             result = asyncio.run(run_job_command(settings, args.name, args.now))
+        elif args.command == "rotate-field-key":
+            result = asyncio.run(rotate_field_key_command(settings))
         else:
             result = asyncio.run(seed_demo_command(settings))
     except (StartupError, EmbeddedError) as exc:

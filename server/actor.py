@@ -14,6 +14,7 @@ class Actor:
     team_id: str | None = None
     name: str = ""
     finance: bool = False
+    token_version: int | None = None  # set when only the token was checked (see ApiHandler)
 
     @property
     def is_admin(self) -> bool:

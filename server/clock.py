@@ -5,9 +5,25 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 
+def _bson_precision(moment: datetime) -> datetime:
+    """BSON datetimes hold milliseconds: a value we return must equal the one we store."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A datetime read back from the database, as an aware UTC datetime.
+
+    nx-27017 returns a top-level field written by ``$set`` on an existing document as a naive UTC
+    string ('2026-11-23 01:02:00.123000'), not a datetime; real MongoDB returns the datetime.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
 class Clock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return _bson_precision(datetime.now(timezone.utc))
 
 
 class FixedClock(Clock):
@@ -19,7 +35,7 @@ class FixedClock(Clock):
         self.at = at.astimezone(timezone.utc)
 
     def now(self) -> datetime:
-        return self.at
+        return _bson_precision(self.at)
 
     def advance(self, **delta: float) -> datetime:
         self.at += timedelta(**delta)

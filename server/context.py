@@ -15,9 +15,11 @@ from server.security import FieldCipher, Passwords, Tokens
 from server.services.audit import AuditService
 from server.services.auth import AuthService
 from server.services.capture import CaptureService
+from server.services.followups import FollowupService
 from server.services.forms import FormService
 from server.services.idempotency import IdempotencyService
 from server.services.leads import LeadService
+from server.services.pool import PoolService
 from server.services.ratelimit import RateLimiter
 from server.services.users import UserService
 from server.services.wechat import WechatClient
@@ -39,6 +41,8 @@ class AppContext:
     forms: FormService
     leads: LeadService
     capture: CaptureService
+    followups: FollowupService
+    pool: PoolService
 
     @property
     def db(self):
@@ -60,8 +64,10 @@ def build_context(settings: Settings, database: Database, clock: Clock | None = 
     forms = FormService(db, clock, audit)
     leads = LeadService(db, clock, cipher, audit)
     capture = CaptureService(settings, forms, leads, limiter, idempotency, wechat)
+    followups = FollowupService(db, clock, leads)
+    pool = PoolService(db, clock, leads, users, settings.tz)
     return AppContext(
         settings=settings, database=database, clock=clock, tokens=tokens, cipher=cipher,
         audit=audit, users=users, wechat=wechat, auth=auth, limiter=limiter, idempotency=idempotency,
-        forms=forms, leads=leads, capture=capture,
+        forms=forms, leads=leads, capture=capture, followups=followups, pool=pool,
     )

@@ -61,6 +61,17 @@ INDEXES: list[IndexSpec] = [
     # leads: one per phone (blind index); client-made ids live in _id
     _ix("leads", "phone_bidx", unique=True, partial={"phone_bidx": {"$exists": True}}),
     _ix("leads", "phone.v"),
+    _ix("leads", "owner_id", ("updated_at", DESCENDING)),
+    _ix("leads", "team_id", ("updated_at", DESCENDING)),
+    _ix("leads", ("updated_at", DESCENDING)),
+    _ix("leads", "owner_id", "next_followup_at"),
+    _ix("leads", "team_id", "next_followup_at"),
+    _ix("leads", "next_followup_at"),
+    _ix("leads", "team_id", "pool", ("updated_at", DESCENDING)),
+    _ix("scope_exits", "user_id", "at"),
+    _ix("scope_exits", "at", ttl_s=90 * 86400),
+    _ix("followups", "lead_id", ("occurred_at", DESCENDING)),
+    _ix("followups", "author_id", ("updated_at", DESCENDING)),
     _ix("lead_events", "lead_id"),
     _ix("lead_events", "customer_id"),
     # coordination and idempotency

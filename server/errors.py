@@ -74,6 +74,17 @@ MESSAGES: dict[str, dict[str, str]] = {
     "submission.invalid_answers": {"zh-CN": "表单填写有误", "en": "Some answers are invalid"},
     "submission.phone_code_invalid": {"zh-CN": "手机号授权已失效，请重新授权", "en": "The phone-number code is invalid or used"},
     "lead.not_found": {"zh-CN": "线索不存在", "en": "Lead not found"},
+    "lead.version_mismatch": {"zh-CN": "线索已被他人修改，请刷新后重试", "en": "The lead changed since you loaded it"},
+    "lead.invalid_transition": {"zh-CN": "线索不能从 {from} 变为 {to}", "en": "A lead cannot move from {from} to {to}"},
+    "lead.reason_required": {"zh-CN": "请填写原因", "en": "This change needs a reason"},
+    "lead.duplicate": {"zh-CN": "该手机号的线索已存在", "en": "A lead with this phone number exists"},
+    "lead.id_taken": {"zh-CN": "该线索编号已被使用", "en": "This lead id is taken"},
+    "pool.claim_lost": {"zh-CN": "手慢了，该线索已被他人领取", "en": "Someone else claimed this lead first"},
+    "pool.at_capacity": {"zh-CN": "已达到保有量上限（{capacity}）", "en": "You are at your capacity ({capacity} open leads)"},
+    "pool.daily_limit": {"zh-CN": "今日领取已达上限（{limit}）", "en": "You reached today's claim limit ({limit})"},
+    "pool.cooldown": {"zh-CN": "释放后 {days} 天内不能重新领取", "en": "You released this lead; you may claim it again after {days} days"},
+    "pool.not_owner": {"zh-CN": "只能释放自己的线索", "en": "You can only release your own leads"},
+    "pool.bad_assignee": {"zh-CN": "只能分配给本团队的在职销售", "en": "Assign to an active member of the lead's team"},
     "job.unknown": {"zh-CN": "未知的任务 {name}", "en": "Unknown job {name}"},
 }
 

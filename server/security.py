@@ -56,6 +56,7 @@ class AccessClaims:
     role: str
     token_version: int
     jti: str
+    team_id: str | None = None
 
 
 class TokenError(Exception):
@@ -72,7 +73,7 @@ class Tokens:
         self._audience = settings.jwt_audience
         self.access_ttl = settings.access_token_ttl_s
 
-    def issue_access(self, *, user_id: str, role: str, token_version: int, now: datetime) -> str:
+    def issue_access(self, *, user_id: str, role: str, token_version: int, now: datetime, team_id: str | None = None) -> str:
         claims = {
             "iss": self._issuer,
             "aud": self._audience,
@@ -80,6 +81,7 @@ class Tokens:
             "typ": ACCESS,
             "role": role,
             "tv": token_version,
+            "tid": team_id,
             "iat": int(now.timestamp()),
             "nbf": int(now.timestamp()) - 5,
             "exp": int((now + timedelta(seconds=self.access_ttl)).timestamp()),
@@ -106,7 +108,9 @@ class Tokens:
             raise TokenError(str(exc)) from exc
         if claims.get("typ") != ACCESS or not isinstance(claims.get("tv"), int):
             raise TokenError("not an access token")
-        return AccessClaims(user_id=claims["sub"], role=claims["role"], token_version=claims["tv"], jti=claims["jti"])
+        return AccessClaims(
+            user_id=claims["sub"], role=claims["role"], token_version=claims["tv"], jti=claims["jti"], team_id=claims.get("tid")
+        )
 
 
 def new_opaque_token(prefix: str = "") -> str:

@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from config.settings import Settings  # noqa: E402
-from index_check import CommandRecorder, unserved  # noqa: E402
+from index_check import CommandRecorder, bare_datetime_writes, unserved  # noqa: E402
 from miniprogram_stub.wechat_api import StubState, make_stub_app  # noqa: E402
 from server.actor import Actor  # noqa: E402
 from server.app import make_app  # noqa: E402
@@ -110,6 +110,9 @@ def ctx(io_loop, mongo_uri, settings, recorder, clock, db_name) -> AppContext:
     missing = unserved(recorder.shapes())
     if missing:
         pytest.fail("queries with no index declared in server/db.py:\n  " + "\n  ".join(missing), pytrace=False)
+    bare = bare_datetime_writes(recorder.commands)
+    if bare:
+        pytest.fail("datetimes written with an update operator (see docs/mongodb-compat.md):\n  " + "\n  ".join(bare), pytrace=False)
 
 
 @pytest.fixture

@@ -153,14 +153,47 @@ def serves(keys: tuple, shape: QueryShape) -> bool:
 
 def unserved(shapes: list[QueryShape]) -> list[str]:
     by_collection: dict[str, list[tuple]] = {}
+    unique: dict[str, list[set]] = {}
     for spec in INDEXES:
         by_collection.setdefault(spec.collection, []).append(spec.keys)
+        if spec.unique:
+            unique.setdefault(spec.collection, []).append({k for k, _ in spec.keys})
     missing = []
     for shape in shapes:
         if "_id" in shape.eq:
             continue
         if not shape.eq and not shape.ranges and shape.sort in ((), (("_id", 1),), (("_id", -1),)):
             continue  # the whole collection in _id order (admin lists), served by _id
+        if any(keys <= shape.eq for keys in unique.get(shape.collection, [])):
+            continue  # an exact match on a unique index finds at most one document
         if not any(serves(keys, shape) for keys in by_collection.get(shape.collection, [])):
             missing.append(shape.describe())
     return sorted(set(missing))
+
+
+_DATETIME_OPS = ("$set", "$push", "$addToSet", "$max", "$min")
+
+
+def bare_datetime_writes(events) -> list[str]:
+    """Update operators that write a bare datetime value. nx-27017 stores those as strings, so the
+    code writes datetimes inside documents, by replacement, or with ``$currentDate`` instead."""
+    from datetime import datetime
+
+    found = []
+    for event in events:
+        cmd = event.command
+        if event.command_name == "update":
+            updates = [u.get("u", {}) for u in cmd.get("updates", [])]
+        elif event.command_name == "findAndModify":
+            updates = [cmd.get("update") or {}]
+        else:
+            continue
+        for update in updates:
+            if not isinstance(update, dict):
+                continue
+            for op in _DATETIME_OPS:
+                for path, value in (update.get(op) or {}).items():
+                    values = value.get("$each", []) if isinstance(value, dict) and "$each" in value else [value]
+                    if any(isinstance(v, datetime) for v in values):
+                        found.append(f"{event.command_name} {cmd.get(event.command_name)}: {op} {path}")
+    return sorted(set(found))

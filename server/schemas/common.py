@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
@@ -30,7 +30,10 @@ class PageQuery(QueryModel):
 
 
 # Datetimes leave the API as ISO 8601 with an explicit UTC offset.
-IsoDatetime = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str)]
+# A naive value is UTC read back from the embedded database (see server.clock.as_utc): say so.
+IsoDatetime = Annotated[
+    datetime, PlainSerializer(lambda d: (d if d.tzinfo else d.replace(tzinfo=timezone.utc)).isoformat(), return_type=str)
+]
 
 
 class OutModel(BaseModel):

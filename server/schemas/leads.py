@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from server.schemas.common import IsoDatetime, OutModel, RequestModel
+from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
+from server.schemas.users import OBJECT_ID_PATTERN, Tag
 
 RevealField = Literal["phone"]
 
@@ -73,3 +75,117 @@ class EventOut(OutModel):
     actor_id: str | None = None
     actor_role: str | None = None
     data: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------- requests
+
+LEAD_ID_PATTERN = r"^([0-9a-f]{24}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+Stage = Literal["new", "contacted", "qualified", "customer", "retained", "at_risk", "churned", "won_back", "lost"]
+Level = Literal["A", "B", "C"]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("give a UTC offset, e.g. 2026-11-23T09:00:00+08:00")
+    return value
+
+
+class LeadCreate(RequestModel):
+    id: str | None = Field(None, pattern=LEAD_ID_PATTERN, description="Your own UUID, for offline capture")
+    name: str = Field(min_length=1, max_length=64)
+    phone: str | None = Field(None, max_length=32)
+    company: str | None = Field(None, max_length=100)
+    email: str | None = Field(None, max_length=254)
+    city: str | None = Field(None, max_length=64)
+    tags: list[Tag] = Field(default_factory=list, max_length=32)
+    notes: str | None = Field(None, max_length=2000)
+    level: Level | None = None
+    next_followup_at: datetime | None = None
+
+    _tz = field_validator("next_followup_at")(_aware)
+
+
+class LeadUpdate(Versioned):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    company: str | None = Field(None, max_length=100)
+    email: str | None = Field(None, max_length=254)
+    city: str | None = Field(None, max_length=64)
+    tags: list[Tag] | None = Field(None, max_length=32)
+    notes: str | None = Field(None, max_length=2000)
+    level: Level | None = None
+    locked: bool | None = Field(None, description="Locked leads are never reclaimed to the pool")
+    next_followup_at: datetime | None = None
+
+    _tz = field_validator("next_followup_at")(_aware)
+
+
+class LeadListQuery(PageQuery):
+    stage: Stage | None = None
+    tag: str | None = Field(None, max_length=32)
+    owner_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
+    q: str | None = Field(None, min_length=1, max_length=50, description="Prefix of the name or company")
+    phone: str | None = Field(None, max_length=32, description="Exact phone number")
+    layer: Level | None = None
+    sort: Literal["updated", "next_followup"] = "updated"
+
+
+class StageChange(Versioned):
+    to: Stage
+    reason: str | None = Field(None, min_length=1, max_length=500)
+
+
+class LocationIn(RequestModel):
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    address: str | None = Field(None, max_length=200)
+    accuracy_m: float | None = Field(None, ge=0, le=100000)
+
+
+FollowupKind = Literal["call", "visit", "wechat", "meeting", "note"]
+
+
+class FollowupCreate(RequestModel):
+    id: str | None = Field(None, pattern=LEAD_ID_PATTERN, description="Your own UUID, for offline capture")
+    kind: FollowupKind
+    content: str = Field(min_length=1, max_length=2000)
+    location: LocationIn | None = None
+    occurred_at: datetime | None = Field(None, description="When it happened (offline capture); default now")
+    next_followup_at: datetime | None = None
+
+    _tz = field_validator("next_followup_at", "occurred_at")(_aware)
+
+
+class ReleaseIn(RequestModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class AssignIn(RequestModel):
+    owner_id: str = Field(pattern=OBJECT_ID_PATTERN)
+    reason: str | None = Field(None, max_length=500)
+
+
+class PoolQuery(PageQuery):
+    tag: str | None = Field(None, max_length=32)
+
+
+class FollowupOut(OutModel):
+    id: str
+    lead_id: str
+    kind: str
+    content: str
+    location: dict | None = None
+    author_id: str
+    occurred_at: IsoDatetime
+    next_followup_at: IsoDatetime | None = None
+    created_at: IsoDatetime
+    updated_at: IsoDatetime
+
+
+class LeadPage(OutModel):
+    items: list[LeadOut]
+    next_cursor: str | None = None
+
+
+class EventPage(OutModel):
+    items: list[EventOut]
+    next_cursor: str | None = None

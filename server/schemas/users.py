@@ -46,6 +46,7 @@ class UserOut(OutModel):
     capacity: int | None = None
     finance: bool = False
     active: bool
+    open_leads: int = 0
     wechat_bound: bool = False
     version: int
     created_at: IsoDatetime
@@ -63,16 +64,30 @@ class BindCodeOut(OutModel):
     expires_at: IsoDatetime
 
 
+class PoolSettings(RequestModel):
+    """The team's public-pool rules (公海规则)."""
+
+    claim_daily_limit: int = Field(20, ge=0, le=1000, description="Leads a rep may claim per day")
+    release_cooldown_days: int = Field(7, ge=0, le=365, description="Days before a rep may re-claim a lead they released")
+
+
 class TeamCreate(RequestModel):
     name: str = Field(min_length=1, max_length=64)
     description: str | None = Field(None, max_length=500)
     active: bool = True
+    pool: PoolSettings = Field(default_factory=PoolSettings)
 
 
 class TeamUpdate(Versioned):
     name: str | None = Field(None, min_length=1, max_length=64)
     description: str | None = Field(None, max_length=500)
     active: bool | None = None
+    pool: PoolSettings | None = None
+
+
+class PoolSettingsOut(OutModel):
+    claim_daily_limit: int = 20
+    release_cooldown_days: int = 7
 
 
 class TeamOut(OutModel):
@@ -80,6 +95,7 @@ class TeamOut(OutModel):
     name: str
     description: str | None = None
     active: bool
+    pool: PoolSettingsOut = PoolSettingsOut()
     version: int
     created_at: IsoDatetime
     updated_at: IsoDatetime

@@ -66,12 +66,13 @@ class AuthService:
         return Actor.from_user(user), user
 
     def actor_from_token(self, access_token: str) -> Actor:
-        """The caller named by a valid token, without a database read (public endpoints only)."""
+        """The caller named by a valid token, without a database read: for public endpoints, and for
+        operations whose first write re-checks the user (active, same ``token_version``) itself."""
         try:
             claims = self._tokens.decode_access(access_token)
         except TokenError:
             raise Unauthorized("auth.invalid_token") from None
-        return Actor(id=claims.user_id, role=claims.role)
+        return Actor(id=claims.user_id, role=claims.role, team_id=claims.team_id, token_version=claims.token_version)
 
     # ------------------------------------------------------------ logins
     async def password_login(self, username: str, password: str) -> dict:
@@ -92,7 +93,7 @@ class AuthService:
         # Keep the session key (encrypted) for the older encryptedData flow; it never leaves the server.
         await self._users_col.update_one(
             {"_id": user["_id"]},
-            {"$set": {"wechat_session": self._cipher.encrypt(session.session_key, str(user["_id"])), "last_login_at": self._clock.now()}},
+            {"$set": {"wechat_session": self._cipher.encrypt(session.session_key, str(user["_id"]))}, "$currentDate": {"last_login_at": True}},
         )
         return await self.issue_tokens(user, family_id=None)
 
@@ -137,7 +138,7 @@ class AuthService:
             raise Conflict("auth.openid_bound")
         # Consume the code atomically: of two racing binds, one wins.
         used = await self._bind_codes.find_one_and_update(
-            {"_id": code_hash, "used_at": None}, {"$set": {"used_at": now}}, return_document=ReturnDocument.AFTER
+            {"_id": code_hash, "used_at": None}, {"$currentDate": {"used_at": True}}, return_document=ReturnDocument.AFTER
         )
         if used is None:
             raise Unauthorized("auth.bind_code_invalid")
@@ -145,12 +146,12 @@ class AuthService:
             # The staff member had opened the mini-program as a customer first: retire that account.
             await self._users_col.update_one(
                 {"_id": holder["_id"]},
-                {"$unset": {"openid": ""}, "$set": {"active": False, "retired_into": str(staff["_id"]), "updated_at": now}, "$inc": {"token_version": 1}},
+                {"$unset": {"openid": ""}, "$set": {"active": False, "retired_into": str(staff["_id"])}, "$currentDate": {"updated_at": True}, "$inc": {"token_version": 1}},
             )
         try:
             staff = await self._users_col.find_one_and_update(
                 {"_id": staff["_id"]},
-                {"$set": {"openid": openid, "updated_at": now}, "$inc": {"version": 1}},
+                {"$set": {"openid": openid}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
@@ -175,7 +176,7 @@ class AuthService:
             }
         )
         access = self._tokens.issue_access(
-            user_id=str(user["_id"]), role=user["role"], token_version=user.get("token_version", 1), now=now
+            user_id=str(user["_id"]), role=user["role"], token_version=user.get("token_version", 1), now=now, team_id=user.get("team_id")
         )
         return {"access_token": access, "refresh_token": refresh_token, "expires_in": self._tokens.access_ttl, "user": user}
 
@@ -184,7 +185,7 @@ class AuthService:
         digest = token_hash(refresh_token)
         spent = await self._refresh.find_one_and_update(
             {"_id": digest, "used_at": None, "revoked": False, "expires_at": {"$gt": now}},
-            {"$set": {"used_at": now}},
+            {"$currentDate": {"used_at": True}},
             return_document=ReturnDocument.AFTER,
         )
         if spent is None:

@@ -144,6 +144,11 @@ class FormService:
         _require_admin(actor)
         oid = parse_oid(form_id, "form.not_found")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
+        nulls = [k for k, v in changes.items() if v is None and k != "description"]
+        if nulls:  # only the description may be cleared; a null title/fields/team would break the form
+            raise Invalid("request.invalid", details=[{"field": k, "code": "null", "message": "may not be null"} for k in nulls])
+        if data.fields is not None:  # exclude_unset is recursive: dump fields whole so defaults (required=False) are stored
+            changes["fields"] = [f.model_dump() for f in data.fields]
         if changes.get("team_id"):
             await self._existing_team(changes["team_id"])
         current = await self._forms.find_one({"_id": oid})
@@ -152,14 +157,14 @@ class FormService:
         if current["version"] != version:
             raise VersionMismatch("form.version_mismatch")
         # Keep the definition submissions were made against before it changes.
-        await self._versions.update_one(
+        await self._versions.replace_one(
             {"form_id": str(oid), "version": current["version"]},
-            {"$set": {"fields": current["fields"], "default_tags": current.get("default_tags", []), "title": current["title"], "saved_at": self._clock.now()}},
+            {"form_id": str(oid), "version": current["version"], "fields": current["fields"], "default_tags": current.get("default_tags", []), "title": current["title"], "saved_at": self._clock.now()},
             upsert=True,
         )
         doc = await self._forms.find_one_and_update(
             {"_id": oid, "version": version},
-            {"$set": {**changes, "updated_at": self._clock.now()}, "$inc": {"version": 1}},
+            {**({"$set": changes} if changes else {}), "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:

@@ -73,7 +73,7 @@ class IdempotencyService:
             raise Conflict("idempotency.in_progress", headers={"Retry-After": "2"})
         taken = await self._col.find_one_and_update(
             {"_id": doc_id, "started_at": existing["started_at"]},
-            {"$set": {"started_at": now}},
+            {"$currentDate": {"started_at": True}},
             return_document=ReturnDocument.AFTER,
         )
         if taken is None:

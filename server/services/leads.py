@@ -7,6 +7,7 @@ all. Anything outside the caller's scope is "not found", exactly like an id that
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,15 +17,25 @@ from pymongo.errors import DuplicateKeyError
 
 from server.actor import Actor
 from server.clock import Clock
-from server.errors import NotFound
+from server.errors import Conflict, Invalid, NotFound, VersionMismatch
 from server.paging import Page, paginate
-from server.security import FieldCipher, mask_phone
+from server.schemas.leads import LeadCreate, LeadListQuery, LeadUpdate, StageChange
+from server.security import FieldCipher, mask_phone, normalise_mainland_mobile
 from server.services.audit import AuditService
 from server.services.forms import CleanAnswers
-from server.services.lifecycle import public_status
+from server.services.lifecycle import OPEN_STAGES, REASON_REQUIRED, allowed_targets, public_status
 from server.services.ratelimit import too_many
 
 SUBMISSION_KINDS = ("created", "resubmitted")
+# Compact list items for phones: no notes, answers or ciphertexts.
+LIST_PROJECTION = {"notes": 0, "answers": 0, "phone": 0, "recent_submits": 0, "customer_ids": 0, "cooldowns": 0}
+
+
+def _user_oid(user_id: str) -> ObjectId | None:
+    try:
+        return ObjectId(user_id)
+    except Exception:
+        return None
 
 
 def new_lead_id() -> str:
@@ -36,6 +47,8 @@ class LeadService:
     def __init__(self, db, clock: Clock, cipher: FieldCipher, audit: AuditService) -> None:
         self._leads = db["leads"]
         self._events = db["lead_events"]
+        self._users = db["users"]
+        self._scope_exits = db["scope_exits"]
         self._clock = clock
         self._cipher = cipher
         self._audit = audit
@@ -101,10 +114,7 @@ class LeadService:
             for _ in range(2):  # a racing first submission of the same phone may win the insert
                 existing = await self._leads.find_one_and_update(
                     {"phone_bidx": bidx},
-                    {
-                        "$push": {"recent_submits": {"$each": [now], "$slice": -(phone_limit_per_minute + 1)}},
-                        "$set": {"last_submitted_at": now},
-                    },
+                    {"$push": {"recent_submits": {"$each": [now.timestamp()], "$slice": -(phone_limit_per_minute + 1)}}},
                     projection={"stage": 1, "recent_submits": 1},
                     return_document=ReturnDocument.AFTER,
                 )
@@ -124,12 +134,12 @@ class LeadService:
         return lead_id, True
 
     async def _resubmitted(self, lead: dict, now: datetime, limit: int, submission_id: ObjectId, data: dict, customer_id: str | None) -> None:
-        recent = lead.get("recent_submits") or []
-        if len(recent) > limit and recent[0] > now - timedelta(minutes=1):
-            raise too_many(recent[0] + timedelta(minutes=1) - now)
+        recent = lead.get("recent_submits") or []  # epoch seconds of the last few submissions
+        if len(recent) > limit and recent[0] > now.timestamp() - 60:
+            raise too_many(timedelta(seconds=recent[0] + 60 - now.timestamp()))
         if lead.get("stage") == "churned":
             # A churned customer who comes back: flag for win-back, the owner decides.
-            await self._leads.update_one({"_id": lead["_id"]}, {"$set": {"winback_candidate": True, "updated_at": now}, "$inc": {"version": 1}})
+            await self._leads.update_one({"_id": lead["_id"]}, {"$set": {"winback_candidate": True}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}})
             data = {**data, "winback_candidate": True}
         await self.add_event(lead["_id"], "resubmitted", None, data, event_id=submission_id, customer_id=customer_id, at=now)
 
@@ -151,8 +161,7 @@ class LeadService:
             "pool": False,
             "answers": answers,
             "customer_ids": [customer_id] if customer_id else [],
-            "recent_submits": [now],
-            "last_submitted_at": now,
+            "recent_submits": [now.timestamp()],
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -189,7 +198,7 @@ class LeadService:
 
     async def my_submissions(self, actor: Actor, limit: int, cursor: str | None) -> Page:
         """A customer's own submissions with each lead's public status; never staff data."""
-        page = await paginate(self._events, {"customer_id": actor.id}, limit=limit, cursor=cursor, projection={"kind": 1, "lead_id": 1, "at": 1, "data.form_slug": 1, "data.form_title": 1})
+        page = await paginate(self._events, {"customer_id": actor.id}, limit=limit, cursor=cursor, projection={"kind": 1, "lead_id": 1, "at": 1, "data": 1})
         lead_ids = list({e["lead_id"] for e in page.items})
         stages = {d["_id"]: d["stage"] for d in await self._leads.find({"_id": {"$in": lead_ids}}, {"stage": 1}).to_list(None)} if lead_ids else {}
         page.items = [
@@ -204,6 +213,149 @@ class LeadService:
             if e.get("kind") in SUBMISSION_KINDS
         ]
         return page
+
+    # ------------------------------------------------------------ the rep's workspace
+    async def create(self, actor: Actor, data: LeadCreate, lead_id: str | None = None) -> tuple[dict, bool]:
+        """A rep captures a lead on the go; they own it. Returns ``(lead, created)``.
+
+        A client-made id that already exists and was made by the same person is a retry from an
+        offline phone: the existing lead comes back and nothing is written twice.
+        """
+        lead_id = data.id or lead_id or new_lead_id()
+        now = self._clock.now()
+        doc: dict[str, Any] = {
+            "_id": lead_id,
+            "name": data.name,
+            "company": data.company,
+            "email": data.email,
+            "city": data.city,
+            "notes": data.notes,
+            "tags": sorted(set(data.tags)),
+            "level": data.level,
+            "stage": "new",
+            "owner_id": actor.id if actor.role in ("rep", "manager") else None,
+            "team_id": actor.team_id,
+            "source": {"kind": "manual"},
+            "pool": False,
+            "next_followup_at": data.next_followup_at,
+            "assignment": {"owner_id": actor.id, "rule_id": None, "strategy": "self", "reason": "captured by the owner", "at": now}
+            if actor.role in ("rep", "manager") else None,
+            "customer_ids": [],
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "created_by": actor.id,
+        }
+        if data.phone:
+            phone = normalise_mainland_mobile(data.phone)
+            if phone is None:
+                raise Invalid("request.invalid", details=[{"field": "phone", "code": "invalid", "message": "not a mainland mobile number"}])
+            doc.update(self.seal_phone(phone, lead_id))
+        try:
+            await self._leads.insert_one(doc)
+        except DuplicateKeyError as exc:
+            existing = await self._leads.find_one({"_id": lead_id, "created_by": actor.id})
+            if existing is not None:
+                return existing, False
+            if data.phone and "phone_bidx" in str(exc):
+                visible = await self._leads.find_one({"phone_bidx": doc["phone_bidx"], **self.scope(actor)}, {"_id": 1})
+                raise Conflict("lead.duplicate", details=[{"field": "phone", "code": "duplicate", "message": visible["_id"] if visible else "exists"}]) from None
+            raise Conflict("lead.id_taken", details=[{"field": "id", "code": "taken", "message": "choose another id"}]) from None
+        if doc["owner_id"]:
+            await self.adjust_open_leads(doc["owner_id"], +1)
+        await self.add_event(lead_id, "created", actor, {"source": "manual"}, at=now)
+        return doc, True
+
+    async def exists(self, lead_id: str) -> bool:
+        return await self._leads.find_one({"_id": lead_id}, {"_id": 1}) is not None
+
+    async def list(self, actor: Actor, query: LeadListQuery) -> Page:
+        filter_: dict[str, Any] = {}
+        if query.stage:
+            filter_["stage"] = query.stage
+        if query.tag:
+            filter_["tags"] = query.tag
+        if query.owner_id:
+            filter_["owner_id"] = query.owner_id
+        if query.layer:
+            filter_["layer"] = query.layer
+        if query.phone:
+            phone = normalise_mainland_mobile(query.phone)
+            filter_["phone_bidx"] = self._cipher.blind_index(phone) if phone else "-"
+        if query.q:
+            prefix = {"$regex": "^" + re.escape(query.q)}
+            filter_["$or"] = [{"name": prefix}, {"company": prefix}]
+        scope = self.scope(actor)
+        if "owner_id" in scope and query.owner_id and query.owner_id != scope["owner_id"]:
+            filter_["owner_id"] = {"$in": []}  # a filter never widens the scope
+        else:
+            filter_.update(scope)
+        if query.sort == "next_followup":
+            filter_.setdefault("next_followup_at", {"$ne": None})
+            return await paginate(self._leads, filter_, limit=query.limit, cursor=query.cursor, sort_key="next_followup_at", descending=False, projection=LIST_PROJECTION)
+        return await paginate(self._leads, filter_, limit=query.limit, cursor=query.cursor, sort_key="updated_at", projection=LIST_PROJECTION)
+
+    async def update(self, actor: Actor, lead_id: str, data: LeadUpdate, version: int) -> dict:
+        changes = data.model_dump(exclude_unset=True, exclude={"version"})
+        if "tags" in changes:
+            changes["tags"] = sorted(set(changes["tags"] or []))
+        lead = await self.get(actor, lead_id)  # 404 when missing or not yours
+        if lead["version"] != version:
+            raise VersionMismatch("lead.version_mismatch")
+        now = self._clock.now()
+        doc = await self.replace(lead, {**changes, "updated_at": now})
+        await self.add_event(doc["_id"], "updated", actor, {"fields": sorted(changes)}, at=now)
+        return doc
+
+    async def replace(self, lead: dict, changes: dict, extra_filter: dict | None = None) -> dict:
+        """Write a changed lead whole, only if nobody changed it since it was read (412 otherwise).
+
+        Leads carry business datetimes (next follow-up, last activity), and datetimes are written
+        by replacement rather than ``$set`` (docs/mongodb-compat.md); the version in the filter
+        makes the replacement as safe as an atomic update.
+        """
+        new = {**lead, **changes, "version": lead["version"] + 1}
+        doc = await self._leads.find_one_and_replace(
+            {"_id": lead["_id"], "version": lead["version"], **(extra_filter or {})}, new, return_document=ReturnDocument.AFTER
+        )
+        if doc is None:
+            raise VersionMismatch("lead.version_mismatch")
+        return doc
+
+    async def change_stage(self, actor: Actor, lead_id: str, change: StageChange) -> dict:
+        lead = await self.get(actor, lead_id)
+        return await self.move_stage(lead, change.to, actor, reason=change.reason, expected_version=change.version)
+
+    async def move_stage(self, lead: dict, to: str, actor: Actor | None, *, reason: str | None = None, expected_version: int | None = None, extra: dict | None = None) -> dict:
+        """The one place stages change: checks the machine, writes atomically, records the event."""
+        current = lead["stage"]
+        if to not in allowed_targets(current):
+            raise Conflict("lead.invalid_transition", params={"from": current, "to": to}, details=[{"field": "to", "code": "allowed", "message": ",".join(allowed_targets(current))}])
+        if (current, to) in REASON_REQUIRED and not reason:
+            raise Invalid("lead.reason_required", details=[{"field": "reason", "code": "required", "message": "this move needs a reason"}])
+        if expected_version is not None and expected_version != lead["version"]:
+            raise VersionMismatch("lead.version_mismatch")
+        now = self._clock.now()
+        updated = await self.replace(lead, {"stage": to, "stage_changed_at": now, "updated_at": now, **(extra or {})}, {"stage": current})
+        owner = lead.get("owner_id")
+        if owner and (current in OPEN_STAGES) != (to in OPEN_STAGES):
+            await self.adjust_open_leads(owner, +1 if to in OPEN_STAGES else -1)
+        await self.add_event(lead["_id"], "stage_changed", actor, {"from": current, "to": to, "reason": reason}, at=now)
+        return updated
+
+    async def timeline(self, actor: Actor, lead_id: str, limit: int, cursor: str | None) -> Page:
+        lead = await self.get(actor, lead_id, {"_id": 1})
+        return await paginate(self._events, {"lead_id": lead["_id"]}, limit=limit, cursor=cursor)
+
+    async def record_scope_exit(self, user_id: str, lead_id: str, at: datetime) -> None:
+        """A lead left a rep's scope (released, reassigned, reclaimed): offline sync must drop it."""
+        await self._scope_exits.insert_one({"user_id": user_id, "lead_id": lead_id, "at": at})
+
+    async def adjust_open_leads(self, owner_id: str, delta: int) -> None:
+        """Each owner's count of open leads, for capacity checks and least-loaded allocation."""
+        oid = _user_oid(owner_id)
+        if oid is not None:
+            await self._users.update_one({"_id": oid}, {"$inc": {"open_leads": delta}})
 
     # ------------------------------------------------------------ output
     @staticmethod

@@ -1,7 +1,8 @@
 """Leases: one instance at a time runs a given job. A lease is a document with an owner and a
 ``lease_until``; a crashed holder's lease simply runs out and another instance takes it over.
 
-Taken with a conditional upsert: the filter matches a free or expired lease (or our own); if
+Taken with a conditional replace-upsert (a replacement, because datetimes must never be written
+with ``$set`` — see docs/mongodb-compat.md): the filter matches a free or expired lease (or our own); if
 another live holder has it, the upsert collides with the existing ``_id`` and we get
 ``DuplicateKeyError`` — not ours this time. No TTL index: expiry must be exact, not "within a minute".
 """
@@ -31,9 +32,9 @@ class LeaseService:
     async def acquire(self, name: str, ttl_s: float) -> bool:
         now = self._clock.now()
         try:
-            result = await self._col.update_one(
+            result = await self._col.replace_one(
                 {"_id": name, "$or": [{"lease_until": {"$lt": now}}, {"owner": self.owner}]},
-                {"$set": {"owner": self.owner, "lease_until": now + timedelta(seconds=ttl_s), "acquired_at": now}},
+                {"_id": name, "owner": self.owner, "lease_until": now + timedelta(seconds=ttl_s), "acquired_at": now},
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -41,6 +42,7 @@ class LeaseService:
         return result.matched_count == 1 or result.upserted_id is not None
 
     async def release(self, name: str) -> None:
-        await self._col.update_one(
-            {"_id": name, "owner": self.owner}, {"$set": {"lease_until": self._clock.now() - timedelta(seconds=1)}}
+        now = self._clock.now()
+        await self._col.replace_one(
+            {"_id": name, "owner": self.owner}, {"_id": name, "owner": self.owner, "lease_until": now - timedelta(seconds=1), "released_at": now}
         )

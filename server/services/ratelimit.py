@@ -21,9 +21,10 @@ class RateLimiter:
         now = self._clock.now()
         window = int(now.timestamp()) // self._window
         window_end = datetime.fromtimestamp((window + 1) * self._window, timezone.utc)
+        # The expiry sits in the filter: an upsert copies equality fields into the new document.
         doc = await self._col.find_one_and_update(
-            {"_id": f"{kind}:{key}:{window}"},
-            {"$inc": {"count": 1}, "$set": {"expires_at": window_end + timedelta(seconds=self._window)}},
+            {"_id": f"{kind}:{key}:{window}", "expires_at": window_end + timedelta(seconds=self._window)},
+            {"$inc": {"count": 1}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )

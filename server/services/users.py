@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,12 +16,13 @@ from server.clock import Clock
 from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
-from server.schemas.users import TeamCreate, TeamUpdate, UserCreate, UserListQuery, UserUpdate
+from server.schemas.users import PoolSettings, TeamCreate, TeamUpdate, UserCreate, UserListQuery, UserUpdate
 from server.security import Passwords, token_hash
 from server.services.audit import AuditService
 
 # Changing one of these logs the user out everywhere at once.
 _SESSION_FIELDS = {"role", "active", "password", "team_id"}
+_POOL_CACHE_S = 30.0
 _BIND_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: typed on a phone
 
 
@@ -43,6 +45,7 @@ class UserService:
         self._passwords = passwords
         self._audit = audit
         self._bind_ttl = timedelta(seconds=bind_code_ttl_s)
+        self._pool_cache: dict[str, tuple[float, dict]] = {}
 
     # ------------------------------------------------------------ reads used by auth
     async def by_id(self, user_id: str) -> dict | None:
@@ -70,6 +73,7 @@ class UserService:
             "finance": data.finance,
             "active": data.active,
             "token_version": 1,
+            "open_leads": 0,
             "version": 1,
             "created_at": now,
             "updated_at": now,
@@ -117,7 +121,9 @@ class UserService:
         password = changes.pop("password", None)
         if password:
             changes["password_hash"] = await self._passwords.hash(password)
-        update: dict[str, Any] = {"$set": {**changes, "updated_at": self._clock.now()}, "$inc": {"version": 1}}
+        update: dict[str, Any] = {"$currentDate": {"updated_at": True}, "$inc": {"version": 1}}
+        if changes:
+            update["$set"] = changes
         logs_out = bool(_SESSION_FIELDS & set(data.model_fields_set))
         if logs_out:
             update["$inc"]["token_version"] = 1
@@ -155,6 +161,17 @@ class UserService:
     def _user_scope(self, actor: Actor) -> dict:
         return {} if actor.is_admin else {"team_id": actor.team_id or "-"}
 
+    async def team_pool_settings(self, team_id: str | None) -> dict:
+        """The team's pool rules, cached for a short while: they change rarely and claims are hot."""
+        now = time.monotonic()
+        cached = self._pool_cache.get(team_id or "")
+        if cached and cached[0] > now:
+            return cached[1]
+        team = await self._teams.find_one({"_id": maybe_oid(team_id)}, {"pool": 1}) if team_id else None
+        settings = {**PoolSettings().model_dump(), **((team or {}).get("pool") or {})}
+        self._pool_cache[team_id or ""] = (now + _POOL_CACHE_S, settings)
+        return settings
+
     # ------------------------------------------------------------ teams
     async def create_team(self, actor: Actor, data: TeamCreate) -> dict:
         _require_admin(actor)
@@ -190,13 +207,14 @@ class UserService:
         try:
             doc = await self._teams.find_one_and_update(
                 {"_id": oid, "version": version},
-                {"$set": {**changes, "updated_at": self._clock.now()}, "$inc": {"version": 1}},
+                {**({"$set": changes} if changes else {}), "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
             raise Conflict("team.name_taken", details=[_detail("name", "taken")]) from None
         if doc is None:
             await self._raise_missing_or_stale(self._teams, oid, "team")
+        self._pool_cache.pop(str(oid), None)
         await self._audit.record(actor, "team.update", target_type="team", target_id=str(oid), details={"fields": sorted(changes)})
         return doc
 

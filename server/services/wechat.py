@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from config.settings import Settings
-from server.clock import Clock
+from server.clock import Clock, as_utc
 from server.errors import ApiError, Unauthorized, Unavailable
 
 log = logging.getLogger("mpcrm.wechat")
@@ -121,7 +121,7 @@ class WechatClient:
         now = self._clock.now()
         if not force_refresh:
             cached = await self._tokens.find_one({"_id": self._appid})
-            if cached and cached["expires_at"] - _TOKEN_MARGIN > now:
+            if cached and as_utc(cached["expires_at"]) - _TOKEN_MARGIN > now:
                 return cached["token"]
         data = await self._call(
             "POST",
@@ -132,9 +132,9 @@ class WechatClient:
         token, expires_in = data.get("access_token"), data.get("expires_in")
         if not isinstance(token, str) or not isinstance(expires_in, int):
             raise WechatCallError("wechat.unavailable", 503, None)
-        await self._tokens.update_one(
+        await self._tokens.replace_one(
             {"_id": self._appid},
-            {"$set": {"token": token, "expires_at": now + timedelta(seconds=expires_in), "fetched_at": now}},
+            {"_id": self._appid, "token": token, "expires_at": now + timedelta(seconds=expires_in), "fetched_at": now},
             upsert=True,
         )
         return token

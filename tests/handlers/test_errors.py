@@ -1,0 +1,291 @@
+"""The error envelope: malformed and hostile bodies, size limits, unknown paths and methods,
+languages, request ids, and a message for every error code the code base can raise."""
+
+from __future__ import annotations
+
+import ast
+import re
+import string
+from pathlib import Path
+
+import pytest
+
+from server.errors import MESSAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGIN = "/api/v1/auth/password-login"
+WX_LOGIN = "/api/v1/auth/wechat-login"
+ME = "/api/v1/me"
+
+
+def assert_envelope(resp, status: int, code: str) -> dict:
+    assert resp.status == status, (resp.status, resp.body[:300])
+    assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers.get("Content-Type")
+    error = resp.json["error"]
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["details"], list)
+    return error
+
+
+# ---------------------------------------------------------------- bodies
+@pytest.mark.gen_test
+async def test_malformed_json_is_400(api):
+    for raw in (b"{", b'{"username": "a",}', b"\xff\xfe{}", b"{'username': 'a'}", b'{"a": 1} trailing'):
+        resp = await api.post(LOGIN, body=raw)
+        assert_envelope(resp, 400, "request.malformed_json")
+
+
+@pytest.mark.gen_test
+async def test_json_that_is_not_an_object_is_400(api):
+    for raw in (b'[{"username": "a", "password": "b"}]', b'"text"', b"42", b"null"):
+        resp = await api.post(LOGIN, body=raw)
+        assert_envelope(resp, 400, "request.not_object")
+
+
+@pytest.mark.gen_test
+async def test_nan_and_infinity_literals_are_400(api):
+    for literal in ("NaN", "Infinity", "-Infinity"):
+        resp = await api.post(LOGIN, body=f'{{"username": "a", "password": {literal}}}')
+        assert_envelope(resp, 400, "request.malformed_json")
+
+
+@pytest.mark.gen_test
+async def test_operator_object_is_422(api, people):
+    await people.rep(username="victim")
+    for value in ({"$ne": None}, {"$gt": ""}, {"$where": "sleep(1000)"}, {"$regex": ".*"}):
+        resp = await api.post(LOGIN, json={"username": value, "password": "x"})
+        error = assert_envelope(resp, 422, "request.operator_key")
+        assert error["details"][0]["field"].startswith("username.$")
+
+
+@pytest.mark.gen_test
+async def test_dotted_or_dollar_keys_anywhere_are_422(api):
+    bodies = [
+        {"$where": "1", "username": "a", "password": "b"},
+        {"username": "a", "password": "b", "a.b": 1},
+        {"code": "x", "extra": {"deep": {"deeper": [{"ok": 1}, {"$set": {"role": "admin"}}]}}},
+        {"code": "x", "extra": [[[{"x.y": 1}]]]},
+    ]
+    for body in bodies:
+        resp = await api.post(WX_LOGIN, json=body)
+        error = assert_envelope(resp, 422, "request.operator_key")
+        assert error["details"] and error["details"][0]["field"]
+
+
+@pytest.mark.gen_test
+async def test_body_over_the_limit_is_413(api, ctx):
+    limit = ctx.settings.json_body_limit
+    assert limit == 1024 * 1024
+    filler = "a" * (limit + 1 - len('{"username": "", "password": "x"}'))
+    too_big = f'{{"username": "{filler}", "password": "x"}}'
+    assert len(too_big.encode()) == limit + 1
+    resp = await api.post(LOGIN, body=too_big)
+    error = assert_envelope(resp, 413, "request.too_large")
+    assert str(limit) in error["message"]
+    # just under the cap the body is read, and then refused for its content
+    under = f'{{"username": "{"a" * (limit - 100)}", "password": "x"}}'
+    assert (await api.post(LOGIN, body=under)).status == 422
+
+
+@pytest.mark.gen_test
+async def test_wrong_type_is_422_naming_the_field(api):
+    resp = await api.post(LOGIN, json={"username": "li.lei", "password": 123})
+    error = assert_envelope(resp, 422, "request.invalid")
+    assert [d["field"] for d in error["details"]] == ["password"]
+    assert "123" not in resp.body.decode(), "input values are not echoed"
+
+
+@pytest.mark.gen_test
+async def test_missing_and_unknown_fields_are_422(api):
+    missing = await api.post(LOGIN, json={"username": "li.lei"})
+    assert [d["field"] for d in assert_envelope(missing, 422, "request.invalid")["details"]] == ["password"]
+    unknown = await api.post(LOGIN, json={"username": "a", "password": "b", "role": "admin"})
+    assert "role" in [d["field"] for d in assert_envelope(unknown, 422, "request.invalid")["details"]]
+
+
+@pytest.mark.gen_test
+async def test_non_json_content_type_is_415(api):
+    resp = await api.post(LOGIN, body="username=a&password=b", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert_envelope(resp, 415, "request.unsupported_media_type")
+
+
+# ---------------------------------------------------------------- paths and methods
+@pytest.mark.gen_test
+async def test_unknown_path_is_404_envelope(api, people):
+    rep = await people.rep()
+    for method, path in (("GET", "/api/v1/nope"), ("POST", "/api/v1/nope"), ("GET", "/"), ("DELETE", "/api/v2/me")):
+        resp = await api.request(method, path, token=rep.token, json_body={} if method == "POST" else None)
+        assert_envelope(resp, 404, "request.not_found")
+
+
+@pytest.mark.gen_test
+async def test_unsupported_method_is_405_envelope(api, people):
+    rep = await people.rep()
+    for method, path, token in (
+        ("DELETE", ME, rep.token), ("DELETE", ME, None), ("PUT", "/api/v1/users", rep.token),
+        ("PATCH", LOGIN, None), ("GET", LOGIN, None), ("PROPFIND", ME, rep.token),
+    ):
+        resp = await api.request(method, path, token=token, body=b"{}" if method in ("PUT", "PATCH") else None)
+        assert_envelope(resp, 405, "request.method_not_allowed")
+
+
+# ---------------------------------------------------------------- languages and request ids
+@pytest.mark.gen_test
+async def test_accept_language_changes_message_not_code(api):
+    body = {"username": "nobody", "password": "x"}
+    default = await api.post(LOGIN, json=body)
+    zh = await api.post(LOGIN, json=body, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    en = await api.post(LOGIN, json=body, headers={"Accept-Language": "en-US,en;q=0.9"})
+    prefers_en = await api.post(LOGIN, json=body, headers={"Accept-Language": "zh;q=0.2, en;q=0.8"})
+    codes = {r.error_code for r in (default, zh, en, prefers_en)}
+    assert codes == {"auth.invalid_credentials"}
+    assert default.json["error"]["message"] == zh.json["error"]["message"] == MESSAGES["auth.invalid_credentials"]["zh-CN"]
+    assert en.json["error"]["message"] == prefers_en.json["error"]["message"] == MESSAGES["auth.invalid_credentials"]["en"]
+    assert en.json["error"]["message"] != default.json["error"]["message"]
+    # the 404 and 405 envelopes speak the language too
+    nf = await api.get("/api/v1/nope", headers={"Accept-Language": "en"})
+    assert nf.json["error"]["message"] == MESSAGES["request.not_found"]["en"]
+
+
+@pytest.mark.gen_test
+async def test_request_id_is_echoed_or_generated(api, people):
+    rep = await people.rep()
+    cases = [("GET", ME, rep.token), ("GET", ME, None), ("GET", "/api/v1/nope", None), ("DELETE", ME, rep.token), ("GET", "/healthz", None),
+             ("PROPFIND", ME, rep.token)]
+    for method, path, token in cases:
+        supplied = await api.request(method, path, token=token, headers={"X-Request-Id": "mp-7f3a.b_9"})
+        assert supplied.headers.get("X-Request-Id") == "mp-7f3a.b_9", (method, path, supplied.status)
+        absent = await api.request(method, path, token=token)
+        assert re.fullmatch(r"[0-9a-f]{32}", absent.headers.get("X-Request-Id", "")), (method, path)
+        for bad in ("has space", "x" * 65, "semi;colon", "<script>"):
+            resp = await api.request(method, path, token=token, headers={"X-Request-Id": bad})
+            got = resp.headers.get("X-Request-Id", "")
+            assert got != bad and re.fullmatch(r"[0-9a-f]{32}", got), (method, path, bad, got)
+    first = await api.get("/healthz")
+    second = await api.get("/healthz")
+    assert first.headers["X-Request-Id"] != second.headers["X-Request-Id"]
+
+
+# ---------------------------------------------------------------- every code has its messages
+SOURCE_DIRS = ("server", "handlers", "jobs", "config")
+
+
+def _source_trees() -> list[tuple[Path, ast.Module]]:
+    trees = []
+    for folder in SOURCE_DIRS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            trees.append((path, ast.parse(path.read_text(encoding="utf-8"), filename=str(path))))
+    return trees
+
+
+def _name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
+def _error_classes(trees) -> set[str]:
+    names = {"ApiError"}
+    changed = True
+    while changed:
+        changed = False
+        for _, tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name not in names and any(_name(b) in names for b in node.bases):
+                    names.add(node.name)
+                    changed = True
+    return names
+
+
+def _code_params(trees) -> dict[str, tuple[int, str]]:
+    """Functions that take an error code as a parameter (``parse_oid(value, not_found_code)``)."""
+    found = {}
+    for _, tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                params = [a.arg for a in node.args.posonlyargs + node.args.args]
+                for index, param in enumerate(params):
+                    if param.endswith("_code") and param not in ("bind_code", "phone_code", "js_code"):
+                        found[node.name] = (index - (1 if params and params[0] in ("self", "cls") else 0), param)
+    return found
+
+
+CODE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+def raised_codes() -> tuple[dict[str, str], dict[str, str]]:
+    """(literal codes → where, f-string patterns → where) used when raising errors."""
+    trees = _source_trees()
+    classes = _error_classes(trees)
+    code_params = _code_params(trees)
+    literal: dict[str, str] = {}
+    patterns: dict[str, str] = {}
+
+    def take(node: ast.AST, where: str) -> None:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            literal.setdefault(node.value, where)
+        elif isinstance(node, ast.JoinedStr):
+            regex = "".join(re.escape(v.value) if isinstance(v, ast.Constant) else r"[a-z_]+" for v in node.values)
+            patterns.setdefault(regex, where)
+
+    for path, tree in trees:
+        rel = path.relative_to(ROOT)
+        for node in ast.walk(tree):
+            where = f"{rel}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Call):
+                callee = _name(node.func)
+                if callee in classes:
+                    if node.args:
+                        take(node.args[0], where)
+                    for kw in node.keywords:
+                        if kw.arg == "code":
+                            take(kw.value, where)
+                elif callee in code_params:
+                    index, param = code_params[callee]
+                    if len(node.args) > index:
+                        take(node.args[index], where)
+                    for kw in node.keywords:
+                        if kw.arg == param:
+                            take(kw.value, where)
+            # mappings such as {40029: ("auth.wechat_code_invalid", 401)}
+            if isinstance(node, ast.Tuple) and len(node.elts) == 2:
+                code, status = node.elts
+                if (isinstance(code, ast.Constant) and isinstance(code.value, str) and CODE_RE.match(code.value)
+                        and isinstance(status, ast.Constant) and isinstance(status.value, int) and 400 <= status.value < 600):
+                    literal.setdefault(code.value, where)
+    return literal, patterns
+
+
+def test_scanner_finds_known_codes():
+    literal, patterns = raised_codes()
+    for known in ("auth.invalid_credentials", "request.bad_cursor", "user.not_found", "auth.wechat_code_invalid",
+                  "service.unavailable", "request.operator_key", "team.not_found", "wechat.unavailable"):
+        assert known in literal, known
+    assert patterns, "the f-string codes (e.g. f'{kind}.not_found') should be found"
+
+
+def test_every_error_code_has_zh_and_en_messages():
+    literal, patterns = raised_codes()
+    problems = []
+    for code, where in sorted(literal.items()):
+        texts = MESSAGES.get(code)
+        if not texts or not texts.get("zh-CN") or not texts.get("en"):
+            problems.append(f"{code} (raised at {where}) lacks a zh-CN or en message")
+    for regex, where in sorted(patterns.items()):
+        if not any(re.fullmatch(regex, key) for key in MESSAGES):
+            problems.append(f"no message matches the code pattern {regex} ({where})")
+    assert not problems, "\n".join(problems)
+
+
+def test_messages_use_the_same_placeholders_in_both_languages():
+    formatter = string.Formatter()
+    problems = []
+    for code, texts in MESSAGES.items():
+        assert set(texts) >= {"zh-CN", "en"}, code
+        fields = {lang: {f for _, f, _, _ in formatter.parse(text) if f} for lang, text in texts.items()}
+        if fields["zh-CN"] != fields["en"]:
+            problems.append(f"{code}: {fields}")
+    assert not problems, "\n".join(problems)
