@@ -5,6 +5,7 @@ from __future__ import annotations
 from bson import ObjectId
 
 from handlers.base import ApiHandler, operation
+from server.errors import Forbidden
 from server.schemas.common import PageQuery
 from server.schemas.leads import (
     AssignIn, EventPage, FollowupCreate, FollowupOut, LeadCreate, LeadDetailOut, LeadListQuery, LeadOut,
@@ -72,6 +73,14 @@ class StageHandler(ApiHandler):
 
 
 class RevealHandler(ApiHandler):
+    async def _authenticate(self, spec) -> None:
+        try:
+            await super()._authenticate(spec)
+        except Forbidden:
+            # A signed-in non-staff caller (a customer) asking for a phone: refused, and on the record.
+            await self.ctx.audit.record(self.actor, "lead.reveal", target_type="lead", target_id=str(self.path_kwargs.get("lead_id", ""))[:64], outcome="refused", details={"reason": "role"})
+            raise
+
     @operation("Reveal a lead's full phone number (audited)", body=RevealIn, response=RevealOut, tags=("leads",))
     async def post(self, lead_id: str) -> None:
         body = self.parse_body(RevealIn)
