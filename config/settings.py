@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only secrets. Production refuses to start with any of them.
@@ -42,6 +42,33 @@ def _decode_key(value: str, name: str) -> bytes:
     if len(raw) != 32:
         raise ValueError(f"{name} must be 32 bytes once base64-decoded (got {len(raw)})")
     return raw
+
+
+class ApprovalStepRule(BaseModel):
+    """One approval step: the owner's team ``manager`` (any one), any ``admin``, ``any_of`` or
+    ``all_of`` (countersign) the named users (user ids)."""
+
+    type: Literal["manager", "admin", "any_of", "all_of"]
+    users: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _named(self) -> ApprovalStepRule:
+        if self.type in ("any_of", "all_of") and not self.users:
+            raise ValueError(f"an {self.type} step needs users")
+        return self
+
+
+class ApprovalTier(BaseModel):
+    """Contracts up to ``max_fen`` (None: any amount) get these steps, in order."""
+
+    max_fen: int | None = Field(None, ge=1)
+    steps: list[ApprovalStepRule] = Field(min_length=1)
+
+
+DEFAULT_APPROVAL_THRESHOLDS = [
+    ApprovalTier(max_fen=10_000_000, steps=[ApprovalStepRule(type="manager")]),
+    ApprovalTier(max_fen=None, steps=[ApprovalStepRule(type="manager"), ApprovalStepRule(type="admin")]),
+]
 
 
 class Settings(BaseSettings):
@@ -86,7 +113,25 @@ class Settings(BaseSettings):
     )
 
     timezone: str = "Asia/Shanghai"
+    allocate_on_capture: bool = Field(True, description="Allocate a captured lead right after the response, not only in the sweep")
     scheduler: Literal["on", "off"] = "on"
+
+    # Tasks, reminders, escalation and churn warnings (README "Tasks and reminders").
+    reminder_due_soon_min: int = Field(60, ge=0, description="Due-soon reminder this many minutes before due_at; 0 = off")
+    escalation_remind_days: int = Field(1, ge=0, description="Overdue this many days: remind the owner again; 0 = off")
+    escalation_manager_days: int = Field(3, ge=0, description="Overdue this many days: tell the team's managers too; 0 = off")
+    escalation_at_risk_days: int = Field(7, ge=0, description="Overdue this many days: flag the lead at_risk, suggest reassignment; 0 = off")
+    churn_days: int = Field(90, ge=1, description="Customers silent this many days move to at_risk")
+    churn_days_by_level: dict[str, int] = Field(default_factory=dict, description='Per level, e.g. {"A": 60, "C": 120}')
+    churn_warning_days: list[int] = Field(default_factory=lambda: [30, 60], description="Earlier warnings (days of silence)")
+    # WeChat subscribe messages (the outbox).
+    wechat_templates: dict[str, dict] = Field(default_factory=dict, description="{kind: {template_id, page?, fields: {source: wechat_key}}}; merged over the defaults")
+    wechat_miniprogram_state: Literal["developer", "trial", "formal"] = "formal"
+    quiet_hours: str = Field("21:00-08:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)?$", description="Business-time window with no non-urgent pushes; empty = none")
+    outbox_batch: int = Field(100, ge=1, le=1000)
+    outbox_claim_s: int = Field(120, ge=10, description="A sending claim older than this is taken over by another worker")
+    outbox_retry_base_s: int = Field(60, ge=1)
+    outbox_max_attempts: int = Field(6, ge=1)
 
     # Requests.
     json_body_limit: int = Field(1024 * 1024, ge=1024)
@@ -99,6 +144,14 @@ class Settings(BaseSettings):
     # Passwords: Argon2id cost. Lower only in tests.
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65536, ge=8)
+
+    # Contracts and approvals (JSON lists in the environment).
+    contract_max_amount_fen: int = Field(10_000_000_000, ge=1, description="The largest contract amount, in fen")
+    approval_thresholds: list[ApprovalTier] = Field(default_factory=lambda: list(DEFAULT_APPROVAL_THRESHOLDS))
+    renewal_reminder_days: list[int] = Field(default_factory=lambda: [30, 15, 7, 1])
+    renewal_manager_days: int = Field(7, ge=0, description="From this many days before the end the manager is told too")
+    payment_reminder_days_before: int = Field(3, ge=0)
+    payment_overdue_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
 
     @field_validator("timezone")
     @classmethod

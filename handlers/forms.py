@@ -53,11 +53,13 @@ class SubmissionHandler(ApiHandler):
     async def post(self, slug: str) -> None:
         body = self.parse_body(SubmissionIn)
         customer = self.actor if self.actor and self.actor.role == "customer" else None
-        result, _ = await self.ctx.capture.submit(
+        result, replayed = await self.ctx.capture.submit(
             slug, body, client_ip=self.client_ip(), customer=customer,
             idempotency_key=self.idempotency_key(), fingerprint=self.request_fingerprint(),
         )
         self.write_model(SubmissionOut, result, 201)
+        if not replayed and self.ctx.settings.allocate_on_capture:
+            self.ctx.allocation.allocate_soon(result["lead_id"])
 
 
 class MySubmissionsHandler(ApiHandler):

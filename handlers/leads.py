@@ -92,7 +92,7 @@ class FollowupListHandler(ApiHandler):
     @operation("Log a call, visit (with check-in), WeChat chat, meeting or note", body=FollowupCreate, response=FollowupOut, status=201, tags=("leads",))
     async def post(self, lead_id: str) -> None:
         doc, _ = await self.ctx.followups.add(self.actor, lead_id, self.parse_body(FollowupCreate))
-        self.write_model(FollowupOut, public_id(doc), 201)
+        self.write_json(FollowupOut.from_event(doc).model_dump(mode="json"), 201)
 
 
 class TimelineHandler(ApiHandler):

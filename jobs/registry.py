@@ -62,6 +62,10 @@ async def run_job(ctx: AppContext, name: str, now: datetime | None = None, lease
 
 def load_jobs() -> dict[str, JobDef]:
     """Import the job modules so their ``@job`` decorators register them."""
+    import jobs.allocation  # noqa: F401
+    import jobs.contracts  # noqa: F401
     import jobs.maintenance  # noqa: F401
+    import jobs.outbox  # noqa: F401
+    import jobs.reminders  # noqa: F401
 
     return JOBS

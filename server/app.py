@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import tornado.web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from handlers import admin, auth, forms, leads, ops
+from handlers import admin, allocation, auth, forms, imports, leads, notifications, ops, sync
+from handlers import contracts
+from handlers import tasks as task_handlers
 from handlers.base import NotFoundHandler
 from server.context import AppContext
 from server.openapi import build_openapi
@@ -22,8 +24,14 @@ API_ROUTES: list[tuple] = [
     *ops.routes,
     *auth.routes,
     *admin.routes,
+    *allocation.routes,
     *forms.routes,
+    *imports.routes,  # before leads: /leads/import and /leads/export are not lead ids
     *leads.routes,
+    *task_handlers.routes,
+    *notifications.routes,
+    *contracts.routes,
+    *sync.routes,
 ]
 
 

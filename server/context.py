@@ -13,14 +13,23 @@ from server.clock import Clock
 from server.db import Database
 from server.security import FieldCipher, Passwords, Tokens
 from server.services.audit import AuditService
+from server.services.allocation import AllocationService
 from server.services.auth import AuthService
 from server.services.capture import CaptureService
+from server.services.contracts import ContractService
 from server.services.followups import FollowupService
 from server.services.forms import FormService
 from server.services.idempotency import IdempotencyService
+from server.services.imports import ImportService
 from server.services.leads import LeadService
+from server.services.notifications import NotificationService
+from server.services.outbox import OutboxService
+from server.services.reminders import ReminderService
+from server.services.tasks import TaskService
 from server.services.pool import PoolService
 from server.services.ratelimit import RateLimiter
+from server.services.reclaim import ReclaimService
+from server.services.sync import SyncService
 from server.services.users import UserService
 from server.services.wechat import WechatClient
 
@@ -43,6 +52,15 @@ class AppContext:
     capture: CaptureService
     followups: FollowupService
     pool: PoolService
+    imports: ImportService
+    notifications: NotificationService
+    allocation: AllocationService
+    reclaim: ReclaimService
+    sync: SyncService
+    tasks: TaskService
+    reminders: ReminderService
+    outbox: OutboxService
+    contracts: ContractService = None  # type: ignore[assignment]
 
     @property
     def db(self):
@@ -62,12 +80,22 @@ def build_context(settings: Settings, database: Database, clock: Clock | None = 
     limiter = RateLimiter(db, clock)
     idempotency = IdempotencyService(db, clock)
     forms = FormService(db, clock, audit)
-    leads = LeadService(db, clock, cipher, audit)
+    notifications = NotificationService(db, clock)
+    tasks = TaskService(db, clock, settings, notifications)
+    leads = LeadService(db, clock, cipher, audit, tasks=tasks)
     capture = CaptureService(settings, forms, leads, limiter, idempotency, wechat)
-    followups = FollowupService(db, clock, leads)
+    followups = FollowupService(db, clock, leads, tasks)
     pool = PoolService(db, clock, leads, users, settings.tz)
+    imports = ImportService(db, clock, leads, audit, settings.default_language)
+    allocation = AllocationService(db, clock, leads, notifications, audit, settings.tz)
+    reclaim = ReclaimService(db, clock, leads, notifications)
+    sync = SyncService(db, clock)
+    reminders = ReminderService(db, clock, settings, tasks, leads, notifications)
+    outbox = OutboxService(db, clock, settings, wechat)
     return AppContext(
         settings=settings, database=database, clock=clock, tokens=tokens, cipher=cipher,
         audit=audit, users=users, wechat=wechat, auth=auth, limiter=limiter, idempotency=idempotency,
-        forms=forms, leads=leads, capture=capture, followups=followups, pool=pool,
+        forms=forms, leads=leads, capture=capture, followups=followups, pool=pool, notifications=notifications, allocation=allocation, reclaim=reclaim,
+        imports=imports, sync=sync, tasks=tasks, reminders=reminders, outbox=outbox,
+        contracts=ContractService(db, clock, settings, leads, audit, notifications, idempotency),
     )

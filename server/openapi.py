@@ -25,7 +25,7 @@ _STANDARD_ERRORS = {
 
 
 def openapi_path(pattern: str) -> str:
-    return _PARAM_RE.sub(lambda m: "{" + m.group(1) + "}", pattern).rstrip("$")
+    return _PARAM_RE.sub(lambda m: "{" + m.group(1) + "}", pattern).rstrip("$").replace("\\.", ".")
 
 
 def route_operations(routes: list[tuple]) -> list[tuple[str, str, Any, Any]]:

@@ -86,7 +86,14 @@ async def paginate(
             query["_id"] = {op: last_id}
         else:
             last_value, last_id = decode_cursor(cursor, 2)
-            query["$or"] = [{sort_key: {op: last_value}}, {sort_key: last_value, "_id": {op: last_id}}]
+            # Past the last item: a later sort value, or the same one (written as a closed range so
+            # the (…, sort_key) index serves both branches) and a later _id. ANDed with any ``$or``
+            # of the caller's own (a search), never replacing it.
+            after = [{sort_key: {op: last_value}}, {sort_key: {"$gte": last_value, "$lte": last_value}, "_id": {op: last_id}}]
+            if "$or" in query:
+                query["$and"] = [*query.get("$and", []), {"$or": after}]
+            else:
+                query["$or"] = after
     sort = [("_id", direction)] if sort_key == "_id" else [(sort_key, direction), ("_id", direction)]
     docs = await collection.find(query, projection).sort(sort).limit(limit + 1).to_list(None)
     next_cursor = None

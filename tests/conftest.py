@@ -78,6 +78,8 @@ def settings(wechat, settings_overrides) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         scheduler="off",
+        # Allocation after capture runs after the response, racing the test; allocation tests turn it on.
+        allocate_on_capture=False,
         db_timeout_ms=3000,
         db_server_selection_timeout_ms=1000,
     )

@@ -169,7 +169,7 @@ def test_run_serves_refuses_a_second_instance_and_stops_cleanly(cli, boss, tmp_p
                                   "MPCRM_WECHAT_API_BASE": f"http://127.0.0.1:{free_port()}"},
         )
         assert second.returncode != 0
-        assert "already" in second.stderr, second.stderr
+        assert "already in use" in second.stderr and str(cli.data_dir.resolve()) in second.stderr, second.stderr
         assert "Traceback" not in second.stderr, second.stderr
         assert time.monotonic() - started < 15
         # and one started with exactly the same settings too

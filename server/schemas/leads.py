@@ -171,7 +171,7 @@ class PoolQuery(PageQuery):
 class FollowupOut(OutModel):
     id: str
     lead_id: str
-    kind: str
+    kind: FollowupKind
     content: str
     location: dict | None = None
     author_id: str
@@ -179,6 +179,15 @@ class FollowupOut(OutModel):
     next_followup_at: IsoDatetime | None = None
     created_at: IsoDatetime
     updated_at: IsoDatetime
+
+    @classmethod
+    def from_event(cls, event: dict) -> FollowupOut:
+        data = event["data"]
+        return cls(
+            id=str(event["_id"]), lead_id=event["lead_id"], kind=data["kind"], content=data["content"],
+            location=data.get("location"), author_id=event["author_id"], occurred_at=data["occurred_at"],
+            next_followup_at=data.get("next_followup_at"), created_at=event["at"], updated_at=event["updated_at"],
+        )
 
 
 class LeadPage(OutModel):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
 
@@ -71,11 +71,28 @@ class PoolSettings(RequestModel):
     release_cooldown_days: int = Field(7, ge=0, le=365, description="Days before a rep may re-claim a lead they released")
 
 
+class ReclaimSettings(RequestModel):
+    """When untouched leads go back to the team's pool (回收规则)."""
+
+    enabled: bool = True
+    no_followup_days: int = Field(7, ge=1, le=365, description="Days without a follow-up since assignment or last activity")
+    no_followup_days_by_level: dict[Literal["A", "B", "C"], int] = Field(default_factory=dict, description="Per customer level, e.g. {\"A\": 30}")
+    no_conversion_days: int | None = Field(30, ge=1, le=365, description="Days after a claim without becoming a customer")
+    warn_days_before: int = Field(2, ge=0, le=30, description="Warn the owner this many days before")
+
+    @model_validator(mode="after")
+    def _levels(self) -> ReclaimSettings:
+        if any(d < 1 or d > 365 for d in self.no_followup_days_by_level.values()):
+            raise ValueError("days are 1..365")
+        return self
+
+
 class TeamCreate(RequestModel):
     name: str = Field(min_length=1, max_length=64)
     description: str | None = Field(None, max_length=500)
     active: bool = True
     pool: PoolSettings = Field(default_factory=PoolSettings)
+    reclaim: ReclaimSettings = Field(default_factory=ReclaimSettings)
 
 
 class TeamUpdate(Versioned):
@@ -83,11 +100,20 @@ class TeamUpdate(Versioned):
     description: str | None = Field(None, max_length=500)
     active: bool | None = None
     pool: PoolSettings | None = None
+    reclaim: ReclaimSettings | None = None
 
 
 class PoolSettingsOut(OutModel):
     claim_daily_limit: int = 20
     release_cooldown_days: int = 7
+
+
+class ReclaimSettingsOut(OutModel):
+    enabled: bool = True
+    no_followup_days: int = 7
+    no_followup_days_by_level: dict[str, int] = {}
+    no_conversion_days: int | None = 30
+    warn_days_before: int = 2
 
 
 class TeamOut(OutModel):
@@ -96,6 +122,7 @@ class TeamOut(OutModel):
     description: str | None = None
     active: bool
     pool: PoolSettingsOut = PoolSettingsOut()
+    reclaim: ReclaimSettingsOut = ReclaimSettingsOut()
     version: int
     created_at: IsoDatetime
     updated_at: IsoDatetime

@@ -1,7 +1,8 @@
 """Follow-ups: calls, visits with a location check-in, WeChat chats, meetings and notes.
 
-A follow-up bumps the lead's ``last_activity_at``, sets its ``next_followup_at`` when given, and
-moves a ``new`` lead to ``contacted``; its timeline events are written in one command.
+A follow-up is stored as the lead's ``followup`` timeline event (``lead_events``), so recording it
+and its timeline entry is one write. It bumps the lead's ``last_activity_at``, sets its
+``next_followup_at`` when given, and moves a ``new`` lead to ``contacted``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from server.actor import Actor
 from server.clock import Clock
@@ -23,10 +24,9 @@ MAX_BACKDATE = timedelta(days=30)
 
 
 class FollowupService:
-    def __init__(self, db, clock: Clock, leads: LeadService) -> None:
-        self._followups = db["followups"]
-        self._leads_col = db["leads"]
+    def __init__(self, db, clock: Clock, leads: LeadService, tasks=None) -> None:
         self._events = db["lead_events"]
+        self._tasks = tasks  # TaskService: the lead's follow-up task
         self._clock = clock
         self._leads = leads
 
@@ -44,43 +44,50 @@ class FollowupService:
             raise Invalid("request.invalid", details=errors)
         lead = await self._leads.get(actor, lead_id)
         followup_id = data.id or str(ObjectId())
+        location = data.location.model_dump() if data.location else None
+        # The follow-up is itself the timeline event: one insert records both.
         doc: dict[str, Any] = {
             "_id": followup_id,
             "lead_id": lead["_id"],
-            "kind": data.kind,
-            "content": data.content,
-            "location": data.location.model_dump() if data.location else None,
+            "kind": "followup",
+            "at": now,
+            "actor_id": actor.id,
+            "actor_role": actor.role,
             "author_id": actor.id,
-            "occurred_at": occurred,
-            "next_followup_at": data.next_followup_at,
-            "created_at": now,
             "updated_at": now,
+            "data": {
+                "kind": data.kind,
+                "content": data.content,
+                "location": location,
+                "occurred_at": occurred,
+                "next_followup_at": data.next_followup_at,
+            },
         }
+        moves = lead["stage"] == "new"
+        stage_event = {"_id": ObjectId(), "lead_id": lead["_id"], "kind": "stage_changed", "at": now, "actor_id": actor.id,
+                       "actor_role": actor.role, "data": {"from": "new", "to": "contacted", "reason": f"first {data.kind}"}}
         try:
-            await self._followups.insert_one(doc)
-        except DuplicateKeyError:
-            existing = await self._followups.find_one({"_id": followup_id, "author_id": actor.id, "lead_id": lead["_id"]})
+            await self._events.insert_many([doc, stage_event] if moves else [doc], ordered=True)
+        except BulkWriteError:
+            existing = await self._events.find_one({"_id": followup_id, "kind": "followup", "author_id": actor.id, "lead_id": lead["_id"]})
             if existing is None:
                 raise Invalid("request.invalid", details=[{"field": "id", "code": "taken", "message": "this id is taken"}]) from None
             return existing, False  # an offline phone sending the same follow-up again
-        events = [{"_id": ObjectId(), "lead_id": lead["_id"], "kind": "followup", "at": now, "actor_id": actor.id, "actor_role": actor.role,
-                   "data": {"followup_id": followup_id, "kind": data.kind, "content": data.content[:200], "location": doc["location"]}}]
         for attempt in range(3):  # a concurrent edit of the lead: read it again and re-apply
-            update: dict[str, Any] = {"last_activity_at": max(occurred, lead.get("last_activity_at") or occurred), "updated_at": now}
+            update: dict[str, Any] = {"last_activity_at": max(occurred, lead.get("last_activity_at") or occurred), "updated_at": now, "touched_at": now}
             if data.next_followup_at is not None:
                 update["next_followup_at"] = data.next_followup_at
-            moves = lead["stage"] == "new"
-            if moves:
+            if moves and lead["stage"] == "new":
                 update.update({"stage": "contacted", "stage_changed_at": now})
             try:
-                await self._leads.replace(lead, update)
+                replaced = await self._leads.replace(lead, update)
                 break
             except VersionMismatch:
                 if attempt == 2:
                     raise
                 lead = await self._leads.get(actor, lead_id)
-        if moves:
-            events.append({"_id": ObjectId(), "lead_id": lead["_id"], "kind": "stage_changed", "at": now, "actor_id": actor.id,
-                           "actor_role": actor.role, "data": {"from": "new", "to": "contacted", "reason": f"first {data.kind}"}})
-        await self._events.insert_many(events)
+        if self._tasks is not None:  # one command: the follow-up task moves to the new date, or closes
+            await self._tasks.sync_followup_task(replaced, followup_logged=data.next_followup_at is None)
+        if moves and lead["stage"] != "new":
+            await self._events.delete_one({"_id": stage_event["_id"]})  # someone else moved it first
         return doc, True

@@ -44,7 +44,8 @@ def new_lead_id() -> str:
 
 
 class LeadService:
-    def __init__(self, db, clock: Clock, cipher: FieldCipher, audit: AuditService) -> None:
+    def __init__(self, db, clock: Clock, cipher: FieldCipher, audit: AuditService, tasks=None) -> None:
+        self._tasks = tasks  # TaskService: keeps the follow-up task in step with next_followup_at
         self._leads = db["leads"]
         self._events = db["lead_events"]
         self._users = db["users"]
@@ -159,6 +160,7 @@ class LeadService:
             "team_id": form["team_id"],
             "source": {"kind": "form", "form_slug": form["slug"], "form_version": form["version"], "channel": channel, "campaign": campaign},
             "pool": False,
+            "awaiting_allocation": True,
             "answers": answers,
             "customer_ids": [customer_id] if customer_id else [],
             "recent_submits": [now.timestamp()],
@@ -238,6 +240,7 @@ class LeadService:
             "source": {"kind": "manual"},
             "pool": False,
             "next_followup_at": data.next_followup_at,
+            "touched_at": now,
             "assignment": {"owner_id": actor.id, "rule_id": None, "strategy": "self", "reason": "captured by the owner", "at": now}
             if actor.role in ("rep", "manager") else None,
             "customer_ids": [],
@@ -263,6 +266,8 @@ class LeadService:
             raise Conflict("lead.id_taken", details=[{"field": "id", "code": "taken", "message": "choose another id"}]) from None
         if doc["owner_id"]:
             await self.adjust_open_leads(doc["owner_id"], +1)
+        if self._tasks is not None and doc["next_followup_at"] and doc["owner_id"]:
+            await self._tasks.sync_followup_task(doc)
         await self.add_event(lead_id, "created", actor, {"source": "manual"}, at=now)
         return doc, True
 
@@ -304,6 +309,8 @@ class LeadService:
             raise VersionMismatch("lead.version_mismatch")
         now = self._clock.now()
         doc = await self.replace(lead, {**changes, "updated_at": now})
+        if self._tasks is not None and "next_followup_at" in changes and changes["next_followup_at"] != lead.get("next_followup_at"):
+            await self._tasks.sync_followup_task(doc)
         await self.add_event(doc["_id"], "updated", actor, {"fields": sorted(changes)}, at=now)
         return doc
 
@@ -345,7 +352,7 @@ class LeadService:
 
     async def timeline(self, actor: Actor, lead_id: str, limit: int, cursor: str | None) -> Page:
         lead = await self.get(actor, lead_id, {"_id": 1})
-        return await paginate(self._events, {"lead_id": lead["_id"]}, limit=limit, cursor=cursor)
+        return await paginate(self._events, {"lead_id": lead["_id"]}, limit=limit, cursor=cursor, sort_key="at")
 
     async def record_scope_exit(self, user_id: str, lead_id: str, at: datetime) -> None:
         """A lead left a rep's scope (released, reassigned, reclaimed): offline sync must drop it."""

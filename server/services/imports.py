@@ -1,0 +1,532 @@
+"""Spreadsheet import of old contacts (CSV or XLSX) and lead export (CSV or XLSX).
+
+Import: the upload is parsed and checked synchronously (a bad header or too many rows rejects the
+whole file and writes nothing); the rows are then written by a background task that reports its
+progress in an ``imports`` document. Every row ends up counted exactly once, as created, merged
+(its phone matches a lead the importer may see) or rejected with a code, so
+``created + merged + len(rejected) == total`` when the import is finished.
+
+Cells are data, never formulas: a cell that looks like one is rejected on import, and exported
+cells that a spreadsheet would evaluate are prefixed with ``'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
+
+from server.actor import Actor
+from server.clock import Clock, as_utc
+from server.errors import ApiError, Forbidden, Invalid, NotFound
+from server.security import normalise_mainland_mobile
+from server.services.audit import AuditService
+from server.services.leads import LeadService, new_lead_id
+
+log = logging.getLogger("mpcrm.imports")
+
+MAX_ROWS = 10_000
+MAX_COLUMNS = 50
+CHUNK = 500
+EXPORT_MAX_ROWS = 50_000
+EXPORT_BATCH = 500
+REPORT_REJECTED = 200  # rejected rows shown in the progress document's response; all in errors.csv
+
+COLUMNS = ("name", "phone", "company", "email", "city", "tags", "notes", "level")
+HEADER_ALIASES = {
+    **{c: c for c in COLUMNS},
+    "姓名": "name", "手机": "phone", "手机号": "phone", "公司": "company", "邮箱": "email",
+    "城市": "city", "标签": "tags", "备注": "notes", "等级": "level",
+}
+MAX_LENGTH = {"name": 64, "company": 100, "email": 254, "city": 64, "notes": 2000}
+FORMULA_PREFIXES = ("=", "+", "-", "@")
+EXPORT_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_COLUMNS = ("id", "name", "company", "phone", "stage", "owner_id", "tags", "created_at")
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+# ---------------------------------------------------------------- parsing (pure, runs in a thread)
+@dataclass
+class Cell:
+    value: str
+    formula: bool = False
+
+
+@dataclass
+class CleanRow:
+    row: int
+    name: str
+    phone: str | None
+    fields: dict[str, Any]
+    tags: list[str]
+
+    def dedupe_key(self) -> tuple:
+        if self.phone:
+            return ("phone", self.phone)
+        return ("row", self.name, *(str(self.fields.get(k)) for k in ("company", "email", "city", "notes", "level")), tuple(self.tags))
+
+
+@dataclass
+class ParsedUpload:
+    format: str
+    total: int
+    rows: list[CleanRow] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _header_map(header: list[Any]) -> list[str | None]:
+    """Column index → field name; the whole file is rejected on an unknown, repeated or missing column."""
+    mapped: list[str | None] = []
+    problems = []
+    for index, raw in enumerate(header):
+        text = _text(raw).lstrip("\ufeff").strip()
+        if not text:
+            mapped.append(None)  # an empty header cell: an unused column
+            continue
+        name = HEADER_ALIASES.get(text.lower()) or HEADER_ALIASES.get(text)
+        if name is None:
+            problems.append({"field": f"column {index + 1}", "code": "unknown", "message": text[:64]})
+        elif name in mapped:
+            problems.append({"field": f"column {index + 1}", "code": "repeated", "message": text[:64]})
+        mapped.append(name)
+    if "name" not in mapped:
+        problems.append({"field": "name", "code": "missing", "message": "a name (姓名) column is required"})
+    if problems:
+        raise Invalid("import.bad_header", details=problems[:20])
+    return mapped
+
+
+def _csv_rows(data: bytes):
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:  # pragma: no cover - gb18030 decodes almost anything
+        raise Invalid("import.bad_file")
+    if "\x00" in text:
+        raise Invalid("import.bad_file")
+    try:
+        for values in csv.reader(io.StringIO(text, newline="")):
+            yield [Cell(v.strip()) for v in values[:MAX_COLUMNS]]
+    except csv.Error:
+        raise Invalid("import.bad_file") from None
+
+
+def _xlsx_rows(data: bytes):
+    from openpyxl import load_workbook  # imported on use: only imports need it
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError):
+        raise Invalid("import.bad_file") from None
+    try:
+        sheet = book.worksheets[0]
+        for cells in sheet.iter_rows(max_col=MAX_COLUMNS):
+            yield [Cell(_text(c.value), getattr(c, "data_type", None) == "f") for c in cells]
+    finally:
+        book.close()
+
+
+def _is_formula(column: str | None, cell: Cell) -> bool:
+    if cell.formula:
+        return True
+    if not cell.value.startswith(FORMULA_PREFIXES):
+        return False
+    # "+86 138 0013 8000" is a phone number, not a formula.
+    return not (column == "phone" and normalise_mainland_mobile(cell.value) is not None)
+
+
+def _check_row(row_number: int, columns: list[str | None], cells: list[Cell]) -> CleanRow | dict:
+    values: dict[str, str] = {}
+    for column, cell in zip(columns, cells):
+        if column is None:
+            continue
+        if _is_formula(column, cell):
+            return {"row": row_number, "code": "import.formula", "field": column}
+        values[column] = cell.value
+    name = values.get("name", "")
+    if not name:
+        return {"row": row_number, "code": "import.name_required", "field": "name"}
+    if len(name) > MAX_LENGTH["name"]:
+        return {"row": row_number, "code": "import.name_too_long", "field": "name"}
+    phone = None
+    if values.get("phone"):
+        phone = normalise_mainland_mobile(values["phone"])
+        if phone is None:
+            return {"row": row_number, "code": "import.bad_phone", "field": "phone"}
+    for column, limit in MAX_LENGTH.items():
+        if len(values.get(column) or "") > limit:
+            return {"row": row_number, "code": "import.field_too_long", "field": column}
+    level = (values.get("level") or "").upper() or None
+    if level not in (None, "A", "B", "C"):
+        return {"row": row_number, "code": "import.bad_level", "field": "level"}
+    tags = sorted({t.strip() for t in (values.get("tags") or "").replace("，", ",").split(",") if t.strip()})
+    if len(tags) > 32 or any(len(t) > 32 or "$" in t or "." in t for t in tags):
+        return {"row": row_number, "code": "import.bad_tag", "field": "tags"}
+    fields = {k: (values.get(k) or None) for k in ("company", "email", "city", "notes")}
+    fields["level"] = level
+    return CleanRow(row=row_number, name=name, phone=phone, fields=fields, tags=tags)
+
+
+def parse_upload(data: bytes, filename: str | None) -> ParsedUpload:
+    """Header and row checks. Raises for problems with the whole file; rejects single rows."""
+    is_xlsx = data[:4] == b"PK\x03\x04" or (filename or "").lower().endswith(".xlsx")
+    rows = _xlsx_rows(data) if is_xlsx else _csv_rows(data)
+    parsed = ParsedUpload(format="xlsx" if is_xlsx else "csv", total=0)
+    columns: list[str | None] | None = None
+    for number, cells in enumerate(rows, start=1):
+        if columns is None:
+            if not any(c.value for c in cells):
+                raise Invalid("import.bad_header", details=[{"field": "name", "code": "missing", "message": "the first row must be the header"}])
+            columns = _header_map([c.value for c in cells])
+            continue
+        if not any(c.value or c.formula for c in cells):
+            continue  # blank lines are not rows
+        parsed.total += 1
+        if parsed.total > MAX_ROWS:
+            raise Invalid("import.too_many_rows", params={"limit": MAX_ROWS})
+        checked = _check_row(number, columns, cells)
+        if isinstance(checked, CleanRow):
+            parsed.rows.append(checked)
+        else:
+            parsed.rejected.append(checked)
+    if columns is None:
+        raise Invalid("import.bad_header", details=[{"field": "name", "code": "missing", "message": "the file is empty"}])
+    return parsed
+
+
+# ---------------------------------------------------------------- export helpers
+def neutralise(value: Any) -> str:
+    """A cell a spreadsheet would evaluate (``=``, ``+``, ``-``, ``@``, tab, CR) starts with ``'``."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(EXPORT_DANGEROUS) else text
+
+
+def csv_bytes(rows: list[list[Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows([[neutralise(v) for v in row] for row in rows])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _export_row(doc: dict) -> list[Any]:
+    created = doc.get("created_at")
+    return [
+        doc["_id"], doc.get("name"), doc.get("company"), doc.get("phone_masked"), doc.get("stage"),
+        doc.get("owner_id"), ",".join(doc.get("tags") or []), as_utc(created).isoformat() if created else None,
+    ]
+
+
+def _xlsx_file(rows: list[list[Any]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("leads")
+    sheet.append(list(EXPORT_COLUMNS))
+    for row in rows:
+        sheet.append([neutralise(v) for v in row])  # a string starting with "=" would become a formula
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+@dataclass
+class _Progress:
+    created: int = 0
+    merged: int = 0
+    rejected: list[dict] = field(default_factory=list)
+    rows: set[int] = field(default_factory=set)  # rows whose outcome is known
+
+    @property
+    def done(self) -> int:
+        return self.created + self.merged + len(self.rejected)
+
+    def add(self, created: int, merged: int, rejected: list[dict], rows: list[int] = ()) -> None:
+        self.created += created
+        self.merged += merged
+        self.rejected.extend(rejected)
+        self.rows.update(rows)
+        self.rows.update(r["row"] for r in rejected)
+
+
+def _oid(value: str) -> ObjectId:
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        raise NotFound("import.not_found") from None
+
+
+# ---------------------------------------------------------------- the service
+class ImportService:
+    def __init__(self, db, clock: Clock, leads: LeadService, audit: AuditService, default_language: str = "zh-CN") -> None:
+        self._imports = db["imports"]
+        self._leads = db["leads"]
+        self._events = db["lead_events"]
+        self._teams = db["teams"]
+        self._clock = clock
+        self._lead_service = leads
+        self._audit = audit
+        self._language = default_language
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------ import
+    async def start(self, actor: Actor, *, data: bytes, filename: str | None, team_id: str | None) -> str:
+        """Check the file, record the import as queued and process it in the background."""
+        team = await self._import_team(actor, team_id)
+        parsed = await asyncio.to_thread(parse_upload, data, filename)
+        import_id = ObjectId()
+        await self._imports.insert_one({
+            "_id": import_id,
+            "status": "queued",
+            "format": parsed.format,
+            "filename": (filename or "")[:200] or None,
+            "team_id": team,
+            "total": parsed.total,
+            "done": 0,
+            "created": 0,
+            "merged": 0,
+            "rejected": [],
+            "created_by": actor.id,
+            "created_at": self._clock.now(),
+            "finished_at": None,
+        })
+        task = asyncio.create_task(self._run(import_id, actor, team, parsed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return str(import_id)
+
+    async def wait_idle(self) -> None:
+        """Wait for running imports (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _import_team(self, actor: Actor, team_id: str | None) -> str:
+        if not actor.is_admin:
+            if not actor.team_id or (team_id and team_id != actor.team_id):
+                raise Forbidden("auth.forbidden")
+            return actor.team_id
+        if not team_id:
+            raise Invalid("import.team_required", details=[{"field": "team_id", "code": "required", "message": "choose the team whose pool receives the leads"}])
+        try:
+            oid = ObjectId(team_id)
+        except (InvalidId, TypeError):
+            oid = None
+        if oid is None or await self._teams.find_one({"_id": oid}, {"_id": 1}) is None:
+            raise Invalid("team.not_found", details=[{"field": "team_id", "code": "unknown", "message": "no such team"}])
+        return str(oid)
+
+    def _reject(self, row: int, code: str, field: str | None) -> dict:
+        return {"row": row, "code": code, "field": field, "message": ApiError(code).message(self._language)}
+
+    async def _run(self, import_id: ObjectId, actor: Actor, team_id: str, parsed: ParsedUpload) -> None:
+        # One task writes each import, so progress is written whole with $set (nx-27017 stores
+        # sub-documents added with $push as JSON strings; see the report of this change).
+        progress = _Progress()
+        try:
+            pending = [self._reject(r["row"], r["code"], r["field"]) for r in parsed.rejected]
+            unique: list[CleanRow] = []
+            seen: set[tuple] = set()
+            for row in parsed.rows:
+                key = row.dedupe_key()
+                if key in seen:
+                    pending.append(self._reject(row.row, "import.duplicate_row", "phone" if row.phone else None))
+                else:
+                    seen.add(key)
+                    unique.append(row)
+            progress.add(0, 0, pending)
+            await self._save(import_id, progress, "running")
+            for start in range(0, len(unique), CHUNK):
+                chunk = unique[start:start + CHUNK]
+                created, merged, rejected = await self._write_chunk(import_id, actor, team_id, chunk)
+                progress.add(created, merged, rejected, rows=[r.row for r in chunk])
+                await self._save(import_id, progress, "running")
+            await self._save(import_id, progress, "done")
+        except Exception:
+            log.exception("import failed", extra={"import_id": str(import_id)})
+            # Every row not yet accounted for is listed as aborted, so the report still adds up.
+            rows = sorted(({r.row for r in parsed.rows} | {r["row"] for r in parsed.rejected}) - progress.rows)
+            progress.add(0, 0, [self._reject(n, "import.aborted", None) for n in rows])
+            try:
+                await self._save(import_id, progress, "failed")
+            except Exception:  # pragma: no cover - the database is gone; the import stays "running"
+                log.exception("could not record the failed import", extra={"import_id": str(import_id)})
+
+    async def _save(self, import_id: ObjectId, progress: _Progress, status: str) -> None:
+        update: dict[str, Any] = {"$set": {
+            "status": status, "done": progress.done, "created": progress.created, "merged": progress.merged,
+            "rejected": sorted(progress.rejected, key=lambda r: r["row"]),
+        }}
+        if status in ("done", "failed"):
+            update["$currentDate"] = {"finished_at": True}
+        await self._imports.update_one({"_id": import_id}, update)
+
+    async def _write_chunk(self, import_id: ObjectId, actor: Actor, team_id: str, rows: list[CleanRow]) -> tuple[int, int, list[dict]]:
+        now = self._clock.now()
+        source = {"kind": "import", "import_id": str(import_id)}
+        docs: list[dict] = []
+        row_of: dict[str, CleanRow] = {}
+        for row in rows:
+            lead_id = new_lead_id()
+            doc: dict[str, Any] = {
+                "_id": lead_id, "name": row.name, **row.fields, "tags": row.tags, "stage": "new",
+                "owner_id": None, "team_id": team_id, "source": source, "pool": True, "customer_ids": [],
+                "version": 1, "created_at": now, "updated_at": now, "created_by": actor.id,
+            }
+            if row.phone:
+                doc.update(self._lead_service.seal_phone(row.phone, lead_id))
+            docs.append(doc)
+            row_of[lead_id] = row
+        rejected: list[dict] = []
+        merges: list[tuple[CleanRow, str]] = []
+        # Phones that already belong to a lead: merge into it (when the importer may see it).
+        by_bidx = {d["phone_bidx"]: d for d in docs if "phone_bidx" in d}
+        existing = await self._existing(list(by_bidx))
+        to_insert = []
+        for doc in docs:
+            hit = existing.get(doc.get("phone_bidx"))
+            if hit is None:
+                to_insert.append(doc)
+            elif self._visible(actor, hit):
+                merges.append((row_of[doc["_id"]], hit["_id"]))
+            else:
+                rejected.append(self._reject(row_of[doc["_id"]].row, "import.phone_exists", "phone"))
+        inserted = to_insert
+        if to_insert:
+            try:
+                await self._leads.insert_many(to_insert, ordered=False)
+            except BulkWriteError as exc:
+                failed = {e["index"]: e for e in exc.details.get("writeErrors", [])}
+                inserted = [d for i, d in enumerate(to_insert) if i not in failed]
+                raced = [to_insert[i] for i, e in failed.items() if e.get("code") == 11000 and to_insert[i].get("phone_bidx")]
+                for index, error in failed.items():
+                    if not (error.get("code") == 11000 and to_insert[index].get("phone_bidx")):
+                        rejected.append(self._reject(row_of[to_insert[index]["_id"]].row, "import.write_failed", None))
+                # Someone created a lead with the same phone since we looked: merge into it.
+                winners = await self._existing([d["phone_bidx"] for d in raced])
+                for doc in raced:
+                    hit = winners.get(doc["phone_bidx"])
+                    if hit is not None and self._visible(actor, hit):
+                        merges.append((row_of[doc["_id"]], hit["_id"]))
+                    else:
+                        rejected.append(self._reject(row_of[doc["_id"]].row, "import.phone_exists", "phone"))
+        events = [
+            self._event(d["_id"], "created", actor, now, {"source": "import", "import_id": str(import_id), "row": row_of[d["_id"]].row})
+            for d in inserted
+        ]
+        if merges:
+            await self._leads.bulk_write(
+                [
+                    UpdateOne({"_id": lead_id}, {**({"$addToSet": {"tags": {"$each": row.tags}}} if row.tags else {}), "$inc": {"version": 1}, "$currentDate": {"updated_at": True}})
+                    for row, lead_id in merges
+                ],
+                ordered=False,
+            )
+            events += [
+                self._event(lead_id, "imported", actor, now, {"import_id": str(import_id), "row": row.row, "tags": row.tags})
+                for row, lead_id in merges
+            ]
+        if events:
+            await self._events.insert_many(events, ordered=False)
+        return len(inserted), len(merges), rejected
+
+    async def _existing(self, bidxs: list[str]) -> dict[str, dict]:
+        if not bidxs:
+            return {}
+        found = await self._leads.find({"phone_bidx": {"$in": bidxs}}, {"phone_bidx": 1, "team_id": 1, "owner_id": 1}).to_list(None)
+        return {d["phone_bidx"]: d for d in found}
+
+    @staticmethod
+    def _visible(actor: Actor, lead: dict) -> bool:
+        return all(lead.get(k) == v for k, v in LeadService.scope(actor).items())
+
+    @staticmethod
+    def _event(lead_id: str, kind: str, actor: Actor, at: datetime, data: dict) -> dict:
+        return {"_id": ObjectId(), "lead_id": lead_id, "kind": kind, "at": at, "actor_id": actor.id, "actor_role": actor.role, "data": data}
+
+    # ------------------------------------------------------------ reports
+    @staticmethod
+    def _scope(actor: Actor) -> dict:
+        if actor.is_admin:
+            return {}
+        if actor.is_manager:
+            return {"team_id": actor.team_id or "-"}
+        return {"created_by": actor.id}
+
+    async def get(self, actor: Actor, import_id: str, language: str) -> dict:
+        doc = await self._imports.find_one({"_id": _oid(import_id), **self._scope(actor)})
+        if doc is None:
+            raise NotFound("import.not_found")
+        rejected = doc.get("rejected") or []
+        return {
+            **doc,
+            "id": str(doc["_id"]),
+            "rejected_count": len(rejected),
+            "rejected": [{**r, "message": ApiError(r["code"]).message(language)} for r in rejected[:REPORT_REJECTED]],
+        }
+
+    async def errors_csv(self, actor: Actor, import_id: str, language: str) -> bytes:
+        doc = await self._imports.find_one({"_id": _oid(import_id), **self._scope(actor)}, {"rejected": 1})
+        if doc is None:
+            raise NotFound("import.not_found")
+        rows = [["row", "code", "field", "message"]]
+        rows += [[r["row"], r["code"], r.get("field") or "", ApiError(r["code"]).message(language)] for r in sorted(doc.get("rejected") or [], key=lambda r: r["row"])]
+        return "\ufeff".encode() + csv_bytes(rows)
+
+    # ------------------------------------------------------------ export
+    async def _export_docs(self, actor: Actor) -> AsyncIterator[list[dict]]:
+        projection = {"name": 1, "company": 1, "phone_masked": 1, "stage": 1, "owner_id": 1, "tags": 1, "created_at": 1}
+        cursor = self._leads.find(LeadService.scope(actor), projection).sort("_id", 1).limit(EXPORT_MAX_ROWS).batch_size(EXPORT_BATCH)
+        batch: list[dict] = []
+        async for doc in cursor:
+            batch.append(doc)
+            if len(batch) >= EXPORT_BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    async def export_csv(self, actor: Actor) -> AsyncIterator[bytes]:
+        """UTF-8 CSV with a BOM (Excel), in batches; audited with the row count when it ends."""
+        rows = 0
+        outcome = "interrupted"
+        try:
+            yield "\ufeff".encode() + csv_bytes([list(EXPORT_COLUMNS)])
+            async for batch in self._export_docs(actor):
+                rows += len(batch)
+                yield csv_bytes([_export_row(d) for d in batch])
+            outcome = "ok"
+        finally:
+            await self._audit.record(actor, "lead.export", target_type="lead", target_id="*", outcome=outcome, details={"format": "csv", "rows": rows})
+
+    async def export_xlsx(self, actor: Actor) -> bytes:
+        rows: list[list[Any]] = []
+        async for batch in self._export_docs(actor):
+            rows.extend(_export_row(d) for d in batch)
+        data = await asyncio.to_thread(_xlsx_file, rows)
+        await self._audit.record(actor, "lead.export", target_type="lead", target_id="*", details={"format": "xlsx", "rows": len(rows)})
+        return data

@@ -1,0 +1,76 @@
+"""Notifications: the in-app inbox and the outbox of WeChat subscribe messages, in one collection.
+
+Every notification has a unique ``dedupe_key`` (for example ``task:<id>:due`` or
+``renewal:<contract>:30``), so a job that runs twice, or on two instances, notifies once.
+Delivery to WeChat is the job ``deliver_outbox``; creating a notification never waits for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo.errors import BulkWriteError
+
+from server.actor import Actor
+from server.clock import Clock
+from server.errors import NotFound
+from server.paging import Page, paginate
+
+DUPLICATE_KEY = 11000
+
+
+def notification(
+    user_id: str, kind: str, title: str, body: str, dedupe_key: str, *,
+    data: dict[str, Any] | None = None, urgent: bool = False,
+) -> dict[str, Any]:
+    """One notification for ``notify``; ``kind`` selects the WeChat template (see README)."""
+    return {"user_id": user_id, "kind": kind, "title": title, "body": body, "dedupe_key": dedupe_key, "data": data or {}, "urgent": urgent}
+
+
+class NotificationService:
+    def __init__(self, db, clock: Clock) -> None:
+        self._col = db["notifications"]
+        self._clock = clock
+
+    async def notify(self, items: list[dict[str, Any]], now: datetime | None = None) -> int:
+        """Insert what is new; an existing ``dedupe_key`` is silently skipped. Returns how many were new."""
+        if not items:
+            return 0
+        now = now or self._clock.now()
+        docs = [
+            {
+                "_id": ObjectId(),
+                **item,
+                "created_at": now,
+                "read_at": None,
+                "delivery": {"state": "pending", "attempts": 0, "next_attempt_at": now},
+            }
+            for item in items
+        ]
+        try:
+            result = await self._col.insert_many(docs, ordered=False)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return exc.details.get("nInserted", len(docs) - len(errors))
+
+    async def list(self, actor: Actor, unread: bool | None, limit: int, cursor: str | None) -> Page:
+        filter_: dict[str, Any] = {"user_id": actor.id}
+        if unread is True:
+            filter_["read_at"] = None
+        return await paginate(self._col, filter_, limit=limit, cursor=cursor)
+
+    async def mark_read(self, actor: Actor, notification_id: str) -> dict:
+        try:
+            oid = ObjectId(notification_id)
+        except Exception:
+            raise NotFound("notification.not_found") from None
+        await self._col.update_one({"_id": oid, "user_id": actor.id, "read_at": None}, {"$currentDate": {"read_at": True}})
+        doc = await self._col.find_one({"_id": oid, "user_id": actor.id})
+        if doc is None:
+            raise NotFound("notification.not_found")
+        return doc

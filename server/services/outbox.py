@@ -1,0 +1,223 @@
+"""Delivery of the notification outbox as WeChat subscribe messages (the ``deliver_outbox`` job).
+
+The ``notifications`` collection is both the in-app inbox and the outbox (``NotificationService``
+writes it; this service only moves ``delivery`` on). A notification's ``delivery`` sub-document
+(always written whole — it holds datetimes) goes through these states::
+
+    pending ──claim──▶ sending ──▶ sent
+       ▲                  │  ├──▶ failed        (43101 refused, 40003/47003, other errcodes, or gave up)
+       └── retry/quiet ───┘  └──▶ in_app_only   (no openid, no template for the kind, no subscription left)
+
+Exactly once across instances: a worker first *claims* a notification with a conditional update
+(``pending`` and due → ``sending`` with its own claim token and a ``claim_until``), and only the
+winner calls WeChat; every later write is conditional on that claim token. A worker killed between
+its claim and its final write leaves the message ``sending``; once ``claim_until`` has passed
+another worker takes it over. At that point delivery is at-least-once: the dead worker may or may
+not have reached WeChat, and there is no way to ask WeChat, so the message may arrive twice. We
+accept that rare duplicate rather than lose reminders (keep ``MPCRM_OUTBOX_CLAIM_S`` well above
+``MPCRM_WECHAT_TIMEOUT_S`` so a slow live worker is never overtaken).
+
+Budgets: each user accepts one-time subscriptions per template in the mini-program, which reports
+them (``POST /me/subscriptions``); each send atomically takes one (``remaining > 0``, ``$inc -1``)
+and gives it back if WeChat did not deliver (except 43101: WeChat says there is none; we zero it).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from config.settings import Settings
+from server.actor import Actor
+from server.clock import Clock, as_utc
+from server.ids import maybe_oid
+from server.services.wechat import WechatCallError, WechatClient
+
+log = logging.getLogger("mpcrm.outbox")
+
+# Placeholder template ids: set the real ones of your mini-program with MPCRM_WECHAT_TEMPLATES.
+_TASK_FIELDS = {"title": "thing1", "due_at": "time2", "body": "thing3"}
+DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
+    "task_reminder": {"template_id": "TASK_REMINDER_TEMPLATE_ID", "page": "pages/tasks/detail", "fields": _TASK_FIELDS},
+    "task_escalated": {"template_id": "TASK_ESCALATED_TEMPLATE_ID", "page": "pages/tasks/detail", "fields": _TASK_FIELDS},
+    "task_assigned": {"template_id": "TASK_ASSIGNED_TEMPLATE_ID", "page": "pages/tasks/detail", "fields": _TASK_FIELDS},
+    "churn_warning": {"template_id": "CHURN_WARNING_TEMPLATE_ID", "page": "pages/leads/detail", "fields": {"title": "thing1", "body": "thing2", "last_activity_at": "date3"}},
+}
+
+# WeChat's limits on subscribe-message values, by the key's type prefix (thing1 → thing).
+VALUE_LIMITS = {"thing": 20, "name": 10, "phrase": 5, "character_string": 32, "number": 32, "letter": 32, "symbol": 5, "phone_number": 17, "car_number": 8, "amount": 11}
+RETRY_ERRCODES = {None, -1, 45009, 45011}  # network, 5xx, timeouts, malformed answers, busy, quota
+REFUSED = 43101  # the user refused (or has no subscription left on WeChat's side)
+
+
+def value_type(key: str) -> str:
+    return key.rstrip("0123456789")
+
+
+def cut_value(key: str, value: Any, tz) -> str:
+    """A value shaped for a WeChat data key: times formatted, text cut to the type's limit."""
+    kind = value_type(key)
+    if kind in ("time", "date"):
+        moment = value if isinstance(value, datetime) else _parse_time(value)
+        if moment is None:
+            return str(value or "")[:32]
+        local = as_utc(moment).astimezone(tz)
+        day = f"{local.year}年{local.month}月{local.day}日"
+        return day if kind == "date" else f"{day} {local:%H:%M}"
+    text = " ".join(str(value if value is not None else "").split())
+    limit = VALUE_LIMITS.get(kind, 20)
+    if kind in ("number", "amount", "character_string", "letter", "phone_number", "car_number"):
+        return text[:limit]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def subscription_id(user_id: str, template_id: str) -> str:
+    return f"{user_id}:{template_id}"
+
+
+class OutboxService:
+    def __init__(self, db, clock: Clock, settings: Settings, wechat: WechatClient) -> None:
+        self._col = db["notifications"]
+        self._users = db["users"]
+        self._subs = db["subscriptions"]
+        self._clock = clock
+        self._settings = settings
+        self._wechat = wechat
+        self.templates = {**DEFAULT_TEMPLATES, **settings.wechat_templates}
+        self.worker = f"outbox-{uuid.uuid4().hex[:8]}"
+
+    # ------------------------------------------------------------ subscriptions (POST /me/subscriptions)
+    async def record_subscription(self, actor: Actor, template_id: str, accepted: bool) -> dict:
+        key = subscription_id(actor.id, template_id)
+        if accepted:
+            doc = await self._subs.find_one_and_update(
+                {"_id": key},
+                {"$inc": {"remaining": 1}, "$set": {"user_id": actor.id, "template_id": template_id}, "$currentDate": {"updated_at": True}},
+                upsert=True, return_document=ReturnDocument.AFTER,
+            )
+        else:
+            doc = await self._subs.find_one({"_id": key})
+        return {"template_id": template_id, "remaining": int((doc or {}).get("remaining", 0))}
+
+    # ------------------------------------------------------------ quiet hours
+    def quiet_until(self, now: datetime) -> datetime | None:
+        """The end of the quiet window ``now`` falls in (UTC), or None outside it."""
+        window = self._settings.quiet_hours
+        if not window:
+            return None
+        start_s, end_s = window.split("-")
+        start, end = time.fromisoformat(start_s), time.fromisoformat(end_s)
+        local = as_utc(now).astimezone(self._settings.tz)
+        t = local.time().replace(tzinfo=None)
+        quiet = (start <= t or t < end) if start > end else (start <= t < end)
+        if not quiet:
+            return None
+        morning = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+        if morning <= local:
+            morning += timedelta(days=1)
+        return morning.astimezone(as_utc(now).tzinfo)
+
+    # ------------------------------------------------------------ the job
+    async def deliver_due(self, now: datetime, limit: int | None = None) -> dict:
+        """Send what is due: pending with ``next_attempt_at <= now``, or ``sending`` with an expired
+        claim (its worker died). Safe to run on several instances at once."""
+        limit = limit or self._settings.outbox_batch
+        candidates = await self._col.find(
+            {"$or": [
+                {"delivery.state": "pending", "delivery.next_attempt_at": {"$lte": now}},
+                {"delivery.state": "sending", "delivery.claim_until": {"$lte": now}},
+            ]},
+            {"user_id": 1, "kind": 1, "title": 1, "body": 1, "data": 1, "urgent": 1, "created_at": 1, "delivery": 1},
+        ).limit(limit).to_list(None)
+        counts = {"candidates": len(candidates), "sent": 0, "retry": 0, "failed": 0, "in_app_only": 0, "deferred": 0, "lost_claim": 0}
+        if not candidates:
+            return counts
+        oids = [oid for oid in {maybe_oid(n["user_id"]) for n in candidates} if oid is not None]
+        users = {str(u["_id"]): u for u in await self._users.find({"_id": {"$in": oids}}, {"openid": 1, "active": 1}).to_list(None)} if oids else {}
+        for item in candidates:
+            try:
+                outcome = await self._deliver_one(item, users.get(item["user_id"]), now)
+            except Exception:  # one bad message must not stop the batch; its claim expires and it is retried
+                log.exception("outbox delivery failed", extra={"notification_id": str(item["_id"])})
+                outcome = "retry"
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return counts
+
+    async def _claim(self, item: dict, now: datetime) -> tuple[str, dict] | None:
+        d = item["delivery"]
+        if d["state"] == "pending":
+            filter_ = {"_id": item["_id"], "delivery.state": "pending", "delivery.next_attempt_at": {"$lte": now}, "delivery.attempts": d.get("attempts", 0)}
+        else:
+            filter_ = {"_id": item["_id"], "delivery.state": "sending", "delivery.claim": d.get("claim"), "delivery.claim_until": {"$lte": now}}
+        token = uuid.uuid4().hex
+        claimed = {**d, "state": "sending", "claim": token, "claim_owner": self.worker, "claim_until": now + timedelta(seconds=self._settings.outbox_claim_s)}
+        result = await self._col.update_one(filter_, {"$set": {"delivery": claimed}})
+        return (token, claimed) if result.modified_count == 1 else None
+
+    async def _finish(self, item_id, token: str, delivery: dict) -> None:
+        final = {k: v for k, v in delivery.items() if k not in ("claim", "claim_owner", "claim_until")}
+        await self._col.update_one({"_id": item_id, "delivery.claim": token}, {"$set": {"delivery": final}})
+
+    async def _deliver_one(self, item: dict, user: dict | None, now: datetime) -> str:
+        claim = await self._claim(item, now)
+        if claim is None:
+            return "lost_claim"  # another worker has it
+        token, d = claim
+        template = self.templates.get(item["kind"])
+        if template is None or not template.get("template_id"):
+            await self._finish(item["_id"], token, {**d, "state": "in_app_only", "reason": "no_template"})
+            return "in_app_only"
+        if user is None or not user.get("openid") or not user.get("active", True):
+            await self._finish(item["_id"], token, {**d, "state": "in_app_only", "reason": "no_openid"})
+            return "in_app_only"
+        morning = None if item.get("urgent") else self.quiet_until(now)
+        if morning is not None:
+            await self._finish(item["_id"], token, {**d, "state": "pending", "next_attempt_at": morning, "deferred": "quiet_hours"})
+            return "deferred"
+        sub_id = subscription_id(item["user_id"], template["template_id"])
+        taken = await self._subs.find_one_and_update({"_id": sub_id, "remaining": {"$gt": 0}}, {"$inc": {"remaining": -1}})
+        if taken is None:
+            await self._finish(item["_id"], token, {**d, "state": "in_app_only", "reason": "no_subscription"})
+            return "in_app_only"
+        attempts = d.get("attempts", 0) + 1
+        try:
+            answer = await self._wechat.send_subscribe_message(self.message(item, user["openid"], template))
+        except WechatCallError as exc:
+            if exc.errcode == REFUSED:
+                await self._subs.update_one({"_id": sub_id}, {"$set": {"remaining": 0}})
+            else:
+                await self._subs.update_one({"_id": sub_id}, {"$inc": {"remaining": 1}})  # WeChat did not use it
+            if exc.errcode in RETRY_ERRCODES and attempts < self._settings.outbox_max_attempts:
+                delay = timedelta(seconds=self._settings.outbox_retry_base_s * 2 ** (attempts - 1))
+                await self._finish(item["_id"], token, {**d, "state": "pending", "attempts": attempts, "errcode": exc.errcode, "next_attempt_at": now + delay})
+                return "retry"
+            reason = "gave_up" if exc.errcode in RETRY_ERRCODES else ("refused" if exc.errcode == REFUSED else "rejected")
+            await self._finish(item["_id"], token, {**d, "state": "failed", "attempts": attempts, "errcode": exc.errcode, "reason": reason, "failed_at": now})
+            return "failed"
+        await self._finish(item["_id"], token, {**d, "state": "sent", "attempts": attempts, "msgid": answer.get("msgid"), "template_id": template["template_id"], "sent_at": now})
+        return "sent"
+
+    def message(self, item: dict, openid: str, template: dict) -> dict:
+        data = item.get("data") or {}
+        sources = {"title": item.get("title"), "body": item.get("body"), "created_at": item.get("created_at"), **data}
+        values = {key: {"value": cut_value(key, sources.get(source), self._settings.tz)} for source, key in (template.get("fields") or {}).items()}
+        target = data.get("task_id") or data.get("lead_id")
+        page = template.get("page")
+        if page and target:
+            page = f"{page}?id={target}"
+        body: dict[str, Any] = {"touser": openid, "template_id": template["template_id"], "data": values,
+                                "miniprogram_state": self._settings.wechat_miniprogram_state, "lang": "zh_CN"}
+        if page:
+            body["page"] = page
+        return body

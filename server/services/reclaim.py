@@ -1,0 +1,114 @@
+"""Reclaim (回收): leads nobody works go back to their team's pool before they go cold.
+
+Per team (``team.reclaim``): a lead in an open stage goes back when it has had no follow-up for N
+days since it was assigned or last touched (N may differ by level A/B/C), or when it was claimed M
+days ago and is still not a customer. Locked leads are exempt, and so are customers (they are not
+in an open stage). The owner is warned K days before; the previous owner then may not claim it
+back during the team's cool-down. Each reclaim is a conditional write on the lead's version, so a
+lead touched meanwhile is left alone, and warnings carry dedupe keys, so running the job twice
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import UpdateOne
+
+from server.clock import Clock
+from server.schemas.users import PoolSettings, ReclaimSettings
+from server.services.leads import LeadService
+from server.services.lifecycle import OPEN_STAGES
+from server.services.notifications import NotificationService, notification
+
+_FIELDS = {"owner_id": 1, "stage": 1, "level": 1, "locked": 1, "touched_at": 1, "assignment": 1, "cooldowns": 1, "version": 1, "name": 1, "team_id": 1}
+
+
+class ReclaimService:
+    def __init__(self, db, clock: Clock, leads: LeadService, notifications: NotificationService) -> None:
+        self._teams = db["teams"]
+        self._leads_col = db["leads"]
+        self._users = db["users"]
+        self._events = db["lead_events"]
+        self._exits = db["scope_exits"]
+        self._clock = clock
+        self._leads = leads
+        self._notifications = notifications
+
+    async def run(self, now: datetime) -> dict:
+        stats = {"reclaimed": 0, "warned": 0, "skipped_changed": 0}
+        async for team in self._teams.find({"active": True}, {"reclaim": 1, "pool": 1}):
+            rules = ReclaimSettings.model_validate(team.get("reclaim") or {})
+            if not rules.enabled:
+                continue
+            pool = PoolSettings.model_validate(team.get("pool") or {})
+            await self._team(str(team["_id"]), rules, pool, now, stats)
+        return stats
+
+    async def _team(self, team_id: str, rules: ReclaimSettings, pool: PoolSettings, now: datetime, stats: dict) -> None:
+        shortest = min([rules.no_followup_days, *rules.no_followup_days_by_level.values()])
+        horizon = now - timedelta(days=max(shortest - rules.warn_days_before, 0))
+        due: dict[str, tuple[dict, str]] = {}
+        warnings: list[dict] = []
+        async for lead in self._leads_col.find({"team_id": team_id, "touched_at": {"$lt": horizon}}, _FIELDS):
+            if not _reclaimable(lead):
+                continue
+            days = rules.no_followup_days_by_level.get(lead.get("level") or "", rules.no_followup_days)
+            idle = now - lead["touched_at"]
+            if idle >= timedelta(days=days):
+                due[lead["_id"]] = (lead, f"no follow-up for {idle.days} days (limit {days})")
+            elif idle >= timedelta(days=days - rules.warn_days_before):
+                left = days - idle.days
+                warnings.append(notification(
+                    lead["owner_id"], "reclaim_warning", "线索即将回收",
+                    f"{lead.get('name', '')}: 再 {left} 天无跟进将回收到公海", f"reclaim-warn:{lead['_id']}:{lead['touched_at'].isoformat()}",
+                    data={"lead_id": lead["_id"], "days_left": left},
+                ))
+        if rules.no_conversion_days:
+            cutoff = now - timedelta(days=rules.no_conversion_days)
+            async for lead in self._leads_col.find({"team_id": team_id, "assignment.strategy": "claim", "assignment.at": {"$lt": cutoff}}, _FIELDS):
+                if _reclaimable(lead) and lead["_id"] not in due:
+                    due[lead["_id"]] = (lead, f"claimed {(now - lead['assignment']['at']).days} days ago and not converted (limit {rules.no_conversion_days})")
+        stats["warned"] += await self._notifications.notify(warnings, now)
+        await self._reclaim(list(due.values()), pool, now, stats)
+
+    async def _reclaim(self, due: list[tuple[dict, str]], pool: PoolSettings, now: datetime, stats: dict) -> None:
+        events, exits, notes = [], [], []
+        open_counts: dict[str, int] = {}
+        for lead, reason in due:
+            owner = lead["owner_id"]
+            cooldowns = {**(lead.get("cooldowns") or {}), owner: now + timedelta(days=pool.release_cooldown_days)}
+            result = await self._leads_col.update_one(
+                {"_id": lead["_id"], "owner_id": owner, "version": lead["version"]},
+                {
+                    "$set": {
+                        "owner_id": None, "pool": True, "assignment": None, "cooldowns": cooldowns,
+                        "release": {"by": "system", "previous_owner_id": owner, "reason": reason, "at": now},
+                    },
+                    "$currentDate": {"updated_at": True},
+                    "$inc": {"version": 1},
+                },
+            )
+            if not result.modified_count:
+                stats["skipped_changed"] += 1
+                continue
+            stats["reclaimed"] += 1
+            open_counts[owner] = open_counts.get(owner, 0) + 1
+            events.append({"_id": ObjectId(), "lead_id": lead["_id"], "kind": "reclaimed", "at": now, "actor_id": "system",
+                           "actor_role": "system", "data": {"previous_owner_id": owner, "reason": reason}})
+            exits.append({"user_id": owner, "lead_id": lead["_id"], "at": now})
+            notes.append(notification(owner, "lead_reclaimed", "线索已回收", f"{lead.get('name', '')}: {reason}"[:200],
+                                      f"reclaimed:{lead['_id']}:{lead['version']}", data={"lead_id": lead["_id"]}))
+        if events:
+            await self._events.insert_many(events, ordered=False)
+            await self._exits.insert_many(exits, ordered=False)
+            await self._users.bulk_write(
+                [UpdateOne({"_id": ObjectId(uid)}, {"$inc": {"open_leads": -n}}) for uid, n in open_counts.items()], ordered=False
+            )
+            await self._notifications.notify(notes, now)
+
+
+def _reclaimable(lead: dict[str, Any]) -> bool:
+    return bool(lead.get("owner_id")) and lead.get("stage") in OPEN_STAGES and not lead.get("locked") and isinstance(lead.get("touched_at"), datetime)

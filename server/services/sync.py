@@ -1,0 +1,212 @@
+"""Offline sync: a phone that was offline for a while catches up to exactly the server's view.
+
+``page(actor, cursor, limit)`` answers what changed in the caller's scope since ``cursor``:
+
+- ``leads``: leads in scope (``LeadService.scope``) whose ``updated_at`` ≥ the cursor time;
+- ``followups``: follow-ups the caller wrote (``followup`` events in ``lead_events``) whose
+  ``updated_at`` ≥ the cursor time;
+- ``deleted``: ids of leads that left the caller's scope since then (``scope_exits``, written by
+  release, reassignment and reclaim);
+- ``cursor`` / ``has_more``: keep asking while ``has_more``; store the last cursor.
+
+No cursor is a full snapshot (no deletions needed: the phone starts empty).
+
+**The cursor** is opaque to clients: urlsafe base64 of a small JSON object holding the time the
+sync round started *minus an overlap of a few seconds* (and, while a round is being paged, the last
+``_id`` seen per collection). The overlap is there because ``updated_at`` is stamped by two clocks:
+the application's (replacements, inserts) and the database server's (``$currentDate``); a write
+stamped a moment before the round started, or by a clock a little behind, is still picked up next
+time. So pages repeat a few items; clients upsert by id (keeping the higher ``version``), which makes
+repeats harmless.
+
+**Paging** walks each collection in ``_id`` order with the time bound fixed for the round, so one
+page costs one ``find`` per collection (auth + exits + leads + follow-ups ≤ 4 commands). A document
+changed while a round is being paged has ``updated_at`` ≥ the round's start, so if the walk already
+passed its ``_id`` the next round brings it. (Sorting by ``updated_at`` would also work on MongoDB,
+but nx-27017 fails a range-plus-sort on a field that mixes ``$currentDate`` and inserted dates;
+``_id`` order with a range filter works on both; see docs/mongodb-compat.md.)
+
+**Deletions come first.** A round walks ``scope_exits`` to the end before it starts on leads, and
+the client applies ``deleted`` before ``leads`` within a page. A lead that left the scope and came
+back therefore ends up present: its re-entry bumped ``updated_at`` after the exit, so it is in this
+round's leads, on the same page as the last deletions or a later one. Within one page the leads are
+read *after* the exits, so a lead found in scope wins and is left out of ``deleted``.
+
+A cursor is bound to the caller and their scope (role, team): after a role or team change, or once
+it is older than the scope-exit retention, it is refused with ``request.bad_cursor`` and the client
+starts again with a full snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from server.actor import Actor
+from server.clock import Clock
+from server.errors import ApiError, Forbidden
+from server.services.leads import LIST_PROJECTION, LeadService
+
+OVERLAP = timedelta(seconds=5)
+# scope_exits expire after 90 days (server/db.py); an older cursor could miss deletions.
+MAX_CURSOR_AGE = timedelta(days=80)
+MAX_CURSOR_AHEAD = timedelta(days=1)
+CURSOR_VERSION = 1
+DONE = True  # a collection walked to the end in this round
+COLLECTIONS = ("x", "l", "f")  # scope exits, leads, follow-ups
+
+# Follow-ups are ``followup`` events on the lead's timeline (server/services/followups.py).
+FOLLOWUP_PROJECTION = {"lead_id": 1, "author_id": 1, "at": 1, "updated_at": 1, "data": 1}
+
+
+@dataclass
+class SyncPage:
+    leads: list[dict]
+    followups: list[dict]
+    deleted: list[str]
+    cursor: str
+    has_more: bool
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _bad_cursor() -> ApiError:
+    return ApiError("request.bad_cursor", 400)
+
+
+def _enc_pos(pos: Any) -> Any:
+    if pos is None or pos is DONE:
+        return pos
+    if isinstance(pos, ObjectId):
+        return {"o": str(pos)}
+    return {"s": str(pos)}
+
+
+def _dec_pos(raw: Any) -> Any:
+    if raw is None or raw is True:
+        return raw
+    if isinstance(raw, dict) and len(raw) == 1:
+        (kind, value), = raw.items()
+        if kind == "o" and isinstance(value, str):
+            try:
+                return ObjectId(value)
+            except (InvalidId, TypeError):
+                raise _bad_cursor() from None
+        if kind == "s" and isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    raise _bad_cursor()
+
+
+def _is_ms(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def scope_key(actor: Actor) -> str:
+    """Who the cursor was issued to and what their scope was: a change means a full resync."""
+    return hashlib.sha256(f"{actor.id}|{actor.role}|{actor.team_id or ''}".encode()).hexdigest()[:16]
+
+
+class SyncService:
+    def __init__(self, db, clock: Clock, overlap: timedelta = OVERLAP, max_cursor_age: timedelta = MAX_CURSOR_AGE) -> None:
+        self._leads = db["leads"]
+        self._events = db["lead_events"]
+        self._exits = db["scope_exits"]
+        self._clock = clock
+        self._overlap = overlap
+        self._max_age = max_cursor_age
+
+    # ------------------------------------------------------------ cursor
+    def encode_cursor(self, state: dict) -> str:
+        data = {"v": CURSOR_VERSION, "k": state["k"], "s": state["s"]}
+        if "r" in state:  # a round still being paged
+            data["r"] = state["r"]
+            for name in COLLECTIONS:
+                data[name] = _enc_pos(state[name])
+        raw = json.dumps(data, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def decode_cursor(self, cursor: str, actor: Actor, now: datetime) -> dict:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            data = json.loads(raw)
+        except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+            raise _bad_cursor() from None
+        if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or data.get("k") != scope_key(actor):
+            raise _bad_cursor()
+        since = data.get("s")
+        paging = "r" in data
+        if not (_is_ms(since) or (paging and since is None)):
+            raise _bad_cursor()
+        state: dict[str, Any] = {"k": data["k"], "s": since}
+        if paging:
+            if not _is_ms(data["r"]) or set(data) != {"v", "k", "s", "r", *COLLECTIONS}:
+                raise _bad_cursor()
+            state["r"] = data["r"]
+            for name in COLLECTIONS:
+                state[name] = _dec_pos(data[name])
+        elif set(data) != {"v", "k", "s"}:
+            raise _bad_cursor()
+        oldest = since if since is not None else state["r"]
+        if not (_ms(now - self._max_age) <= oldest <= _ms(now + MAX_CURSOR_AHEAD)):
+            raise _bad_cursor()  # too old to trust the deletion log, or from the future: start again
+        return state
+
+    # ------------------------------------------------------------ one page
+    async def page(self, actor: Actor, cursor: str | None, limit: int) -> SyncPage:
+        if not actor.is_staff:
+            raise Forbidden("auth.forbidden")
+        now = self._clock.now()
+        state = self.decode_cursor(cursor, actor, now) if cursor else {"k": scope_key(actor), "s": None}
+        if "r" not in state:  # a new round starts now (minus the overlap: see the module docstring)
+            full = state["s"] is None
+            state.update({"r": _ms(now - self._overlap), "x": DONE if full else None, "l": None, "f": None})
+        since = _dt(state["s"]) if state["s"] is not None else None
+
+        exits: list[dict] = []
+        leads: list[dict] = []
+        followups: list[dict] = []
+        if state["x"] is not DONE:
+            exits, state["x"] = await self._walk(self._exits, {"user_id": actor.id}, "at", since, state["x"], limit, {"lead_id": 1})
+        if state["x"] is DONE:  # deletions first; leads only once they are all out
+            (leads, state["l"]), (followups, state["f"]) = await asyncio.gather(
+                self._walk(self._leads, LeadService.scope(actor), "updated_at", since, state["l"], limit, LIST_PROJECTION),
+                self._walk(self._events, {"author_id": actor.id, "kind": "followup"}, "updated_at", since, state["f"], limit, FOLLOWUP_PROJECTION),
+            )
+        present = {d["_id"] for d in leads}
+        deleted = list(dict.fromkeys(e["lead_id"] for e in exits if e["lead_id"] not in present))
+
+        has_more = any(state[name] is not DONE for name in COLLECTIONS)
+        next_cursor = self.encode_cursor(state if has_more else {"k": state["k"], "s": state["r"]})
+        return SyncPage(leads=leads, followups=followups, deleted=deleted, cursor=next_cursor, has_more=has_more)
+
+    @staticmethod
+    async def _walk(collection, filter_: dict, stamp: str, since: datetime | None, after: Any, limit: int, projection: dict) -> tuple[list[dict], Any]:
+        """The next ``limit`` documents changed since ``since``, in ``_id`` order after ``after``;
+        returns them and the new position (the last ``_id``, or DONE at the end)."""
+        if after is DONE:
+            return [], DONE
+        query = dict(filter_)
+        if since is not None:
+            query[stamp] = {"$gte": since}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        docs = await collection.find(query, projection).sort("_id", 1).limit(limit + 1).to_list(None)
+        if len(docs) > limit:
+            docs = docs[:limit]
+            return docs, docs[-1]["_id"]
+        return docs, DONE

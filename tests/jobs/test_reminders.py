@@ -1,0 +1,196 @@
+"""send_due_reminders (reminders and the escalation ladder) and churn_warnings, on a frozen clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from jobs.registry import load_jobs, run_job
+from leads_kit import LEADS, make_lead
+from tasks_kit import TASKS, create_task, customer_lead, inbox, iso, soon
+
+load_jobs()
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    return {"churn_days_by_level": {"A": 45}}
+
+
+def _keys(raw_db) -> list[str]:
+    return sorted(n["dedupe_key"] for n in raw_db.notifications.find())
+
+
+async def _run_twice(ctx, raw_db, name, now) -> dict:
+    """Run a job twice for the same moment: the second run must add nothing."""
+    first = await run_job(ctx, name, now=now)
+    keys = _keys(raw_db)
+    second = await run_job(ctx, name, now=now)
+    assert _keys(raw_db) == keys, "a second run for the same moment notified again"
+    assert second.get("notified", 0) == 0
+    return first
+
+
+@pytest.mark.gen_test
+async def test_every_rung_of_the_ladder(ctx, api, people, raw_db):
+    rep = await people.rep()
+    manager = await people.manager()
+    far_manager = await people.manager(team="华南销售部")
+    lead = await customer_lead(api, rep, name="大客户")
+    due = soon(days=1)
+    task = await create_task(api, rep, title="续约洽谈", lead_id=lead["id"], due_at=iso(due), remind_at=iso(due - timedelta(hours=3)))
+
+    await _run_twice(ctx, raw_db, "send_due_reminders", due - timedelta(hours=3, minutes=1))
+    assert await inbox(api, rep) == []  # nothing is due yet
+
+    await _run_twice(ctx, raw_db, "send_due_reminders", due - timedelta(hours=3) + timedelta(seconds=30))
+    [n] = await inbox(api, rep)
+    assert n["kind"] == "task_reminder" and n["data"]["rung"] == "remind" and "续约洽谈" in n["title"]
+
+    await _run_twice(ctx, raw_db, "send_due_reminders", due - timedelta(minutes=59))
+    rungs = [n["data"]["rung"] for n in await inbox(api, rep)]
+    assert rungs == ["due_soon", "remind"]
+
+    await _run_twice(ctx, raw_db, "send_due_reminders", due + timedelta(hours=23))
+    assert len(await inbox(api, rep)) == 2  # overdue, but not yet by a day
+
+    await _run_twice(ctx, raw_db, "send_due_reminders", due + timedelta(days=1, minutes=1))
+    assert [n["data"]["rung"] for n in await inbox(api, rep)][0] == "overdue"
+    assert await inbox(api, manager) == []
+
+    await _run_twice(ctx, raw_db, "send_due_reminders", due + timedelta(days=3, minutes=1))
+    assert [n["data"]["rung"] for n in await inbox(api, rep)][0] == "manager"
+    [m] = await inbox(api, manager)
+    assert m["kind"] == "task_escalated" and m["data"]["task_id"] == task["id"]
+    assert await inbox(api, far_manager) == []
+
+    result = await _run_twice(ctx, raw_db, "send_due_reminders", due + timedelta(days=7, minutes=1))
+    assert result["flagged"] == 1
+    top = (await inbox(api, rep))[0]
+    assert top["data"]["rung"] == "at_risk" and top["data"]["suggest"] == "reassign" and top["data"]["lead_flagged"] is True
+    assert (await inbox(api, manager))[0]["data"]["suggest"] == "reassign"
+    r = await api.get(f"{LEADS}/{lead['id']}", token=rep.token)
+    assert r.json["stage"] == "at_risk"
+    r = await api.get(f"{LEADS}/{lead['id']}/timeline", token=rep.token)
+    assert any(e["kind"] == "stage_changed" and e["data"]["to"] == "at_risk" for e in r.json["items"])
+
+    # The ladder ends: later runs add nothing; a completed task is never reminded.
+    before = _keys(raw_db)
+    await run_job(ctx, "send_due_reminders", now=due + timedelta(days=30))
+    assert _keys(raw_db) == before
+    assert len(before) == 7  # remind, due_soon, overdue, manager ×2, at_risk ×2
+
+
+@pytest.mark.gen_test
+async def test_at_risk_rung_only_notifies_when_the_lead_cannot_move(ctx, api, people, raw_db):
+    rep = await people.rep()
+    lead = await make_lead(api, rep, name="还在谈")
+    due = soon(hours=2)
+    await create_task(api, rep, title="报价", lead_id=lead["id"], due_at=iso(due))
+    result = await run_job(ctx, "send_due_reminders", now=due + timedelta(days=7, minutes=1))
+    assert result["flagged"] == 0
+    [n] = await inbox(api, rep)  # a task first seen late gets its most relevant rung only
+    assert n["data"]["rung"] == "at_risk" and n["data"]["lead_flagged"] is False and n["data"]["suggest"] == "reassign"
+    r = await api.get(f"{LEADS}/{lead['id']}", token=rep.token)
+    assert r.json["stage"] == "new"
+
+
+@pytest.mark.gen_test
+async def test_completed_and_rescheduled_tasks(ctx, api, people, raw_db):
+    rep = await people.rep()
+    due = soon(days=1)
+    done = await create_task(api, rep, title="已完成", due_at=iso(due))
+    moved = await create_task(api, rep, title="改期", due_at=iso(due))
+    await api.post(f"{TASKS}/{done['id']}/complete", json={}, token=rep.token)
+    await run_job(ctx, "send_due_reminders", now=due - timedelta(minutes=30))
+    assert [n["title"] for n in await inbox(api, rep)] == ["待办即将到期：改期"]
+    later = due + timedelta(days=2)
+    r = await api.patch(f"{TASKS}/{moved['id']}", json={"due_at": iso(later), "version": 1}, token=rep.token)
+    assert r.status == 200
+    await run_job(ctx, "send_due_reminders", now=due + timedelta(days=1, minutes=1))
+    assert len(await inbox(api, rep)) == 1  # the old date's overdue rung is gone
+    await run_job(ctx, "send_due_reminders", now=later - timedelta(minutes=30))
+    assert [n["title"] for n in await inbox(api, rep)] == ["待办即将到期：改期"] * 2  # reminded again for the new date
+
+
+def _future_tasks(n: int, start: int, due, assignee: str) -> list[dict]:
+    return [
+        {"_id": f"bulk-{start + i}", "kind": "manual", "title": f"远期{i}", "lead_id": None, "assignee_id": assignee, "team_id": None,
+         "status": "open", "due_at": due, "remind_at": None, "completed_at": None, "version": 1, "created_by": "test",
+         "created_at": due, "updated_at": due, "reminders": {"next_at": due - timedelta(hours=1)}}
+        for i in range(n)
+    ]
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_reminder_run_cost_does_not_grow_with_future_tasks(ctx, api, people, raw_db, recorder):
+    rep = await people.rep()
+    far = soon(days=200)
+    # Volume setup only: 10,000 not-yet-due tasks are bulk-inserted (insert_many) for speed; the
+    # API would take minutes. Every due task below is made through the API.
+    raw_db.tasks.insert_many(_future_tasks(10, 0, far, rep.id))
+    first_due = soon(days=1)
+    await create_task(api, rep, title="第一件", due_at=iso(first_due))
+    with recorder.counting() as small:
+        await run_job(ctx, "send_due_reminders", now=first_due - timedelta(minutes=30))
+    raw_db.tasks.insert_many(_future_tasks(9_990, 10, far, rep.id))
+    second_due = first_due + timedelta(hours=2)
+    await create_task(api, rep, title="第二件", due_at=iso(second_due))
+    with recorder.counting() as large:
+        await run_job(ctx, "send_due_reminders", now=second_due - timedelta(minutes=30))
+    assert raw_db.tasks.count_documents({}) == 10_002
+    assert large == small, (small, large)
+    assert [n["title"] for n in await inbox(api, rep)] == ["待办即将到期：第二件", "待办即将到期：第一件"]
+
+
+@pytest.mark.gen_test
+async def test_churn_thresholds(ctx, api, people, raw_db):
+    rep = await people.rep()
+    plain = await customer_lead(api, rep, name="普通客户")
+    vip = await customer_lead(api, rep, name="重点客户", level="A")
+    prospect = await make_lead(api, rep, name="未成交")
+    for lead in (plain, vip, prospect):
+        r = await api.post(f"{LEADS}/{lead['id']}/followups", json={"kind": "call", "content": "回访"}, token=rep.token)
+        assert r.status == 201
+    start = soon()
+
+    result = await _run_twice(ctx, raw_db, "churn_warnings", start + timedelta(days=29))
+    assert result["notified"] == 0
+
+    await _run_twice(ctx, raw_db, "churn_warnings", start + timedelta(days=31))
+    items = await inbox(api, rep)
+    assert sorted((n["data"]["lead_id"], n["data"]["days"]) for n in items) == sorted([(plain["id"], 30), (vip["id"], 30)])
+    assert all(n["kind"] == "churn_warning" and n["data"]["moved"] is False for n in items)
+
+    await _run_twice(ctx, raw_db, "churn_warnings", start + timedelta(days=46))
+    r = await api.get(f"{LEADS}/{vip['id']}", token=rep.token)
+    assert r.json["stage"] == "at_risk"  # level A: 45 days
+    r = await api.get(f"{LEADS}/{vip['id']}/timeline", token=rep.token)
+    assert any(e["kind"] == "stage_changed" and e["data"]["to"] == "at_risk" for e in r.json["items"])
+    r = await api.get(f"{LEADS}/{plain['id']}", token=rep.token)
+    assert r.json["stage"] == "customer"
+
+    await _run_twice(ctx, raw_db, "churn_warnings", start + timedelta(days=61))
+    await _run_twice(ctx, raw_db, "churn_warnings", start + timedelta(days=91))
+    r = await api.get(f"{LEADS}/{plain['id']}", token=rep.token)
+    assert r.json["stage"] == "at_risk"
+    got = sorted((n["data"]["lead_id"], n["data"]["days"]) for n in await inbox(api, rep))
+    assert got == sorted([(plain["id"], 30), (plain["id"], 60), (plain["id"], 90), (vip["id"], 30), (vip["id"], 45)])
+    r = await api.get(f"{LEADS}/{prospect['id']}", token=rep.token)
+    assert r.json["stage"] == "contacted"  # not a customer: never warned
+
+
+@pytest.mark.gen_test
+async def test_a_new_followup_starts_a_new_silence_period(ctx, api, people, raw_db):
+    rep = await people.rep()
+    lead = await customer_lead(api, rep, name="回头客")
+    r = await api.post(f"{LEADS}/{lead['id']}/followups", json={"kind": "call", "content": "回访"}, token=rep.token)
+    start = soon()
+    await run_job(ctx, "churn_warnings", now=start + timedelta(days=31))
+    assert len(await inbox(api, rep)) == 1
+    # the rep calls again (a month later in the story: moved in the data as only a later follow-up can)
+    later = start + timedelta(days=32)
+    raw_db.leads.update_one({"_id": lead["id"]}, {"$set": {"last_activity_at": later}})
+    await run_job(ctx, "churn_warnings", now=later + timedelta(days=31))
+    assert [n["data"]["days"] for n in await inbox(api, rep)] == [30, 30]
