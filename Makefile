@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean-venv
+.PHONY: run test test-js demo bench install clean-venv
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -21,6 +21,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-js
+
+# The mini-program's plain-JS logic (utils/), with Node's built-in test runner (no npm packages).
+test-js:
+	@command -v node >/dev/null 2>&1 || { echo "node not found: the mini-program tests need Node.js 18+ (node --test)"; exit 1; }
+	node --test miniprogram_stub/miniprogram/test/
+
+# The whole journey of one lead on this machine (embedded DB, fake WeChat); see README "Demo".
+demo: $(STAMP)
+	$(PY) -m miniprogram_stub.demo
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -249,6 +249,9 @@ def main() -> int:
     print()
     print(summary)
     path = write_doc(table, summary, figures, time.monotonic() - started)
+    from bench.allocation import run_and_append  # noqa: E402 - issue 5's section, appended
+
+    run_and_append(path)
     print(f"\nwritten to {path.relative_to(ROOT)}")
     return 0
 

@@ -46,7 +46,7 @@ def _decode_key(value: str, name: str) -> bytes:
 
 class ApprovalStepRule(BaseModel):
     """One approval step: the owner's team ``manager`` (any one), any ``admin``, ``any_of`` or
-    ``all_of`` (countersign) the named users (user ids)."""
+    ``all_of`` (countersign) the named users (user ids or usernames)."""
 
     type: Literal["manager", "admin", "any_of", "all_of"]
     users: list[str] = Field(default_factory=list)
@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     renewal_manager_days: int = Field(7, ge=0, description="From this many days before the end the manager is told too")
     payment_reminder_days_before: int = Field(3, ge=0)
     payment_overdue_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
+
+    # Reports (issue 8): the fold of lead_events into counters, and the RFM layers.
+    stats_fold_batch: int = Field(500, ge=1, le=5000, description="Timeline events folded into report counters per batch")
+    rfm_recency_days: list[int] = Field(default_factory=lambda: [30, 180], min_length=2, max_length=2, description="Recency scores 3 / 2 at or under these days, else 1")
+    rfm_frequency: list[int] = Field(default_factory=lambda: [3, 1], min_length=2, max_length=2, description="Frequency scores 3 / 2 at or above these contract counts, else 1")
+    rfm_monetary_fen: list[int] = Field(default_factory=lambda: [10_000_000, 1_000_000], min_length=2, max_length=2, description="Monetary scores 3 / 2 at or above these fen, else 1")
+    rfm_layer_scores: dict[str, int] = Field(default_factory=lambda: {"A": 8, "B": 5}, description="Total score (3-9) at or above which a customer is A, B; else C")
 
     @field_validator("timezone")
     @classmethod

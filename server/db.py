@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
 
@@ -65,6 +65,8 @@ INDEXES: list[IndexSpec] = [
     _ix("leads", "owner_id", ("updated_at", DESCENDING)),
     _ix("leads", "team_id", ("updated_at", DESCENDING)),
     _ix("leads", ("updated_at", DESCENDING)),
+    _ix("leads", "stage", ("updated_at", DESCENDING)),  # admin filters across teams
+    _ix("leads", "tags", ("updated_at", DESCENDING)),  # compound only: see docs/mongodb-compat.md
     _ix("leads", "owner_id", "next_followup_at"),
     _ix("leads", "team_id", "next_followup_at"),
     _ix("leads", "next_followup_at"),
@@ -104,7 +106,7 @@ INDEXES: list[IndexSpec] = [
     _ix("contracts", "status", "end_date"),
     _ix("contracts", "status", "paid", "next_due"),
     _ix("contracts", "current_approvers", "status"),
-    _ix("contracts", "payment_ids"),
+    _ix("contracts", "payment_ids", "status"),  # compound: a single-field index on an array breaks membership matches on nx-27017
     # coordination and idempotency
     _ix("idempotency_keys", "expires_at", ttl_s=0),
     _ix("rate_limits", "expires_at", ttl_s=0),
@@ -144,7 +146,8 @@ def connect(uri: str, settings: Settings, db_name: str | None = None, listeners:
 
 
 async def ensure_indexes(db: AsyncDatabase, specs: list[IndexSpec] = INDEXES) -> list[str]:
-    """Create every declared index; idempotent. Returns the names created or confirmed."""
+    """Create every declared index, one ``createIndexes`` command per collection; idempotent."""
+    by_collection: dict[str, list[IndexModel]] = {}
     names = []
     for spec in specs:
         options: dict[str, Any] = {"name": spec.index_name}
@@ -154,8 +157,10 @@ async def ensure_indexes(db: AsyncDatabase, specs: list[IndexSpec] = INDEXES) ->
             options["partialFilterExpression"] = spec.partial
         if spec.ttl_s is not None:
             options["expireAfterSeconds"] = spec.ttl_s
-        await db[spec.collection].create_index(list(spec.keys), **options)
+        by_collection.setdefault(spec.collection, []).append(IndexModel(list(spec.keys), **options))
         names.append(f"{spec.collection}.{spec.index_name}")
+    for collection, models in by_collection.items():
+        await db[collection].create_indexes(models)
     return names
 
 

@@ -175,8 +175,9 @@ _DATETIME_OPS = ("$set", "$push", "$addToSet", "$max", "$min")
 
 
 def bare_datetime_writes(events) -> list[str]:
-    """Update operators that write a bare datetime value. nx-27017 stores those as strings, so the
-    code writes datetimes inside documents, by replacement, or with ``$currentDate`` instead."""
+    """Update operators that write a bare datetime value, or push a sub-document. nx-27017 stores
+    both as strings, so the code writes datetimes inside documents, by replacement, or with
+    ``$currentDate``, and writes arrays of sub-documents whole."""
     from datetime import datetime
 
     found = []
@@ -196,4 +197,6 @@ def bare_datetime_writes(events) -> list[str]:
                     values = value.get("$each", []) if isinstance(value, dict) and "$each" in value else [value]
                     if any(isinstance(v, datetime) for v in values):
                         found.append(f"{event.command_name} {cmd.get(event.command_name)}: {op} {path}")
+                    if op in ("$push", "$addToSet") and any(isinstance(v, dict) and not (set(v) & {"$each"}) for v in values):
+                        found.append(f"{event.command_name} {cmd.get(event.command_name)}: {op} of a sub-document at {path}")
     return sorted(set(found))

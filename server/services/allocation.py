@@ -207,14 +207,16 @@ class AllocationService:
     async def sweep(self, now: datetime, batch_size: int = 500, max_batches: int = 40) -> dict:
         """Allocate every lead still waiting, oldest first, in batches."""
         stats = SweepStats()
+        seen: list[str] = []  # leads already tried this run that stay waiting (nobody available yet)
         for _ in range(max_batches):
-            waiting = await self._leads_col.find({"awaiting_allocation": True}).sort("created_at", 1).limit(batch_size).to_list(None)
+            filter_: dict[str, Any] = {"awaiting_allocation": True}
+            if seen:
+                filter_["_id"] = {"$nin": seen}
+            waiting = await self._leads_col.find(filter_).sort("created_at", 1).limit(batch_size).to_list(None)
             if not waiting:
                 break
-            before = stats.assigned + stats.pooled
             await self.allocate(waiting, now, stats)
-            if stats.assigned + stats.pooled == before:
-                break  # everything left is waiting for a free member: try again next run
+            seen.extend(d["_id"] for d in waiting)
         return stats.as_dict()
 
     async def allocate_lead(self, lead_id: str) -> dict:

@@ -36,11 +36,11 @@ class CaptureService:
         """Returns ``(response, replayed)``."""
         await self._limiter.hit("submit-ip", client_ip, self._settings.public_submit_limit)
         form = await self._forms.public(slug)
-        phone_from_code = await self._resolve_phone_code(body.phone_code) if body.phone_code else None
-        clean = validate_answers(form, body.answers, phone_from_code)
         submission_id = ObjectId()
         claim = None
         if idempotency_key:
+            # Before the phone code is resolved: a retry whose first answer was lost must replay,
+            # and its (single-use) phone code has already been spent by the first try.
             scope = f"user:{customer.id}" if customer else f"ip:{client_ip}"
             claim = await self._idempotency.begin(
                 scope, idempotency_key, fingerprint, str(submission_id),
@@ -50,6 +50,8 @@ class CaptureService:
                 return await self._leads.submission_result(claim.resource_id), True
             submission_id = ObjectId(claim.resource_id)
         try:
+            phone_from_code = await self._resolve_phone_code(body.phone_code) if body.phone_code else None
+            clean = validate_answers(form, body.answers, phone_from_code)
             lead_id, _ = await self._leads.capture_submission(
                 form=form, clean=clean, submission_id=submission_id, channel=body.source_channel,
                 campaign=body.campaign, customer_id=customer.id if customer else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from bson import ObjectId
@@ -145,13 +145,13 @@ class ContractService:
         items.sort(key=lambda i: i["due_date"])
         return [{"no": n, "due_date": i["due_date"].isoformat(), "amount_fen": i["amount_fen"], "paid_fen": 0} for n, i in enumerate(items, 1)]
 
-    async def create(self, actor: Actor, data: ContractCreate, *, renews: dict | None = None) -> dict:
+    async def create(self, actor: Actor, data: ContractCreate, *, renews: dict | None = None, contract_id: str | None = None) -> dict:
         lead = await self._leads.get(actor, data.lead_id, {"name": 1, "owner_id": 1, "team_id": 1, "stage": 1})
         plan = self._plan(data.payment_plan, data.amount_fen, data.start_date)
         self._check_terms(data.amount_fen, data.start_date, data.end_date, plan)
         now = self._clock.now()
         doc: dict[str, Any] = {
-            "_id": str(ObjectId()),
+            "_id": contract_id or str(ObjectId()),  # pre-allocated under an Idempotency-Key
             "lead_id": lead["_id"],
             "lead_name": lead.get("name", ""),
             "owner_id": lead.get("owner_id") or actor.id,
@@ -358,15 +358,11 @@ class ContractService:
         return saved
 
     # ------------------------------------------------------------ decisions
-    async def decide(self, token_actor: Actor, contract_id: str, decision: str, version: int, comment: str) -> tuple[Actor, dict]:
-        """Approve, reject or return. Returns the caller as re-read from the database, and the contract."""
+    async def decide(self, actor: Actor, contract_id: str, decision: str, version: int, comment: str) -> tuple[Actor, dict]:
+        """Approve, reject or return. Returns the caller and the contract."""
         doc = await self._col.find_one({"_id": str(contract_id)[:64]})
-        if doc is None or not self._visible(token_actor, doc):
+        if doc is None or not self._visible(actor, doc):
             raise NotFound("contract.not_found")
-        # The token was verified without reading the user (the approve budget); the approver's
-        # name comes from the chain, resolved from the users collection at submit time.
-        names = {u: n for st in doc.get("steps", []) for u, n in st.get("approver_names", {}).items()}
-        actor = replace(token_actor, name=names.get(token_actor.id, token_actor.name))
         if doc["status"] != "pending":
             raise Conflict("contract.not_pending", params={"status": doc["status"]})
         if doc["version"] != version:
@@ -576,6 +572,8 @@ class ContractService:
         now = self._clock.now()
         if data.received_at > now + timedelta(minutes=5):
             raise Invalid("payment.future_date", details=[{"field": "received_at", "code": "future", "message": "not in the future"}])
+        received_at = data.received_at.astimezone(timezone.utc)
+        received_at = received_at.replace(microsecond=received_at.microsecond // 1000 * 1000)  # as BSON stores it
         for _ in range(5):  # a concurrent payment on the same contract: read again and retry
             doc = await self._in_scope(actor, contract_id)
             if doc["status"] not in ("active", "ended"):
@@ -596,7 +594,7 @@ class ContractService:
                 left -= take
             after = money({**doc, "payment_plan": plan}, business_today(now, self._settings))
             payment = {
-                "id": payment_id, "amount_fen": data.amount_fen, "received_at": data.received_at, "method": data.method,
+                "id": payment_id, "amount_fen": data.amount_fen, "received_at": received_at, "method": data.method,
                 "reference": data.reference, "allocations": allocations, "recorded_by": actor.id, "recorded_at": now,
                 "paid_fen": after["paid_fen"], "outstanding_fen": after["outstanding_fen"], "paid": after["paid"],
             }

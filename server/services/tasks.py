@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from config.settings import Settings
@@ -25,6 +26,7 @@ from server.errors import Conflict, Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.tasks import TaskCreate, TaskQuery, TaskUpdate
+from server.services.leads import LeadService
 from server.services.notifications import NotificationService, notification
 
 FOLLOWUP_PREFIX = "followup:"
@@ -120,7 +122,7 @@ class TaskService:
         self._check_times(data.due_at, data.remind_at)
         lead = None
         if data.lead_id:
-            lead = await self._leads.find_one({"_id": data.lead_id, **_lead_scope(actor)}, {"team_id": 1, "owner_id": 1})
+            lead = await self._leads.find_one({"_id": data.lead_id, **LeadService.scope(actor)}, {"team_id": 1, "owner_id": 1})
             if lead is None:
                 raise NotFound("lead.not_found")
         assignee = await self._assignee(actor, data.assignee_id)
@@ -244,8 +246,6 @@ class TaskService:
 
     async def mark_checked(self, checked: list[tuple[dict, datetime | None]], now: datetime) -> None:
         """Move each task's ``next_at`` on; skipped when the task changed meanwhile."""
-        from pymongo import UpdateOne
-
         ops = [
             UpdateOne(
                 {"_id": t["_id"], "version": t["version"], "status": "open"},
@@ -255,9 +255,3 @@ class TaskService:
         ]
         if ops:
             await self._col.bulk_write(ops, ordered=False)
-
-
-def _lead_scope(actor: Actor) -> dict:
-    from server.services.leads import LeadService
-
-    return LeadService.scope(actor)

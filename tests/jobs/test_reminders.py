@@ -189,8 +189,9 @@ async def test_a_new_followup_starts_a_new_silence_period(ctx, api, people, raw_
     start = soon()
     await run_job(ctx, "churn_warnings", now=start + timedelta(days=31))
     assert len(await inbox(api, rep)) == 1
-    # the rep calls again (a month later in the story: moved in the data as only a later follow-up can)
+    # A follow-up a month on (follow-ups cannot be logged in the future, so the date is set directly).
     later = start + timedelta(days=32)
-    raw_db.leads.update_one({"_id": lead["id"]}, {"$set": {"last_activity_at": later}})
+    doc = raw_db.leads.find_one({"_id": lead["id"]})
+    raw_db.leads.replace_one({"_id": lead["id"]}, {**doc, "last_activity_at": later})  # a replace: nx-27017 $set stores dates as text
     await run_job(ctx, "churn_warnings", now=later + timedelta(days=31))
     assert [n["data"]["days"] for n in await inbox(api, rep)] == [30, 30]

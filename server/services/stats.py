@@ -1,0 +1,352 @@
+"""Report counters: the timeline (``lead_events``) folded into small pre-aggregated documents.
+
+Request paths write nothing here (their command budgets are spent). The ``fold_stats`` job reads
+events that carry no ``fold`` marker, in batches, and turns them into counters:
+
+- ``stats_daily``: ``_id = "{team}:{rep}:{day}"`` (day in the business time zone). Three levels
+  per event: the rep (``rep`` = owner at the time, ``-`` when nobody owned the lead), the team
+  (``rep = "*"``) and the company (``"*:*:{day}"``). Flat counter names (``entered__customer``,
+  ``moves__qualified__customer``, ``frt__3``): nx-27017 stores a dotted ``$inc`` of an upserted
+  document as a literal key (docs/mongodb-compat.md).
+- ``stats_current``: ``_id = "{team}:{stage}"`` and ``"*:{stage}"``: leads in each stage now.
+- ``stats_leads``: the fold's memory per lead (team, owner, stage, when it was assigned and
+  whether it was answered), so owners at the time and first-response times cross batches.
+
+Exactly once, crash-safe, in four steps that can each be repeated:
+
+1. **claim**: ``update_many`` sets ``fold = {batch: B, state: "claimed"}`` on up to N unmarked
+   events (``fold: null`` in the filter, so two claimers never share an event). A claimed batch
+   left by a crashed run is picked up again before anything new is claimed.
+2. **prepare**: the deltas of batch B are computed from the events and the lead states, and
+   written whole into ``stats_batches`` (a write-ahead record) with a sequence number S taken from
+   a counter. If the record already exists it is reused: nothing is computed twice.
+3. **apply**: one ``bulk_write`` per collection; every counter document carries ``seq`` (the last
+   batch applied to it) and the update's filter is ``{_id, seq: {$lt: S}}`` with ``upsert``: a
+   document that already has S does not match, its upsert collides on ``_id`` (duplicate key) and
+   is counted as applied. Lead states are absolute values, replaced whole (idempotent).
+   (The brief's ``batches: {$ne: B}`` guard does not work on nx-27017: ``$ne`` matches nothing
+   there, so a repeated batch was applied twice in a probe. Batches run in order under the job's
+   lease, so a monotonic sequence is an exact guard on both databases.)
+4. **finish**: the events are marked ``fold.state = "done"`` and the record is deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from bson import ObjectId
+from pymongo import ReplaceOne, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from server.clock import Clock
+from server.services.lifecycle import STAGES
+
+# First response (assignment → first follow-up): histogram bucket upper bounds in minutes; the last
+# bucket (index len(FRT_BUCKETS_MIN)) holds everything slower.
+FRT_BUCKETS_MIN = (5, 15, 30, 60, 120, 240, 480, 1440, 2880, 10080)
+OWNER_KINDS = ("assigned", "claimed")
+RELEASE_KINDS = ("released", "reclaimed")
+SEQ_ID = "fold_seq"
+
+
+def business_day(at: datetime, tz: ZoneInfo) -> str:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.astimezone(tz).date().isoformat()
+
+
+def frt_bucket(minutes: float) -> int:
+    for i, bound in enumerate(FRT_BUCKETS_MIN):
+        if minutes <= bound:
+            return i
+    return len(FRT_BUCKETS_MIN)
+
+
+def _epoch(at: datetime) -> float:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return at.timestamp()
+
+
+def event_order(event: dict) -> tuple:
+    at = event["at"]
+    return (_epoch(at), str(event["_id"]))
+
+
+class Fold:
+    """Pure: a sequence of events (in order) and the lead states before them → counter deltas."""
+
+    def __init__(self, tz: ZoneInfo, states: dict[str, dict], leads: dict[str, dict]) -> None:
+        self.tz = tz
+        self.states = states
+        self.leads = leads
+        self.daily: dict[str, dict] = {}
+        self.current: dict[str, dict] = {}
+        self.touched: set[str] = set()
+
+    # ---------------------------------------------------------------- deltas
+    def bump(self, team: str, rep: str, day: str, field: str, n: int = 1) -> None:
+        for level, t, r in (("rep", team, rep), ("team", team, "*"), ("all", "*", "*")):
+            _id = f"{t}:{r}:{day}"
+            doc = self.daily.get(_id)
+            if doc is None:
+                doc = self.daily[_id] = {"_id": _id, "meta": {"level": level, "team_id": t, "rep_id": r, "day": day}, "inc": {}}
+            doc["inc"][field] = doc["inc"].get(field, 0) + n
+
+    def population(self, team: str, stage: str, n: int) -> None:
+        for t in (team, "*"):
+            _id = f"{t}:{stage}"
+            doc = self.current.get(_id)
+            if doc is None:
+                doc = self.current[_id] = {"_id": _id, "meta": {"team_id": t, "stage": stage}, "inc": {"count": 0}}
+            doc["inc"]["count"] += n
+
+    # ---------------------------------------------------------------- one event
+    def _state(self, event: dict) -> dict:
+        lead_id = event["lead_id"]
+        state = self.states.get(lead_id)
+        if state is not None:
+            return state
+        lead = self.leads.get(lead_id) or {}
+        team = lead.get("team_id") or "-"
+        data = event.get("data") or {}
+        if event["kind"] == "created":
+            state = {"_id": lead_id, "team_id": team, "owner_id": None, "stage": None, "assigned_at": None, "responded": 1}
+        else:
+            # A lead from before the fold existed: adopt it in the stage it was in.
+            stage = data.get("from") if event["kind"] == "stage_changed" and data.get("from") else (lead.get("stage") or "new")
+            state = {"_id": lead_id, "team_id": team, "owner_id": lead.get("owner_id"), "stage": stage, "assigned_at": None, "responded": 1}
+            self.population(team, stage, +1)
+        self.states[lead_id] = state
+        return state
+
+    def apply(self, event: dict) -> None:
+        kind = event.get("kind")
+        if kind not in ("created", "stage_changed", "followup", *OWNER_KINDS, *RELEASE_KINDS):
+            return
+        state = self._state(event)
+        self.touched.add(state["_id"])
+        data = event.get("data") or {}
+        team = state["team_id"]
+        day = business_day(event["at"], self.tz)
+        at = _epoch(event["at"])
+        if kind == "created":
+            owner = event.get("actor_id") if event.get("actor_role") in ("rep", "manager") and data.get("source") == "manual" else None
+            self.bump(team, owner or "-", day, "created")
+            if state["stage"] is None:  # not adopted earlier
+                state["stage"] = "new"
+                self.population(team, "new", +1)
+                self.bump(team, owner or "-", day, "entered__new")
+            if owner:
+                self._owned(state, owner, day, at)
+        elif kind in OWNER_KINDS:
+            owner = data.get("owner_id")
+            if owner:
+                self._owned(state, owner, day, at)
+        elif kind in RELEASE_KINDS:
+            state.update(owner_id=None, assigned_at=None, responded=1)
+        elif kind == "stage_changed":
+            src, dst = data.get("from") or state["stage"], data.get("to")
+            if not dst or dst not in STAGES:
+                return
+            rep = state["owner_id"] or "-"
+            self.bump(team, rep, day, f"entered__{dst}")
+            if src:
+                self.bump(team, rep, day, f"left__{src}")
+                self.bump(team, rep, day, f"moves__{src}__{dst}")
+                self.population(team, src, -1)
+            self.population(team, dst, +1)
+            state["stage"] = dst
+        elif kind == "followup":
+            author = event.get("actor_id") or state["owner_id"] or "-"
+            self.bump(team, author, day, "followups")
+            if data.get("kind") == "visit":
+                self.bump(team, author, day, "visits")
+            if not state["responded"] and state["assigned_at"] is not None and state["owner_id"]:
+                minutes = max(0.0, (at - state["assigned_at"]) / 60)
+                self.bump(team, state["owner_id"], day, f"frt__{frt_bucket(minutes)}")
+                self.bump(team, state["owner_id"], day, "frt_n")
+                state["responded"] = 1
+
+    def _owned(self, state: dict, owner: str, day: str, at: float) -> None:
+        state.update(owner_id=owner, assigned_at=at, responded=0)
+        self.bump(state["team_id"], owner, day, "received")
+
+
+@dataclass
+class FoldResult:
+    batch: str | None
+    events: int
+    recovered: bool = False
+
+
+class StatsService:
+    def __init__(self, db, clock: Clock, tz: ZoneInfo, batch_size: int = 500) -> None:
+        self._db = db
+        self._events = db["lead_events"]
+        self._leads = db["leads"]
+        self._daily = db["stats_daily"]
+        self._current = db["stats_current"]
+        self._states = db["stats_leads"]
+        self._batches = db["stats_batches"]
+        self._counters = db["stats_counters"]
+        self._clock = clock
+        self.tz = tz
+        self.batch_size = batch_size
+
+    # ---------------------------------------------------------------- the fold, step by step
+    async def claim(self, limit: int | None = None) -> tuple[str, list[dict], bool] | None:
+        """Step 1: the batch left claimed by a crashed run, or a new one. ``None``: nothing to do."""
+        stuck = await self._events.find_one({"fold.state": "claimed"}, {"fold": 1})
+        if stuck is not None:
+            batch = stuck["fold"]["batch"]
+            return batch, await self._events.find({"fold.batch": batch}).to_list(None), True
+        ids = [e["_id"] for e in await self._events.find({"fold": None}, {"_id": 1}).limit(limit or self.batch_size).to_list(None)]
+        if not ids:
+            return None
+        batch = str(ObjectId())
+        await self._events.update_many({"_id": {"$in": ids}, "fold": None}, {"$set": {"fold": {"batch": batch, "state": "claimed"}}})
+        events = await self._events.find({"_id": {"$in": ids}, "fold.batch": batch}).to_list(None)
+        return batch, events, False
+
+    async def prepare(self, batch: str, events: list[dict], now: datetime) -> dict:
+        """Step 2: the batch's deltas, computed once and recorded whole before any is applied."""
+        record = await self._batches.find_one({"_id": batch})
+        if record is not None:
+            return record
+        events = sorted(events, key=event_order)
+        lead_ids = list({e["lead_id"] for e in events})
+        states = {s["_id"]: s for s in await self._states.find({"_id": {"$in": lead_ids}}).to_list(None)} if lead_ids else {}
+        missing = [i for i in lead_ids if i not in states]
+        leads = {d["_id"]: d for d in await self._leads.find({"_id": {"$in": missing}}, {"team_id": 1, "owner_id": 1, "stage": 1}).to_list(None)} if missing else {}
+        fold = Fold(self.tz, states, leads)
+        for event in events:
+            fold.apply(event)
+        seq = await self.next_seq()
+        record = {
+            "_id": batch, "seq": seq, "state": "prepared", "created_at": now,
+            "event_ids": [e["_id"] for e in events],
+            "daily": list(fold.daily.values()),
+            "current": list(fold.current.values()),
+            "leads": [fold.states[i] for i in sorted(fold.touched)],
+        }
+        try:
+            await self._batches.insert_one(record)
+        except DuplicateKeyError:
+            return await self._batches.find_one({"_id": batch})
+        return record
+
+    async def apply(self, record: dict) -> None:
+        """Step 3: every delta once per counter document (the ``seq`` guard), lead states whole."""
+        seq = record["seq"]
+        for collection, docs in ((self._daily, record["daily"]), (self._current, record["current"])):
+            ops = [
+                UpdateOne({"_id": d["_id"], "seq": {"$lt": seq}}, {"$inc": d["inc"], "$set": {**d["meta"], "seq": seq}}, upsert=True)
+                for d in docs
+            ]
+            await _bulk_ignoring_duplicates(collection, ops)
+        if record["leads"]:
+            await self._states.bulk_write([ReplaceOne({"_id": s["_id"]}, s, upsert=True) for s in record["leads"]], ordered=False)
+        await self._batches.update_one({"_id": record["_id"]}, {"$set": {"state": "applied"}})
+
+    async def finish(self, record: dict) -> None:
+        """Step 4: the events are folded; the record is no longer needed."""
+        if record["event_ids"]:
+            await self._events.update_many({"_id": {"$in": record["event_ids"]}}, {"$set": {"fold": {"batch": record["_id"], "state": "done"}}})
+        await self._batches.delete_one({"_id": record["_id"]})
+
+    async def fold_once(self, now: datetime, limit: int | None = None) -> FoldResult:
+        claimed = await self.claim(limit)
+        if claimed is None:
+            return FoldResult(None, 0)
+        batch, events, recovered = claimed
+        record = await self.prepare(batch, events, now)
+        if record["state"] != "applied":
+            await self.apply(record)
+        await self.finish(record)
+        return FoldResult(batch, len(record["event_ids"]), recovered)
+
+    async def fold(self, now: datetime, max_batches: int = 20) -> dict:
+        folded = batches = recovered = 0
+        for _ in range(max_batches):
+            result = await self.fold_once(now)
+            if result.batch is None:
+                break
+            batches += 1
+            folded += result.events
+            recovered += int(result.recovered)
+        return {"batches": batches, "events": folded, "recovered": recovered}
+
+    async def next_seq(self) -> int:
+        doc = await self._counters.find_one_and_update({"_id": SEQ_ID}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER)
+        return int(doc["n"])
+
+    # ---------------------------------------------------------------- rebuild from the sources
+    async def rebuild(self, now: datetime) -> dict:
+        """Recompute every counter from ``lead_events`` and ``leads`` (run under the fold's lease).
+
+        Events are read first and exactly those are marked folded at the end; events written while
+        this runs stay unmarked and the next fold counts them. Leads with no event at all (data
+        from before the fold) are adopted in their current stage and owner.
+        """
+        events = await self._events.find({}, {"_id": 1, "lead_id": 1, "kind": 1, "at": 1, "actor_id": 1, "actor_role": 1, "data": 1}).to_list(None)
+        events.sort(key=event_order)
+        leads = {d["_id"]: d for d in await self._leads.find({}, {"team_id": 1, "owner_id": 1, "stage": 1}).to_list(None)}
+        fold = Fold(self.tz, {}, leads)
+        for event in events:
+            fold.apply(event)
+        for lead_id, lead in leads.items():
+            if lead_id not in fold.states:
+                team, stage = lead.get("team_id") or "-", lead.get("stage") or "new"
+                fold.states[lead_id] = {"_id": lead_id, "team_id": team, "owner_id": lead.get("owner_id"), "stage": stage, "assigned_at": None, "responded": 1}
+                fold.population(team, stage, +1)
+        for collection in (self._daily, self._current, self._states, self._batches):
+            await collection.delete_many({})
+        seq = await self.next_seq()
+        daily = [{"_id": d["_id"], **d["meta"], **d["inc"], "seq": seq} for d in fold.daily.values()]
+        current = [{"_id": d["_id"], **d["meta"], **d["inc"], "seq": seq} for d in fold.current.values()]
+        for collection, docs in ((self._daily, daily), (self._current, current), (self._states, list(fold.states.values()))):
+            for chunk in _chunks(docs, 5000):
+                await collection.insert_many(chunk, ordered=False)
+        ids = [e["_id"] for e in events]
+        for chunk in _chunks(ids, 5000):
+            await self._events.update_many({"_id": {"$in": chunk}}, {"$set": {"fold": {"batch": f"rebuild:{seq}", "state": "done"}}})
+        return {"events": len(events), "leads": len(leads), "daily_docs": len(daily), "current_docs": len(current)}
+
+    # ---------------------------------------------------------------- reading (reports)
+    async def daily_docs(self, ids: list[str]) -> list[dict]:
+        return await self._daily.find({"_id": {"$in": ids}}).to_list(None) if ids else []
+
+    async def current_docs(self, ids: list[str]) -> list[dict]:
+        return await self._current.find({"_id": {"$in": ids}}).to_list(None) if ids else []
+
+
+async def _bulk_ignoring_duplicates(collection, ops: list) -> None:
+    """Apply guarded upserts; a duplicate key means "this document already has this batch"."""
+    if not ops:
+        return
+    try:
+        await collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as exc:
+        other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+        if other:
+            raise
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def days_between(start: date, end: date) -> list[str]:
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def counter(doc: dict | None, field: str) -> int:
+    return int((doc or {}).get(field) or 0)
+
+
+__all__ = ["Fold", "StatsService", "FRT_BUCKETS_MIN", "business_day", "days_between", "counter", "frt_bucket", "Any"]
