@@ -252,6 +252,9 @@ def main() -> int:
     from bench.allocation import run_and_append  # noqa: E402 - issue 5's section, appended
 
     run_and_append(path)
+    from bench.reports import run_and_append as reports_section  # noqa: E402 - issue 8's section, appended
+
+    reports_section(path)
     print(f"\nwritten to {path.relative_to(ROOT)}")
     return 0
 

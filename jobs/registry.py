@@ -67,5 +67,6 @@ def load_jobs() -> dict[str, JobDef]:
     import jobs.maintenance  # noqa: F401
     import jobs.outbox  # noqa: F401
     import jobs.reminders  # noqa: F401
+    import jobs.reports  # noqa: F401
 
     return JOBS

@@ -140,6 +140,22 @@ async def run_job_command(settings: Settings, name: str, now: datetime | None) -
         return await run_job(ctx, name, now)
 
 
+async def rebuild_stats_command(settings: Settings) -> dict:
+    """Recompute the report counters from leads and lead_events, under the fold job's lease."""
+    from jobs.registry import JOBS, load_jobs
+    from server.services.leases import LeaseService
+
+    load_jobs()
+    async with open_context(settings) as ctx:
+        leases = LeaseService(ctx.db, ctx.clock)
+        if not await leases.acquire("job:fold_stats", max(JOBS["fold_stats"].lease_s, 3600)):
+            raise StartupError("the fold_stats job is running elsewhere; try again in a minute")
+        try:
+            return await ctx.stats.rebuild(ctx.clock.now())
+        finally:
+            await leases.release("job:fold_stats")
+
+
 async def ensure_indexes_command(settings: Settings) -> list[str]:
     async with open_database(settings) as database:
         return await ensure_indexes(database.db)
@@ -181,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     rj.add_argument("name")
     rj.add_argument("--now", type=_parse_now)
     sub.add_parser("seed-demo", help="create demo teams, users and data")
+    sub.add_parser("rebuild-stats", help="recompute every report counter from leads and lead_events")
     sub.add_parser("rotate-field-key", help="re-encrypt personal fields under MPCRM_FIELD_KEY_VERSION")
     return parser
 
@@ -203,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             result = {"indexes": asyncio.run(ensure_indexes_command(settings))}
         elif args.command == "run-job":
             result = asyncio.run(run_job_command(settings, args.name, args.now))
+        elif args.command == "rebuild-stats":
+            result = asyncio.run(rebuild_stats_command(settings))
         elif args.command == "rotate-field-key":
             result = asyncio.run(rotate_field_key_command(settings))
         else:

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from handlers import admin, allocation, auth, forms, imports, leads, notifications, ops, sync
 from handlers import contracts
+from handlers import reports
 from handlers import tasks as task_handlers
 from handlers.base import NotFoundHandler
 from server.context import AppContext
@@ -32,6 +33,7 @@ API_ROUTES: list[tuple] = [
     *notifications.routes,
     *contracts.routes,
     *sync.routes,
+    *reports.routes,
 ]
 
 

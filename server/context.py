@@ -25,6 +25,8 @@ from server.services.leads import LeadService
 from server.services.notifications import NotificationService
 from server.services.outbox import OutboxService
 from server.services.reminders import ReminderService
+from server.services.reports import ReportService, RfmService
+from server.services.stats import StatsService
 from server.services.tasks import TaskService
 from server.services.pool import PoolService
 from server.services.ratelimit import RateLimiter
@@ -61,6 +63,9 @@ class AppContext:
     reminders: ReminderService
     outbox: OutboxService
     contracts: ContractService = None  # type: ignore[assignment]
+    stats: StatsService = None  # type: ignore[assignment]
+    reports: ReportService = None  # type: ignore[assignment]
+    rfm: RfmService = None  # type: ignore[assignment]
 
     @property
     def db(self):
@@ -88,14 +93,17 @@ def build_context(settings: Settings, database: Database, clock: Clock | None = 
     pool = PoolService(db, clock, leads, users, settings.tz)
     imports = ImportService(db, clock, leads, audit, settings.default_language)
     allocation = AllocationService(db, clock, leads, notifications, audit, settings.tz)
-    reclaim = ReclaimService(db, clock, leads, notifications)
+    reclaim = ReclaimService(db, clock, leads, notifications, tasks)
     sync = SyncService(db, clock)
     reminders = ReminderService(db, clock, settings, tasks, leads, notifications)
     outbox = OutboxService(db, clock, settings, wechat)
+    stats = StatsService(db, clock, settings.tz, settings.stats_fold_batch)
+    reports = ReportService(db, clock, settings, stats)
     return AppContext(
         settings=settings, database=database, clock=clock, tokens=tokens, cipher=cipher,
         audit=audit, users=users, wechat=wechat, auth=auth, limiter=limiter, idempotency=idempotency,
         forms=forms, leads=leads, capture=capture, followups=followups, pool=pool, notifications=notifications, allocation=allocation, reclaim=reclaim,
         imports=imports, sync=sync, tasks=tasks, reminders=reminders, outbox=outbox,
         contracts=ContractService(db, clock, settings, leads, audit, notifications, idempotency),
+        stats=stats, reports=reports, rfm=RfmService(db, reports),
     )

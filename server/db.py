@@ -71,8 +71,6 @@ INDEXES: list[IndexSpec] = [
     _ix("leads", "team_id", "next_followup_at"),
     _ix("leads", "next_followup_at"),
     _ix("leads", "team_id", "pool", ("updated_at", DESCENDING)),
-    _ix("scope_exits", "user_id", "at"),
-    _ix("scope_exits", "at", ttl_s=90 * 86400),
     _ix("lead_events", "lead_id", ("at", DESCENDING)),
     _ix("lead_events", "author_id", "kind", ("updated_at", DESCENDING)),
     _ix("lead_events", "customer_id"),
@@ -107,6 +105,13 @@ INDEXES: list[IndexSpec] = [
     _ix("contracts", "status", "paid", "next_due"),
     _ix("contracts", "current_approvers", "status"),
     _ix("contracts", "payment_ids", "status"),  # compound: a single-field index on an array breaks membership matches on nx-27017
+    # reports (issue 8): the fold claims unmarked events, picks up a crashed batch; RFM inputs
+    _ix("lead_events", "fold"),
+    _ix("lead_events", "fold.state"),
+    _ix("lead_events", "fold.batch"),
+    _ix("stats_batches", "created_at", ttl_s=7 * 86400),
+    _ix("contracts", "status", "start_date"),
+    _ix("leads", "layer", ("updated_at", DESCENDING)),  # ?layer=A for admins; scoped lists use owner/team indexes
     # coordination and idempotency
     _ix("idempotency_keys", "expires_at", ttl_s=0),
     _ix("rate_limits", "expires_at", ttl_s=0),

@@ -14,6 +14,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "request.malformed_json": {"zh-CN": "请求体不是有效的 JSON", "en": "The request body is not valid JSON"},
     "request.not_object": {"zh-CN": "请求体必须是 JSON 对象", "en": "The request body must be a JSON object"},
     "request.invalid": {"zh-CN": "请求参数有误", "en": "Some fields are invalid"},
+    "report.bad_range": {"zh-CN": "报表日期范围无效（开始不能晚于结束，最长 366 天）", "en": "Invalid report range (from must not be after to; at most 366 days)"},
+    "report.team_not_found": {"zh-CN": "团队不存在", "en": "No such team"},
     "request.operator_key": {
         "zh-CN": "字段名不能以 $ 开头或包含 .",
         "en": "Field names may not start with $ or contain a dot",

@@ -31,6 +31,16 @@ SUBMISSION_KINDS = ("created", "resubmitted")
 LIST_PROJECTION = {"notes": 0, "answers": 0, "phone": 0, "recent_submits": 0, "customer_ids": 0, "cooldowns": 0}
 
 
+SCOPE_EXITS_KEPT = 500
+
+
+def scope_exit_update(lead_ids: list[str], at: datetime) -> dict:
+    """The update that appends ``"<epoch ms>:<lead id>"`` entries to a user's recent scope exits
+    (plain strings: nx-27017 mangles pushed sub-documents), keeping the last ``SCOPE_EXITS_KEPT``."""
+    stamp = int(at.timestamp() * 1000)
+    return {"$push": {"scope_exits": {"$each": [f"{stamp}:{lead_id}" for lead_id in lead_ids], "$slice": -SCOPE_EXITS_KEPT}}}
+
+
 def _user_oid(user_id: str) -> ObjectId | None:
     try:
         return ObjectId(user_id)
@@ -49,7 +59,6 @@ class LeadService:
         self._leads = db["leads"]
         self._events = db["lead_events"]
         self._users = db["users"]
-        self._scope_exits = db["scope_exits"]
         self._clock = clock
         self._cipher = cipher
         self._audit = audit
@@ -355,8 +364,18 @@ class LeadService:
         return await paginate(self._events, {"lead_id": lead["_id"]}, limit=limit, cursor=cursor, sort_key="at")
 
     async def record_scope_exit(self, user_id: str, lead_id: str, at: datetime) -> None:
-        """A lead left a rep's scope (released, reassigned, reclaimed): offline sync must drop it."""
-        await self._scope_exits.insert_one({"user_id": user_id, "lead_id": lead_id, "at": at})
+        """A lead left a rep's scope (released, reassigned, reclaimed): offline sync must drop it.
+
+        Kept on the rep's own user document (read on every request anyway), so a sync page pays
+        nothing extra for it; see ``scope_exit_update``."""
+        oid = _user_oid(user_id)
+        if oid is not None:
+            await self._users.update_one({"_id": oid}, scope_exit_update([lead_id], at))
+
+    async def owner_changed(self, lead: dict) -> None:
+        """After a lead changed hands: its follow-up task follows the new owner, or closes."""
+        if self._tasks is not None:
+            await self._tasks.sync_followup_task(lead)
 
     async def adjust_open_leads(self, owner_id: str, delta: int) -> None:
         """Each owner's count of open leads, for capacity checks and least-loaded allocation."""

@@ -146,6 +146,7 @@ class PoolService:
         if lead["stage"] in OPEN_STAGES:
             await self._leads.adjust_open_leads(previous, -1)
         await self._leads.record_scope_exit(previous, lead["_id"], now)
+        await self._leads.owner_changed(updated)
         await self._leads.add_event(lead["_id"], "released", actor, {"previous_owner_id": previous, "reason": reason}, at=now)
         return updated
 
@@ -185,5 +186,6 @@ class PoolService:
             await self._leads.adjust_open_leads(owner_id, +1)
         if previous and previous != owner_id:
             await self._leads.record_scope_exit(previous, lead["_id"], now)
+        await self._leads.owner_changed(updated)
         await self._leads.add_event(lead["_id"], "assigned", actor, {"owner_id": owner_id, "previous_owner_id": previous, "strategy": "manual", "reason": text}, at=now)
         return updated

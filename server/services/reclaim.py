@@ -19,7 +19,7 @@ from pymongo import UpdateOne
 
 from server.clock import Clock
 from server.schemas.users import PoolSettings, ReclaimSettings
-from server.services.leads import LeadService
+from server.services.leads import LeadService, scope_exit_update
 from server.services.lifecycle import OPEN_STAGES
 from server.services.notifications import NotificationService, notification
 
@@ -27,15 +27,15 @@ _FIELDS = {"owner_id": 1, "stage": 1, "level": 1, "locked": 1, "touched_at": 1, 
 
 
 class ReclaimService:
-    def __init__(self, db, clock: Clock, leads: LeadService, notifications: NotificationService) -> None:
+    def __init__(self, db, clock: Clock, leads: LeadService, notifications: NotificationService, tasks=None) -> None:
         self._teams = db["teams"]
         self._leads_col = db["leads"]
         self._users = db["users"]
         self._events = db["lead_events"]
-        self._exits = db["scope_exits"]
         self._clock = clock
         self._leads = leads
         self._notifications = notifications
+        self._tasks = tasks  # TaskService: reclaimed leads' follow-up tasks close
 
     async def run(self, now: datetime) -> dict:
         stats = {"reclaimed": 0, "warned": 0, "skipped_changed": 0}
@@ -75,8 +75,9 @@ class ReclaimService:
         await self._reclaim(list(due.values()), pool, now, stats)
 
     async def _reclaim(self, due: list[tuple[dict, str]], pool: PoolSettings, now: datetime, stats: dict) -> None:
-        events, exits, notes = [], [], []
+        events, notes = [], []
         open_counts: dict[str, int] = {}
+        exits: dict[str, list[str]] = {}
         for lead, reason in due:
             owner = lead["owner_id"]
             cooldowns = {**(lead.get("cooldowns") or {}), owner: now + timedelta(days=pool.release_cooldown_days)}
@@ -98,16 +99,18 @@ class ReclaimService:
             open_counts[owner] = open_counts.get(owner, 0) + 1
             events.append({"_id": ObjectId(), "lead_id": lead["_id"], "kind": "reclaimed", "at": now, "actor_id": "system",
                            "actor_role": "system", "data": {"previous_owner_id": owner, "reason": reason}})
-            exits.append({"user_id": owner, "lead_id": lead["_id"], "at": now})
+            exits.setdefault(owner, []).append(lead["_id"])
             notes.append(notification(owner, "lead_reclaimed", "线索已回收", f"{lead.get('name', '')}: {reason}"[:200],
                                       f"reclaimed:{lead['_id']}:{lead['version']}", data={"lead_id": lead["_id"]}))
         if events:
             await self._events.insert_many(events, ordered=False)
-            await self._exits.insert_many(exits, ordered=False)
             await self._users.bulk_write(
-                [UpdateOne({"_id": ObjectId(uid)}, {"$inc": {"open_leads": -n}}) for uid, n in open_counts.items()], ordered=False
+                [UpdateOne({"_id": ObjectId(uid)}, {"$inc": {"open_leads": -n}, **scope_exit_update(exits[uid], now)}) for uid, n in open_counts.items()],
+                ordered=False,
             )
             await self._notifications.notify(notes, now)
+            if self._tasks is not None:
+                await self._tasks.close_followup_tasks([e["lead_id"] for e in events])
 
 
 def _reclaimable(lead: dict[str, Any]) -> bool:

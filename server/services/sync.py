@@ -5,8 +5,10 @@
 - ``leads``: leads in scope (``LeadService.scope``) whose ``updated_at`` ≥ the cursor time;
 - ``followups``: follow-ups the caller wrote (``followup`` events in ``lead_events``) whose
   ``updated_at`` ≥ the cursor time;
-- ``deleted``: ids of leads that left the caller's scope since then (``scope_exits``, written by
-  release, reassignment and reclaim);
+- ``deleted``: ids of leads that left the caller's scope since then (the recent ``scope_exits``
+  kept on the caller's own user document, written by release, reassignment and reclaim; the
+  request reads that document anyway, so deletions cost no command);
+- ``tasks``: tasks in the caller's scope (``TaskService.scope``) whose ``updated_at`` ≥ the cursor;
 - ``cursor`` / ``has_more``: keep asking while ``has_more``; store the last cursor.
 
 No cursor is a full snapshot (no deletions needed: the phone starts empty).
@@ -19,21 +21,21 @@ stamped a moment before the round started, or by a clock a little behind, is sti
 time. So pages repeat a few items; clients upsert by id (keeping the higher ``version``), which makes
 repeats harmless.
 
-**Paging** walks each collection in ``_id`` order with the time bound fixed for the round, so one
-page costs one ``find`` per collection (auth + exits + leads + follow-ups ≤ 4 commands). A document
+**Paging** walks each collection in ``_id`` order with the time bound fixed for the round: a page is
+auth + leads + follow-ups + tasks, ≤ 4 commands. A document
 changed while a round is being paged has ``updated_at`` ≥ the round's start, so if the walk already
 passed its ``_id`` the next round brings it. (Sorting by ``updated_at`` would also work on MongoDB,
 but nx-27017 fails a range-plus-sort on a field that mixes ``$currentDate`` and inserted dates;
 ``_id`` order with a range filter works on both; see docs/mongodb-compat.md.)
 
-**Deletions come first.** A round walks ``scope_exits`` to the end before it starts on leads, and
-the client applies ``deleted`` before ``leads`` within a page. A lead that left the scope and came
-back therefore ends up present: its re-entry bumped ``updated_at`` after the exit, so it is in this
-round's leads, on the same page as the last deletions or a later one. Within one page the leads are
-read *after* the exits, so a lead found in scope wins and is left out of ``deleted``.
+**Deletions come first.** All of a round's deletions are on its first page, and the client applies
+``deleted`` before ``leads``. A lead that left the scope and came back therefore ends up present:
+its re-entry bumped ``updated_at`` after the exit, so it is in this round's leads; on the first page
+a lead found in scope is left out of ``deleted``.
 
-A cursor is bound to the caller and their scope (role, team): after a role or team change, or once
-it is older than the scope-exit retention, it is refused with ``request.bad_cursor`` and the client
+A cursor is bound to the caller and their scope (role, team): after a role or team change, once it
+is older than ``MAX_CURSOR_AGE``, or when more leads left the scope since then than the user
+document keeps (``SCOPE_EXITS_KEPT``), it is refused with ``request.bad_cursor`` and the client
 starts again with a full snapshot.
 """
 
@@ -54,15 +56,15 @@ from bson.errors import InvalidId
 from server.actor import Actor
 from server.clock import Clock
 from server.errors import ApiError, Forbidden
-from server.services.leads import LIST_PROJECTION, LeadService
+from server.services.leads import LIST_PROJECTION, SCOPE_EXITS_KEPT, LeadService
+from server.services.tasks import TaskService
 
 OVERLAP = timedelta(seconds=5)
-# scope_exits expire after 90 days (server/db.py); an older cursor could miss deletions.
 MAX_CURSOR_AGE = timedelta(days=80)
 MAX_CURSOR_AHEAD = timedelta(days=1)
 CURSOR_VERSION = 1
 DONE = True  # a collection walked to the end in this round
-COLLECTIONS = ("x", "l", "f")  # scope exits, leads, follow-ups
+COLLECTIONS = ("l", "f", "t")  # leads, follow-ups, tasks
 
 # Follow-ups are ``followup`` events on the lead's timeline (server/services/followups.py).
 FOLLOWUP_PROJECTION = {"lead_id": 1, "author_id": 1, "at": 1, "updated_at": 1, "data": 1}
@@ -72,6 +74,7 @@ FOLLOWUP_PROJECTION = {"lead_id": 1, "author_id": 1, "at": 1, "updated_at": 1, "
 class SyncPage:
     leads: list[dict]
     followups: list[dict]
+    tasks: list[dict]
     deleted: list[str]
     cursor: str
     has_more: bool
@@ -125,7 +128,7 @@ class SyncService:
     def __init__(self, db, clock: Clock, overlap: timedelta = OVERLAP, max_cursor_age: timedelta = MAX_CURSOR_AGE) -> None:
         self._leads = db["leads"]
         self._events = db["lead_events"]
-        self._exits = db["scope_exits"]
+        self._tasks = db["tasks"]
         self._clock = clock
         self._overlap = overlap
         self._max_age = max_cursor_age
@@ -167,32 +170,35 @@ class SyncService:
         return state
 
     # ------------------------------------------------------------ one page
-    async def page(self, actor: Actor, cursor: str | None, limit: int) -> SyncPage:
+    async def page(self, actor: Actor, user: dict, cursor: str | None, limit: int) -> SyncPage:
         if not actor.is_staff:
             raise Forbidden("auth.forbidden")
         now = self._clock.now()
         state = self.decode_cursor(cursor, actor, now) if cursor else {"k": scope_key(actor), "s": None}
+        exits: list[str] = []
         if "r" not in state:  # a new round starts now (minus the overlap: see the module docstring)
-            full = state["s"] is None
-            state.update({"r": _ms(now - self._overlap), "x": DONE if full else None, "l": None, "f": None})
+            if state["s"] is not None:
+                exits = self._exits_since(user, state["s"])
+            state.update({"r": _ms(now - self._overlap), "l": None, "f": None, "t": None})
         since = _dt(state["s"]) if state["s"] is not None else None
-
-        exits: list[dict] = []
-        leads: list[dict] = []
-        followups: list[dict] = []
-        if state["x"] is not DONE:
-            exits, state["x"] = await self._walk(self._exits, {"user_id": actor.id}, "at", since, state["x"], limit, {"lead_id": 1})
-        if state["x"] is DONE:  # deletions first; leads only once they are all out
-            (leads, state["l"]), (followups, state["f"]) = await asyncio.gather(
-                self._walk(self._leads, LeadService.scope(actor), "updated_at", since, state["l"], limit, LIST_PROJECTION),
-                self._walk(self._events, {"author_id": actor.id, "kind": "followup"}, "updated_at", since, state["f"], limit, FOLLOWUP_PROJECTION),
-            )
+        (leads, state["l"]), (followups, state["f"]), (tasks, state["t"]) = await asyncio.gather(
+            self._walk(self._leads, LeadService.scope(actor), "updated_at", since, state["l"], limit, LIST_PROJECTION),
+            self._walk(self._events, {"author_id": actor.id, "kind": "followup"}, "updated_at", since, state["f"], limit, FOLLOWUP_PROJECTION),
+            self._walk(self._tasks, TaskService.scope(actor), "updated_at", since, state["t"], limit, None),
+        )
         present = {d["_id"] for d in leads}
-        deleted = list(dict.fromkeys(e["lead_id"] for e in exits if e["lead_id"] not in present))
+        deleted = [lead_id for lead_id in dict.fromkeys(exits) if lead_id not in present]
 
         has_more = any(state[name] is not DONE for name in COLLECTIONS)
         next_cursor = self.encode_cursor(state if has_more else {"k": state["k"], "s": state["r"]})
-        return SyncPage(leads=leads, followups=followups, deleted=deleted, cursor=next_cursor, has_more=has_more)
+        return SyncPage(leads=leads, followups=followups, tasks=tasks, deleted=deleted, cursor=next_cursor, has_more=has_more)
+
+    @staticmethod
+    def _exits_since(user: dict, since_ms: int) -> list[str]:
+        entries = [e.split(":", 1) for e in user.get("scope_exits") or [] if isinstance(e, str) and ":" in e]
+        if len(entries) >= SCOPE_EXITS_KEPT and int(entries[0][0]) > since_ms:
+            raise _bad_cursor()  # older exits were dropped: only a snapshot is exact now
+        return [lead_id for stamp, lead_id in entries if int(stamp) >= since_ms]
 
     @staticmethod
     async def _walk(collection, filter_: dict, stamp: str, since: datetime | None, after: Any, limit: int, projection: dict) -> tuple[list[dict], Any]:

@@ -240,6 +240,14 @@ class TaskService:
             # Close an open one if there is one; nothing to close otherwise (matches 0).
             await self._col.replace_one({"_id": task_id, "status": "open"}, doc)
 
+    async def close_followup_tasks(self, lead_ids: list[str]) -> None:
+        """Close the follow-up tasks of leads that lost their owner (reclaim), in one command."""
+        if lead_ids:
+            await self._col.update_many(
+                {"_id": {"$in": [followup_task_id(i) for i in lead_ids]}, "status": "open"},
+                {"$set": {"status": "done", "reminders": {"next_at": None}}, "$currentDate": {"completed_at": True, "updated_at": True}, "$inc": {"version": 1}},
+            )
+
     # ------------------------------------------------------------ for the reminder job
     async def due_for_reminders(self, now: datetime, limit: int) -> list[dict]:
         return await self._col.find({"status": "open", "reminders.next_at": {"$lte": now}}).sort("reminders.next_at", 1).limit(limit).to_list(None)

@@ -188,3 +188,24 @@ async def test_open_leads_counter_follows_claim_release_assign_and_conversion(ap
     r = await api.post(f"{LEADS}/{x['id']}/stage", json={"to": "lost", "reason": "无需求"}, token=b.token)
     assert r.status == 200
     assert await counts() == (0, 0)
+
+
+@pytest.mark.gen_test
+async def test_the_followup_task_follows_the_lead_to_its_new_owner_and_closes_on_release(api, people, raw_db):
+    from datetime import datetime, timedelta, timezone
+
+    rep, other, mgr = await people.rep(), await people.rep(), await people.manager()
+    soon = (datetime.now(timezone.utc) + timedelta(days=1)).replace(microsecond=0).isoformat()
+    r = await api.post("/api/v1/leads", json={"name": "随访客户", "next_followup_at": soon}, token=rep.token)
+    assert r.status == 201, r.body
+    lead_id = r.json["id"]
+    task = raw_db.tasks.find_one({"lead_id": lead_id})
+    assert task["assignee_id"] == rep.id and task["status"] == "open"
+    r = await api.post(f"/api/v1/leads/{lead_id}/assign", json={"owner_id": other.id}, token=mgr.token)
+    assert r.status == 200, r.body
+    task = raw_db.tasks.find_one({"lead_id": lead_id})
+    assert task["assignee_id"] == other.id and task["status"] == "open"
+    assert raw_db.tasks.count_documents({"lead_id": lead_id}) == 1
+    r = await api.post(f"/api/v1/leads/{lead_id}/release", json={"reason": "不跟了"}, token=other.token)
+    assert r.status == 200, r.body
+    assert raw_db.tasks.find_one({"lead_id": lead_id})["status"] == "done"

@@ -33,7 +33,7 @@ async def sync_pages(api, token: str, cursor: str | None = None, limit: int = 10
         assert r.status == 200, r.body
         page = r.json
         assert set(page) == {"leads", "followups", "tasks", "deleted", "cursor", "has_more"}
-        assert len(page["leads"]) <= limit and len(page["followups"]) <= limit and len(page["deleted"]) <= limit
+        assert len(page["leads"]) <= limit and len(page["followups"]) <= limit  # deletions: all on a round's first page
         pages.append(page)
         cursor = page["cursor"]
         if not page["has_more"]:
@@ -197,8 +197,8 @@ async def test_small_pages_walk_everything(api, people, clock):
     r = await api.patch(f"/api/v1/leads/{leads[0]['id']}", json={"city": "北京", "version": local[leads[0]["id"]]["version"]}, token=rep.token)
     assert r.status == 200, r.body
     pages, _ = await sync_pages(api, rep.token, cursor, limit=2)
-    assert [p["has_more"] for p in pages] == [True, False]
-    assert pages[0]["leads"] == [] and len(pages[0]["deleted"]) == 2
+    # All of a round's deletions come on its first page.
+    assert sorted(pages[0]["deleted"]) == sorted(gone) and all(p["deleted"] == [] for p in pages[1:])
     assert sorted(i for p in pages for i in p["deleted"]) == sorted(gone)
     assert [i for p in pages for i in ids(p["leads"])] == [leads[0]["id"]]
     local = apply(local, pages)
@@ -212,7 +212,7 @@ async def test_a_sync_page_costs_at_most_four_commands(api, people, recorder, cl
     await new_lead(api, rep.token, "乙")
     with recorder.counting() as cmds:
         r = await api.get("/api/v1/sync", token=rep.token)
-    assert r.status == 200 and len(cmds) <= 3, cmds  # a snapshot needs no deletions
+    assert r.status == 200 and len(cmds) <= 4, cmds  # auth, leads, follow-ups, tasks
     cursor = r.json["cursor"]
     clock.advance(seconds=30)
     r = await api.post(f"/api/v1/leads/{a['id']}/assign", json={"owner_id": other.id}, token=mgr.token)
@@ -250,3 +250,19 @@ async def test_bad_cursors_are_refused(api, people, ctx, clock, wechat):
     customer = await people.customer(wechat[0])
     r = await api.get("/api/v1/sync", token=customer.token)
     assert r.status == 403 and r.error_code == "auth.forbidden"
+
+
+@pytest.mark.gen_test
+async def test_tasks_come_with_the_sync_and_only_your_own(api, people, clock):
+    rep, other = await people.rep(), await people.rep()
+    due = (clock.now() + timedelta(days=2)).isoformat()
+    mine = await api.post("/api/v1/tasks", json={"title": "送样品", "due_at": due}, token=rep.token)
+    theirs = await api.post("/api/v1/tasks", json={"title": "别人的", "due_at": due}, token=other.token)
+    assert mine.status == 201 and theirs.status == 201, (mine.body, theirs.body)
+    pages, cursor = await sync_pages(api, rep.token)
+    assert [t["id"] for p in pages for t in p["tasks"]] == [mine.json["id"]]
+    clock.advance(seconds=30)
+    r = await api.post(f"/api/v1/tasks/{mine.json['id']}/complete", json={"version": mine.json["version"]}, token=rep.token)
+    assert r.status == 200, r.body
+    pages, _ = await sync_pages(api, rep.token, cursor)
+    assert [(t["id"], t["status"]) for p in pages for t in p["tasks"]] == [(mine.json["id"], "done")]

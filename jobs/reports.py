@@ -1,0 +1,20 @@
+"""Report counters: fold the timeline into counters (every 10 s) and score RFM layers (daily)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from jobs.registry import job
+from server.context import AppContext
+
+
+@job("fold_stats", every_s=10, lease_s=120)
+async def fold_stats(ctx: AppContext, now: datetime) -> dict:
+    """Fold new lead_events into the report counters (stats_daily, stats_current), exactly once."""
+    return await ctx.stats.fold(now)
+
+
+@job("rfm_layers", every_s=86400, lease_s=1800)
+async def rfm_layers(ctx: AppContext, now: datetime) -> dict:
+    """Score customers by recency, frequency and monetary value; write layer A/B/C on leads."""
+    return await ctx.rfm.compute(now)

@@ -1,0 +1,209 @@
+"""The fold of lead_events into report counters: exactly once across crashes, and equal to a rebuild
+from the sources after a random sequence of operations done through the services."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+
+import pytest
+
+from jobs.registry import load_jobs, run_job
+from server.actor import Actor
+from server.clock import FixedClock
+from server.errors import ApiError
+from server.schemas.leads import FollowupCreate, LeadCreate, StageChange
+from server.services.lifecycle import allowed_targets
+
+load_jobs()
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(datetime.now(timezone.utc).replace(microsecond=0))
+
+
+def actor_of(person) -> Actor:
+    return Actor(id=person.id, role=person.user["role"], team_id=person.team_id, name=person.user.get("name"), token_version=person.user.get("token_version", 0))
+
+
+def clean(docs: list[dict], drop=("seq",)) -> dict:
+    """Counter documents without bookkeeping fields or zero counters, keyed by _id."""
+    out = {}
+    for d in docs:
+        body = {k: v for k, v in d.items() if k not in drop and k != "_id" and v != 0}
+        if any(isinstance(v, int) and not isinstance(v, bool) for v in body.values()):
+            out[d["_id"]] = body
+    return out
+
+
+async def snapshot(raw_db) -> tuple[dict, dict, dict]:
+    return (
+        clean(list(raw_db["stats_daily"].find({}))),
+        clean(list(raw_db["stats_current"].find({}))),
+        {d["_id"]: d for d in raw_db["stats_leads"].find({})},
+    )
+
+
+async def some_leads(ctx, rep, n: int) -> list[str]:
+    ids = []
+    for i in range(n):
+        doc, _ = await ctx.leads.create(actor_of(rep), LeadCreate(name=f"客户{i}"))
+        ids.append(doc["_id"])
+    return ids
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_crash_between_any_two_steps_neither_loses_nor_doubles(ctx, people, raw_db, clock):
+    rep = await people.rep()
+    leads = await some_leads(ctx, rep, 3)
+    await ctx.followups.add(actor_of(rep), leads[0], FollowupCreate(kind="visit", content="上门", location={"lat": 39.9, "lng": 116.4}))
+    stats = ctx.stats
+    day = clock.now().astimezone(ctx.settings.tz).date().isoformat()
+    team_doc = f"{rep.team_id}:*:{day}"
+
+    # Crash after the claim: the next run finds the claimed batch and folds it once.
+    batch, events, recovered = await stats.claim()
+    assert not recovered and len(events) == 5  # 3 created + follow-up + its new → contacted move
+    result = await stats.fold_once(clock.now())
+    assert result.batch == batch and result.recovered
+    assert raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 3
+
+    # Crash after prepare: the recorded deltas are applied, not recomputed.
+    await some_leads(ctx, rep, 2)
+    batch, events, _ = await stats.claim()
+    record = await stats.prepare(batch, events, clock.now())
+    assert raw_db["stats_batches"].find_one({"_id": batch})["state"] == "prepared"
+    await stats.fold_once(clock.now())
+    assert raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 5
+
+    # Crash after apply (twice, even), before the events were marked: nothing is counted again.
+    await some_leads(ctx, rep, 1)
+    batch, events, _ = await stats.claim()
+    record = await stats.prepare(batch, events, clock.now())
+    await stats.apply(record)
+    await stats.apply(record)  # a retry of a half-done apply
+    assert raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 6
+    again = await stats.fold_once(clock.now())
+    assert again.recovered and raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 6
+    assert raw_db["stats_batches"].count_documents({}) == 0
+    assert raw_db["lead_events"].count_documents({"fold.state": "done"}) == raw_db["lead_events"].count_documents({})
+
+    # Population: 6 leads, one of them contacted by the follow-up.
+    current = {d["_id"]: d["count"] for d in raw_db["stats_current"].find({})}
+    assert current[f"{rep.team_id}:new"] == 5 and current[f"{rep.team_id}:contacted"] == 1 and current["*:new"] == 5
+
+    # Nothing left: the job reports an empty run.
+    assert (await run_job(ctx, "fold_stats", clock.now()))["events"] == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_partly_applied_batch_is_completed_exactly_once(ctx, people, raw_db, clock):
+    """A crash in the middle of apply: some counter documents have the batch, others do not."""
+    rep = await people.rep()
+    await some_leads(ctx, rep, 2)
+    batch, events, _ = await ctx.stats.claim()
+    record = await ctx.stats.prepare(batch, events, clock.now())
+    day = clock.now().astimezone(ctx.settings.tz).date().isoformat()
+    import server.services.stats as stats_module
+
+    real = stats_module._bulk_ignoring_duplicates
+    calls = []
+
+    async def crash_on_second(collection, ops):
+        calls.append(collection.name)
+        if len(calls) == 2:
+            raise RuntimeError("instance killed")
+        await real(collection, [op for op in ops if op._filter["_id"].startswith("*:")])  # only part of the first write landed
+
+    stats_module._bulk_ignoring_duplicates = crash_on_second
+    try:
+        with pytest.raises(RuntimeError):
+            await ctx.stats.apply(record)
+    finally:
+        stats_module._bulk_ignoring_duplicates = real
+    assert raw_db["stats_batches"].find_one({"_id": batch})["state"] == "prepared"
+    assert raw_db["stats_daily"].find_one({"_id": f"*:*:{day}"})["created"] == 2
+    assert raw_db["stats_daily"].find_one({"_id": f"{rep.team_id}:*:{day}"}) is None
+    await ctx.stats.fold_once(clock.now())
+    assert raw_db["stats_daily"].find_one({"_id": f"*:*:{day}"})["created"] == 2
+    assert raw_db["stats_daily"].find_one({"_id": f"{rep.team_id}:*:{day}"})["created"] == 2
+    assert raw_db["stats_daily"].find_one({"_id": f"{rep.team_id}:{rep.id}:{day}"})["received"] == 2
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_incremental_counters_equal_a_rebuild_after_random_operations(ctx, people, raw_db, clock):
+    rng = random.Random(8)
+    manager = await people.manager()
+    reps = [await people.rep(), await people.rep(), await people.rep()]
+    others = [await people.rep(team="华南销售部"), await people.rep(team="华南销售部")]
+    staff = [*reps, *others]
+    leads: list[str] = []
+    refused: list = []
+    for step in range(70):
+        clock.advance(minutes=rng.randint(1, 400))  # crosses business days
+        op = rng.choice(["create", "create", "followup", "followup", "stage", "stage", "stage", "release", "claim", "claim", "assign"])
+        person = rng.choice(staff)
+        try:
+            if op == "create" or not leads:
+                doc, _ = await ctx.leads.create(actor_of(person), LeadCreate(name=f"客户{step}"))
+                leads.append(doc["_id"])
+            elif op == "followup":
+                lead = raw_db["leads"].find_one({"_id": rng.choice(leads)})
+                owner = next((p for p in staff if p.id == lead.get("owner_id")), None)
+                if owner:
+                    kind = rng.choice(["call", "visit", "wechat"])
+                    await ctx.followups.add(actor_of(owner), lead["_id"], FollowupCreate(
+                        kind=kind, content="跟进", location={"lat": 31.2, "lng": 121.5} if kind == "visit" else None))
+            elif op == "stage":
+                lead = raw_db["leads"].find_one({"_id": rng.choice(leads)})
+                targets = [t for t in allowed_targets(lead["stage"])]
+                if targets:
+                    to = rng.choice(targets)
+                    await ctx.leads.change_stage(actor_of(manager) if lead["team_id"] == manager.team_id else Actor(id="adm", role="admin"),
+                                                 lead["_id"], StageChange(to=to, reason="原因", version=lead["version"]))
+            elif op == "release":
+                lead = raw_db["leads"].find_one({"_id": rng.choice(leads), "owner_id": {"$ne": None}})
+                if lead:
+                    await ctx.pool.release(Actor(id="adm", role="admin"), lead["_id"], "联系不上")
+            elif op == "claim":
+                pooled = list(raw_db["leads"].find({"pool": True}))
+                if pooled:
+                    lead = rng.choice(pooled)
+                    free = [p for p in staff if p.team_id == lead["team_id"] and p.id not in (lead.get("cooldowns") or {})]
+                    if free:
+                        await ctx.pool.claim(actor_of(rng.choice(free)), lead["_id"])
+            elif op == "assign":
+                lead = raw_db["leads"].find_one({"_id": rng.choice(leads)})
+                mates = [p for p in staff if p.team_id == lead["team_id"]]
+                await ctx.pool.assign(Actor(id="adm", role="admin"), lead["_id"], rng.choice(mates).id, "调整")
+        except ApiError as exc:
+            refused.append((op, exc.code))  # refused moves (capacity, cool-downs, invalid transitions) are part of the sequence
+        if step % 9 == 4:  # the job runs now and then, mid-sequence
+            await run_job(ctx, "fold_stats", clock.now())
+    await run_job(ctx, "fold_stats", clock.now())
+    incremental = await snapshot(raw_db)
+    assert raw_db["lead_events"].count_documents({"fold": None}) == 0
+
+    rebuilt = await ctx.stats.rebuild(clock.now())
+    assert rebuilt["events"] == raw_db["lead_events"].count_documents({})
+    again = await snapshot(raw_db)
+    assert incremental[0] == again[0]
+    assert incremental[1] == again[1]
+    assert incremental[2] == again[2]
+    # and the populations are the leads' stages now
+    truth: dict[str, int] = {}
+    for lead in raw_db["leads"].find({}, {"team_id": 1, "stage": 1}):
+        truth[f"{lead['team_id']}:{lead['stage']}"] = truth.get(f"{lead['team_id']}:{lead['stage']}", 0) + 1
+    assert {k: v["count"] for k, v in again[1].items() if not k.startswith("*:")} == truth
+    assert sum(d.get("followups", 0) for k, d in again[0].items() if k.startswith("*:*:")) == raw_db["lead_events"].count_documents({"kind": "followup"})
+    # the sequence did exercise every kind of operation
+    kinds = set(raw_db["lead_events"].distinct("kind"))
+    assert {"created", "followup", "stage_changed", "released", "claimed", "assigned"} <= kinds, (kinds, refused)
+
+    # After a rebuild the fold carries on from where it stopped.
+    doc, _ = await ctx.leads.create(actor_of(reps[0]), LeadCreate(name="新客户"))
+    await run_job(ctx, "fold_stats", clock.now())
+    day = clock.now().astimezone(ctx.settings.tz).date().isoformat()
+    before = again[0].get(f"{reps[0].team_id}:*:{day}", {}).get("created", 0)
+    assert raw_db["stats_daily"].find_one({"_id": f"{reps[0].team_id}:*:{day}"})["created"] == before + 1
