@@ -22,7 +22,7 @@ class UserListHandler(ApiHandler):
     @operation("List users (a manager sees their team)", roles=READERS, query=UserListQuery, response=Page[UserOut], tags=("admin",))
     async def get(self) -> None:
         page = await self.ctx.users.list_users(self.actor, self.parse_query(UserListQuery))
-        self.write_model(Page[UserOut], {"items": [user_out(d) for d in page.items], "next_cursor": page.next_cursor})
+        self.write_page(Page[UserOut], page, user_out)
 
 
 class UserHandler(ApiHandler):
@@ -53,7 +53,7 @@ class TeamListHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query(PageQuery)
         page = await self.ctx.users.list_teams(self.actor, query.limit, query.cursor)
-        self.write_model(Page[TeamOut], {"items": [public_id(d) for d in page.items], "next_cursor": page.next_cursor})
+        self.write_page(Page[TeamOut], page, public_id)
 
 
 class TeamHandler(ApiHandler):

@@ -20,7 +20,7 @@ class RuleListHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query(RuleQuery)
         page = await self.ctx.allocation.list_rules(self.actor, query.team_id, query.limit, query.cursor)
-        self.write_model(RulePage, {"items": [public_id(d) for d in page.items], "next_cursor": page.next_cursor})
+        self.write_page(RulePage, page, public_id)
 
 
 class RuleHandler(ApiHandler):

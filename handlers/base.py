@@ -258,6 +258,11 @@ class ApiHandler(RequestHandler):
     def write_model(self, model: type[BaseModel], data: Any, status: int = 200) -> None:
         self.write_json(model.model_validate(data).model_dump(mode="json"), status)
 
+    def write_page(self, model: type[BaseModel], page: Any, convert: Callable[[dict], Any] | None = None) -> None:
+        """A list answer: ``{"items": [...], "next_cursor": ...}`` from a ``server.paging.Page``."""
+        items = [convert(d) for d in page.items] if convert else page.items
+        self.write_model(model, {"items": items, "next_cursor": page.next_cursor})
+
     def no_content(self) -> None:
         self.set_status(204)
         self.clear_header("Content-Type")

@@ -17,7 +17,7 @@ class ContractListHandler(ApiHandler):
     @operation("Contracts in your scope, newest first (?status=&lead_id=)", query=ContractListQuery, response=ContractPage, tags=("contracts",))
     async def get(self) -> None:
         page = await self.ctx.contracts.list(self.actor, self.parse_query(ContractListQuery))
-        self.write_model(ContractPage, {"items": [self.ctx.contracts.out(self.actor, d) for d in page.items], "next_cursor": page.next_cursor})
+        self.write_page(ContractPage, page, lambda d: self.ctx.contracts.out(self.actor, d))
 
     @operation("Draft a contract for a lead in your scope; Idempotency-Key accepted", body=ContractCreate, response=ContractOut, status=201, idempotent=True, tags=("contracts",))
     async def post(self) -> None:
@@ -118,7 +118,7 @@ class ApprovalInboxHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query(ApprovalQuery)
         page = await self.ctx.contracts.inbox(self.actor, query.limit, query.cursor)
-        self.write_model(ApprovalPage, {"items": page.items, "next_cursor": page.next_cursor})
+        self.write_page(ApprovalPage, page)
 
 
 routes = [

@@ -23,7 +23,7 @@ class FormListHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query(PageQuery)
         page = await self.ctx.forms.list(self.actor, query.limit, query.cursor)
-        self.write_model(Page[FormOut], {"items": [public_id(d) for d in page.items], "next_cursor": page.next_cursor})
+        self.write_page(Page[FormOut], page, public_id)
 
 
 class FormHandler(ApiHandler):
@@ -67,7 +67,7 @@ class MySubmissionsHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query(PageQuery)
         page = await self.ctx.leads.my_submissions(self.actor, query.limit, query.cursor)
-        self.write_model(MySubmissionsPage, {"items": page.items, "next_cursor": page.next_cursor})
+        self.write_page(MySubmissionsPage, page)
 
 
 routes = [

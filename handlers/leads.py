@@ -17,15 +17,11 @@ MANAGERS = ("manager", "admin")
 FIELD_STAFF = ("rep", "manager")
 
 
-def lead_page(ctx, page) -> dict:
-    return {"items": [ctx.leads.out(d) for d in page.items], "next_cursor": page.next_cursor}
-
-
 class LeadListHandler(ApiHandler):
     @operation("List leads in your scope, newest activity first or by next follow-up", query=LeadListQuery, response=LeadPage, tags=("leads",))
     async def get(self) -> None:
         page = await self.ctx.leads.list(self.actor, self.parse_query(LeadListQuery))
-        self.write_model(LeadPage, lead_page(self.ctx, page))
+        self.write_page(LeadPage, page, self.ctx.leads.out)
 
     @operation(
         "Capture a lead (you own it); Idempotency-Key and your own id accepted",
@@ -100,7 +96,7 @@ class TimelineHandler(ApiHandler):
     async def get(self, lead_id: str) -> None:
         query = self.parse_query(PageQuery)
         page = await self.ctx.leads.timeline(self.actor, lead_id, query.limit, query.cursor)
-        self.write_model(EventPage, {"items": [public_id(e) for e in page.items], "next_cursor": page.next_cursor})
+        self.write_page(EventPage, page, public_id)
 
 
 class PoolHandler(ApiHandler):
@@ -108,7 +104,7 @@ class PoolHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query(PoolQuery)
         page = await self.ctx.pool.list(self.actor, query.limit, query.cursor, query.tag)
-        self.write_model(LeadPage, lead_page(self.ctx, page))
+        self.write_page(LeadPage, page, self.ctx.leads.out)
 
 
 class ClaimHandler(ApiHandler):

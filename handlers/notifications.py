@@ -13,7 +13,7 @@ class NotificationListHandler(ApiHandler):
     async def get(self) -> None:
         query = self.parse_query(NotificationQuery)
         page = await self.ctx.notifications.list(self.actor, query.unread, query.limit, query.cursor)
-        self.write_model(NotificationPage, {"items": [public_id(d) for d in page.items], "next_cursor": page.next_cursor})
+        self.write_page(NotificationPage, page, public_id)
 
 
 class NotificationReadHandler(ApiHandler):

@@ -13,7 +13,7 @@ class TaskListHandler(ApiHandler):
     @operation("Tasks in your scope, soonest due first (?status=open|done&due_before=)", query=TaskQuery, response=TaskPage, tags=("tasks",))
     async def get(self) -> None:
         page = await self.ctx.tasks.list(self.actor, self.parse_query(TaskQuery))
-        self.write_model(TaskPage, {"items": [public_id(d) for d in page.items], "next_cursor": page.next_cursor})
+        self.write_page(TaskPage, page, public_id)
 
     @operation(
         "Create a task (for you, or a member of your team); Idempotency-Key accepted",

@@ -1,4 +1,4 @@
-"""``python -m server <command>``: run, create-user, ensure-indexes, run-job, seed-demo, rotate-field-key.
+"""``python -m server <command>``: run, create-user, ensure-indexes, run-job, seed-demo, rotate-field-key, rebuild-stats.
 
 Start-up is a chain of small steps (settings → logging → database → context → app → server), and
 shutdown undoes them in reverse: stop accepting requests, let in-flight ones finish, stop the
@@ -23,8 +23,8 @@ from tornado.httpserver import HTTPServer
 from config.settings import Settings, SettingsError, load_settings
 from server.actor import Actor
 from server.app import make_app
-from server.context import AppContext, build_context
-from server.db import Database, connect, ensure_indexes
+from server.context import build_context
+from server.db import connect, ensure_indexes
 from server.embedded import EmbeddedError, EmbeddedMongo
 from server.errors import ApiError
 from server.logs import configure_logging

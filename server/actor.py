@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.errors import Forbidden
+
 STAFF_ROLES = ("rep", "manager", "admin")
 
 
@@ -40,3 +42,21 @@ class Actor:
 
 
 SYSTEM = Actor(id="system", role="system")
+
+
+def require_role(actor: Actor, *roles: str) -> None:
+    """Services check roles too (jobs and the CLI call them without a handler in front)."""
+    if actor.role not in roles:
+        raise Forbidden("auth.forbidden")
+
+
+def scope_filter(actor: Actor, own_field: str = "owner_id") -> dict:
+    """Data scope as a filter: a rep their own records, a manager their team's, an admin all,
+    anyone else nothing."""
+    if actor.is_admin:
+        return {}
+    if actor.is_manager:
+        return {"team_id": actor.team_id or "-"}
+    if actor.role == "rep":
+        return {own_field: actor.id}
+    return {"_id": None}

@@ -28,9 +28,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
 
-from server.actor import Actor
+from server.actor import Actor, require_role
 from server.clock import Clock
-from server.errors import Forbidden, Invalid, NotFound, VersionMismatch
+from server.errors import Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
 from server.schemas.allocation import PreviewIn, RuleCreate, RuleUpdate
@@ -122,7 +122,7 @@ class AllocationService:
 
     # ------------------------------------------------------------ rules
     async def create_rule(self, actor: Actor, data: RuleCreate) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         await self._check_members(data.team_id, data.members)
         now = self._clock.now()
         doc = {**data.model_dump(), "turn": 0, "version": 1, "created_at": now, "updated_at": now, "created_by": actor.id}
@@ -132,7 +132,7 @@ class AllocationService:
         return doc
 
     async def update_rule(self, actor: Actor, rule_id: str, data: RuleUpdate, version: int) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         current = await self._rules.find_one({"_id": parse_oid(rule_id, "allocation_rule.not_found")})
         if current is None:
             raise NotFound("allocation_rule.not_found")
@@ -156,15 +156,14 @@ class AllocationService:
         return doc
 
     async def delete_rule(self, actor: Actor, rule_id: str) -> None:
-        _require_admin(actor)
+        require_role(actor, "admin")
         result = await self._rules.delete_one({"_id": parse_oid(rule_id, "allocation_rule.not_found")})
         if result.deleted_count == 0:
             raise NotFound("allocation_rule.not_found")
         await self._audit.record(actor, "allocation_rule.delete", target_type="allocation_rule", target_id=rule_id)
 
     async def list_rules(self, actor: Actor, team_id: str | None, limit: int, cursor: str | None) -> Page:
-        if actor.role not in ("admin", "manager"):
-            raise Forbidden("auth.forbidden")
+        require_role(actor, "admin", "manager")
         filter_: dict[str, Any] = {}
         if team_id:
             filter_["team_id"] = team_id
@@ -186,8 +185,7 @@ class AllocationService:
 
     # ------------------------------------------------------------ preview
     async def preview(self, actor: Actor, rule_id: str, data: PreviewIn) -> dict:
-        if actor.role not in ("admin", "manager"):
-            raise Forbidden("auth.forbidden")
+        require_role(actor, "admin", "manager")
         rule = await self._rules.find_one({"_id": parse_oid(rule_id, "allocation_rule.not_found")})
         if rule is None or (not actor.is_admin and rule["team_id"] != actor.team_id):
             raise NotFound("allocation_rule.not_found")
@@ -430,9 +428,3 @@ class AllocationService:
 
 def _event(lead_id: str, kind: str, at: datetime, data: dict) -> dict:
     return {"_id": ObjectId(), "lead_id": lead_id, "kind": kind, "at": at, "actor_id": "system", "actor_role": "system", "data": data}
-
-
-def _require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise Forbidden("auth.forbidden")
-

@@ -13,7 +13,6 @@ zone), which sort and compare as text.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 

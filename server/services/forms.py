@@ -15,9 +15,9 @@ from typing import Any
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.actor import Actor
+from server.actor import Actor, require_role
 from server.clock import Clock
-from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
+from server.errors import Conflict, Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
 from server.schemas.forms import DEFAULT_MAX_LENGTH, FormCreate, FormUpdate
@@ -128,7 +128,7 @@ class FormService:
         self._audit = audit
 
     async def create(self, actor: Actor, data: FormCreate) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         await self._existing_team(data.team_id)
         now = self._clock.now()
         doc = {**data.model_dump(), "version": 1, "created_at": now, "updated_at": now, "created_by": actor.id}
@@ -141,7 +141,7 @@ class FormService:
         return doc
 
     async def update(self, actor: Actor, form_id: str, data: FormUpdate, version: int) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         oid = parse_oid(form_id, "form.not_found")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
         nulls = [k for k, v in changes.items() if v is None and k != "description"]
@@ -173,14 +173,14 @@ class FormService:
         return doc
 
     async def get(self, actor: Actor, form_id: str) -> dict:
-        _require_reader(actor)
+        require_role(actor, "admin", "manager")
         doc = await self._forms.find_one({"_id": parse_oid(form_id, "form.not_found"), **self._scope(actor)})
         if doc is None:
             raise NotFound("form.not_found")
         return doc
 
     async def list(self, actor: Actor, limit: int, cursor: str | None) -> Page:
-        _require_reader(actor)
+        require_role(actor, "admin", "manager")
         return await paginate(self._forms, self._scope(actor), limit=limit, cursor=cursor)
 
     async def public(self, slug: str) -> dict:
@@ -199,14 +199,3 @@ class FormService:
     async def _existing_team(self, team_id: str) -> None:
         if await self._teams.find_one({"_id": maybe_oid(team_id)}, {"_id": 1}) is None:
             raise Invalid("team.not_found", details=[{"field": "team_id", "code": "unknown", "message": "no such team"}])
-
-
-def _require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise Forbidden("auth.forbidden")
-
-
-def _require_reader(actor: Actor) -> None:
-    if actor.role not in ("admin", "manager"):
-        raise Forbidden("auth.forbidden")
-

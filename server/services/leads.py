@@ -15,7 +15,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.actor import Actor
+from server.actor import Actor, scope_filter
 from server.clock import Clock
 from server.errors import Conflict, Invalid, NotFound, VersionMismatch
 from server.paging import Page, paginate
@@ -66,13 +66,7 @@ class LeadService:
     # ------------------------------------------------------------ scope
     @staticmethod
     def scope(actor: Actor) -> dict:
-        if actor.is_admin:
-            return {}
-        if actor.is_manager:
-            return {"team_id": actor.team_id or "-"}
-        if actor.role == "rep":
-            return {"owner_id": actor.id}
-        return {"_id": None}  # customers and anyone else: nothing
+        return scope_filter(actor, "owner_id")
 
     async def get(self, actor: Actor, lead_id: str, projection: dict | None = None) -> dict:
         doc = await self._leads.find_one({"_id": str(lead_id)[:64], **self.scope(actor)}, projection)

@@ -41,11 +41,22 @@ log = logging.getLogger("mpcrm.outbox")
 
 # Placeholder template ids: set the real ones of your mini-program with MPCRM_WECHAT_TEMPLATES.
 _TASK_FIELDS = {"title": "thing1", "due_at": "time2", "body": "thing3"}
+_TEXT_FIELDS = {"title": "thing1", "body": "thing2"}
+# Every notification kind has a template; the ids are placeholders to replace with the ones from
+# the mini-program's WeChat admin console (MPCRM_WECHAT_TEMPLATES). Pages are the mini-program's.
 DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
-    "task_reminder": {"template_id": "TASK_REMINDER_TEMPLATE_ID", "page": "pages/tasks/detail", "fields": _TASK_FIELDS},
-    "task_escalated": {"template_id": "TASK_ESCALATED_TEMPLATE_ID", "page": "pages/tasks/detail", "fields": _TASK_FIELDS},
-    "task_assigned": {"template_id": "TASK_ASSIGNED_TEMPLATE_ID", "page": "pages/tasks/detail", "fields": _TASK_FIELDS},
-    "churn_warning": {"template_id": "CHURN_WARNING_TEMPLATE_ID", "page": "pages/leads/detail", "fields": {"title": "thing1", "body": "thing2", "last_activity_at": "date3"}},
+    "task_reminder": {"template_id": "TASK_REMINDER_TEMPLATE_ID", "page": "pages/tasks/tasks", "fields": _TASK_FIELDS},
+    "task_escalated": {"template_id": "TASK_ESCALATED_TEMPLATE_ID", "page": "pages/tasks/tasks", "fields": _TASK_FIELDS},
+    "task_assigned": {"template_id": "TASK_ASSIGNED_TEMPLATE_ID", "page": "pages/tasks/tasks", "fields": _TASK_FIELDS},
+    "churn_warning": {"template_id": "CHURN_WARNING_TEMPLATE_ID", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2", "last_activity_at": "date3"}},
+    "lead_assigned": {"template_id": "LEAD_ASSIGNED_TEMPLATE_ID", "page": "pages/lead/lead", "fields": _TEXT_FIELDS},
+    "allocation_stuck": {"template_id": "ALLOCATION_STUCK_TEMPLATE_ID", "page": "pages/leads/leads", "fields": _TEXT_FIELDS},
+    "reclaim_warning": {"template_id": "RECLAIM_WARNING_TEMPLATE_ID", "page": "pages/lead/lead", "fields": _TEXT_FIELDS},
+    "lead_reclaimed": {"template_id": "LEAD_RECLAIMED_TEMPLATE_ID", "page": "pages/pool/pool", "fields": _TEXT_FIELDS},
+    "approval_pending": {"template_id": "APPROVAL_PENDING_TEMPLATE_ID", "page": "pages/approvals/approvals", "fields": _TEXT_FIELDS},
+    "approval_decided": {"template_id": "APPROVAL_DECIDED_TEMPLATE_ID", "page": "pages/approvals/approvals", "fields": _TEXT_FIELDS},
+    "renewal_due": {"template_id": "RENEWAL_DUE_TEMPLATE_ID", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2", "days_left": "number3"}},
+    "payment_due": {"template_id": "PAYMENT_DUE_TEMPLATE_ID", "page": "pages/lead/lead", "fields": _TEXT_FIELDS},
 }
 
 # WeChat's limits on subscribe-message values, by the key's type prefix (thing1 → thing).

@@ -24,9 +24,9 @@ Exactly once, crash-safe, in four steps that can each be repeated:
    batch applied to it) and the update's filter is ``{_id, seq: {$lt: S}}`` with ``upsert``: a
    document that already has S does not match, its upsert collides on ``_id`` (duplicate key) and
    is counted as applied. Lead states are absolute values, replaced whole (idempotent).
-   (The brief's ``batches: {$ne: B}`` guard does not work on nx-27017: ``$ne`` matches nothing
-   there, so a repeated batch was applied twice in a probe. Batches run in order under the job's
-   lease, so a monotonic sequence is an exact guard on both databases.)
+   (A ``batches: {$ne: B}`` guard does not work on nx-27017: ``$ne`` on an array still matches a
+   document whose array contains B, so a repeated batch was applied twice in a probe. Batches run
+   in order under the job's lease, so a monotonic sequence is an exact guard on both databases.)
 4. **finish**: the events are marked ``fold.state = "done"`` and the record is deleted.
 """
 

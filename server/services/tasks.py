@@ -20,7 +20,7 @@ from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from config.settings import Settings
-from server.actor import Actor
+from server.actor import Actor, scope_filter
 from server.clock import Clock, as_utc
 from server.errors import Conflict, Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid
@@ -53,13 +53,7 @@ class TaskService:
     # ------------------------------------------------------------ scope
     @staticmethod
     def scope(actor: Actor) -> dict:
-        if actor.is_admin:
-            return {}
-        if actor.is_manager:
-            return {"team_id": actor.team_id or "-"}
-        if actor.role == "rep":
-            return {"assignee_id": actor.id}
-        return {"_id": None}
+        return scope_filter(actor, "assignee_id")
 
     async def get(self, actor: Actor, task_id: str) -> dict:
         doc = await self._col.find_one({"_id": str(task_id)[:80], **self.scope(actor)})

@@ -11,9 +11,9 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.actor import Actor
+from server.actor import Actor, require_role
 from server.clock import Clock
-from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
+from server.errors import Conflict, Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
 from server.schemas.users import PoolSettings, TeamCreate, TeamUpdate, UserCreate, UserListQuery, UserUpdate
@@ -57,7 +57,7 @@ class UserService:
 
     # ------------------------------------------------------------ users
     async def create_user(self, actor: Actor, data: UserCreate) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         if data.role in ("rep", "manager") and not data.team_id:
             raise Invalid("user.team_required", details=[_detail("team_id", "required")])
         if data.team_id:
@@ -90,14 +90,14 @@ class UserService:
         return doc
 
     async def get_user(self, actor: Actor, user_id: str) -> dict:
-        _require_staff_reader(actor)
+        require_role(actor, "admin", "manager")
         doc = await self._users.find_one({"_id": parse_oid(user_id, "user.not_found"), **self._user_scope(actor)})
         if doc is None:
             raise NotFound("user.not_found")
         return doc
 
     async def list_users(self, actor: Actor, query: UserListQuery) -> Page:
-        _require_staff_reader(actor)
+        require_role(actor, "admin", "manager")
         filter_: dict[str, Any] = {}
         if query.team_id:
             filter_["team_id"] = query.team_id
@@ -109,7 +109,7 @@ class UserService:
         return await paginate(self._users, filter_, limit=query.limit, cursor=query.cursor)
 
     async def update_user(self, actor: Actor, user_id: str, data: UserUpdate, version: int) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         oid = parse_oid(user_id, "user.not_found")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
         if changes.get("active") is False and str(oid) == actor.id:
@@ -145,7 +145,7 @@ class UserService:
 
     async def make_bind_code(self, actor: Actor, user_id: str) -> dict:
         """A one-time code a staff member enters in the mini-program to bind their WeChat."""
-        _require_admin(actor)
+        require_role(actor, "admin")
         user = await self._users.find_one({"_id": parse_oid(user_id, "user.not_found")})
         if user is None or user["role"] == "customer":
             raise NotFound("user.not_found")
@@ -174,7 +174,7 @@ class UserService:
 
     # ------------------------------------------------------------ teams
     async def create_team(self, actor: Actor, data: TeamCreate) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         now = self._clock.now()
         doc = {**data.model_dump(), "version": 1, "created_at": now, "updated_at": now, "created_by": actor.id}
         try:
@@ -186,7 +186,7 @@ class UserService:
         return doc
 
     async def get_team(self, actor: Actor, team_id: str) -> dict:
-        _require_staff_reader(actor)
+        require_role(actor, "admin", "manager")
         oid = parse_oid(team_id, "team.not_found")
         if not actor.is_admin and str(oid) != actor.team_id:
             raise NotFound("team.not_found")
@@ -196,12 +196,12 @@ class UserService:
         return doc
 
     async def list_teams(self, actor: Actor, limit: int, cursor: str | None) -> Page:
-        _require_staff_reader(actor)
+        require_role(actor, "admin", "manager")
         filter_ = {} if actor.is_admin else {"_id": maybe_oid(actor.team_id)}
         return await paginate(self._teams, filter_, limit=limit, cursor=cursor)
 
     async def update_team(self, actor: Actor, team_id: str, data: TeamUpdate, version: int) -> dict:
-        _require_admin(actor)
+        require_role(actor, "admin")
         oid = parse_oid(team_id, "team.not_found")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
         try:
@@ -233,13 +233,3 @@ class UserService:
 
 def _detail(field: str, code: str) -> dict:
     return {"field": field, "code": code, "message": code}
-
-
-def _require_admin(actor: Actor) -> None:
-    if not actor.is_admin:
-        raise Forbidden("auth.forbidden")
-
-
-def _require_staff_reader(actor: Actor) -> None:
-    if actor.role not in ("admin", "manager"):
-        raise Forbidden("auth.forbidden")

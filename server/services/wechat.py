@@ -19,7 +19,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from config.settings import Settings
 from server.clock import Clock, as_utc
-from server.errors import ApiError, Unauthorized, Unavailable
+from server.errors import ApiError, Unauthorized
 
 log = logging.getLogger("mpcrm.wechat")
 

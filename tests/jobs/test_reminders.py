@@ -186,6 +186,7 @@ async def test_a_new_followup_starts_a_new_silence_period(ctx, api, people, raw_
     rep = await people.rep()
     lead = await customer_lead(api, rep, name="回头客")
     r = await api.post(f"{LEADS}/{lead['id']}/followups", json={"kind": "call", "content": "回访"}, token=rep.token)
+    assert r.status == 201, r.body
     start = soon()
     await run_job(ctx, "churn_warnings", now=start + timedelta(days=31))
     assert len(await inbox(api, rep)) == 1
