@@ -17,3 +17,9 @@ async def purge_revoked_sessions(ctx: AppContext, now: datetime) -> dict:
     """
     result = await ctx.db["refresh_tokens"].delete_many({"revoked": True, "created_at": {"$lt": now - timedelta(days=1)}})
     return {"deleted": result.deleted_count}
+
+
+@job("fail_stalled_imports", every_s=300)
+async def fail_stalled_imports(ctx: AppContext, now: datetime) -> dict:
+    """Mark imports whose process died as failed (an import runs inside the process that took it)."""
+    return {"failed": await ctx.imports.fail_stalled(now)}

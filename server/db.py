@@ -76,6 +76,7 @@ INDEXES: list[IndexSpec] = [
     _ix("lead_events", "customer_id"),
     # spreadsheet imports: progress documents by team and by creator
     _ix("imports", "team_id", ("created_at", DESCENDING)),
+    _ix("imports", "status", "heartbeat_at"),
     _ix("imports", "created_by", ("created_at", DESCENDING)),
     _ix("leads", "awaiting_allocation", "created_at"),
     _ix("leads", "team_id", "touched_at"),

@@ -19,7 +19,7 @@ import logging
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -54,6 +54,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@")
 EXPORT_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_COLUMNS = ("id", "name", "company", "phone", "stage", "owner_id", "tags", "created_at")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+STALLED_AFTER = timedelta(minutes=10)  # progress is saved every 500 rows, far more often
 
 
 # ---------------------------------------------------------------- parsing (pure, runs in a thread)
@@ -313,6 +314,7 @@ class ImportService:
             "rejected": [],
             "created_by": actor.id,
             "created_at": self._clock.now(),
+            "heartbeat_at": self._clock.now(),
             "finished_at": None,
         })
         task = asyncio.create_task(self._run(import_id, actor, team, parsed))
@@ -381,9 +383,18 @@ class ImportService:
             "status": status, "done": progress.done, "created": progress.created, "merged": progress.merged,
             "rejected": sorted(progress.rejected, key=lambda r: r["row"]),
         }}
-        if status in ("done", "failed"):
-            update["$currentDate"] = {"finished_at": True}
+        update["$currentDate"] = {"heartbeat_at": True, **({"finished_at": True} if status in ("done", "failed") else {})}
         await self._imports.update_one({"_id": import_id}, update)
+
+    async def fail_stalled(self, now: datetime, stalled_after: timedelta = STALLED_AFTER) -> int:
+        """Imports whose process died (no progress saved for a while) are marked failed, so nobody
+        waits on them forever; ``done`` says how far they got."""
+        result = await self._imports.update_many(
+            {"status": {"$in": ["queued", "running"]}, "heartbeat_at": {"$lt": now - stalled_after}},
+            {"$set": {"status": "failed", "failure": "the importing process stopped; import the remaining rows again"},
+             "$currentDate": {"finished_at": True}},
+        )
+        return result.modified_count
 
     async def _write_chunk(self, import_id: ObjectId, actor: Actor, team_id: str, rows: list[CleanRow]) -> tuple[int, int, list[dict]]:
         now = self._clock.now()

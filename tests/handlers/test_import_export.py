@@ -338,3 +338,27 @@ async def test_export_and_import_need_a_token(api):
     assert (await api.get("/api/v1/leads/export")).status == 401
     body, headers = multipart(csv_file([["name"], ["A"]]))
     assert (await api.request("POST", IMPORT, body=body, headers=headers)).status == 401
+
+
+@pytest.mark.gen_test
+async def test_an_import_whose_process_died_is_marked_failed(api, people, ctx, raw_db):
+    from datetime import datetime, timedelta, timezone
+
+    from bson import ObjectId
+
+    from jobs.registry import load_jobs, run_job
+
+    load_jobs()
+    mgr = await people.manager()
+    then = datetime.now(timezone.utc) - timedelta(minutes=30)
+    # A crash leaves this state behind; no API produces it, so it is written directly.
+    stalled = {"_id": ObjectId(), "status": "running", "format": "csv", "filename": "a.csv", "team_id": mgr.team_id, "total": 10,
+               "done": 5, "created": 5, "merged": 0, "rejected": [], "created_by": mgr.id, "created_at": then, "heartbeat_at": then,
+               "finished_at": None}
+    fresh = {**stalled, "_id": ObjectId(), "heartbeat_at": datetime.now(timezone.utc)}
+    raw_db.imports.insert_many([stalled, fresh])
+    result = await run_job(ctx, "fail_stalled_imports")
+    assert result["failed"] == 1
+    r = await api.get(f"/api/v1/imports/{stalled['_id']}", token=mgr.token)
+    assert r.status == 200 and r.json["status"] == "failed" and r.json["done"] == 5, r.body
+    assert (await api.get(f"/api/v1/imports/{fresh['_id']}", token=mgr.token)).json["status"] == "running"
