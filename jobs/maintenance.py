@@ -10,10 +10,10 @@ from server.context import AppContext
 
 @job("purge_revoked_sessions", every_s=3600)
 async def purge_revoked_sessions(ctx: AppContext, now: datetime) -> dict:
-    """Delete spent or revoked refresh tokens whose family can no longer be replayed profitably.
+    """Delete refresh tokens revoked more than a day ago (expired ones go with the TTL index).
 
-    Spent tokens are kept until they expire so re-use is still detected; expired ones go with the TTL
-    index. This job removes revoked tokens older than a day, which the TTL index would keep for weeks.
+    Spent tokens are kept until they expire so that re-use is still detected; a revoked family
+    needs no such watch, and the TTL index would otherwise keep it for weeks.
     """
     result = await ctx.db["refresh_tokens"].delete_many({"revoked": True, "created_at": {"$lt": now - timedelta(days=1)}})
     return {"deleted": result.deleted_count}
