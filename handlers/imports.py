@@ -8,7 +8,6 @@ reliably receives the 413 envelope instead of a reset connection. Bodies declare
 
 from __future__ import annotations
 
-import datetime as dt
 import urllib.parse
 from contextlib import aclosing
 
@@ -107,7 +106,7 @@ class LeadExportHandler(ApiHandler):
     @operation("Export the leads in your scope as CSV or XLSX (phones masked; audited)", roles=STAFF_ROLES, query=ExportQuery, tags=("leads",))
     async def get(self) -> None:
         query = self.parse_query(ExportQuery)
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = self.ctx.clock.now().astimezone(self.ctx.settings.tz).strftime("%Y%m%d-%H%M%S")
         if query.format == "xlsx":
             data = await self.ctx.imports.export_xlsx(self.actor)
             self.set_header("Content-Type", XLSX_TYPE)

@@ -18,12 +18,18 @@ from pymongo.errors import DuplicateKeyError
 from server.actor import Actor, scope_filter
 from server.clock import Clock
 from server.errors import Conflict, Invalid, NotFound, VersionMismatch
+from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.leads import LeadCreate, LeadListQuery, LeadUpdate, StageChange
 from server.security import FieldCipher, mask_phone, normalise_mainland_mobile
 from server.services.audit import AuditService
 from server.services.forms import CleanAnswers
-from server.services.lifecycle import OPEN_STAGES, REASON_REQUIRED, allowed_targets, public_status
+from server.services.lifecycle import (
+    OPEN_STAGES,
+    REASON_REQUIRED,
+    allowed_targets,
+    public_status,
+)
 from server.services.ratelimit import too_many
 
 SUBMISSION_KINDS = ("created", "resubmitted")
@@ -39,13 +45,6 @@ def scope_exit_update(lead_ids: list[str], at: datetime) -> dict:
     (plain strings: nx-27017 mangles pushed sub-documents), keeping the last ``SCOPE_EXITS_KEPT``."""
     stamp = int(at.timestamp() * 1000)
     return {"$push": {"scope_exits": {"$each": [f"{stamp}:{lead_id}" for lead_id in lead_ids], "$slice": -SCOPE_EXITS_KEPT}}}
-
-
-def _user_oid(user_id: str) -> ObjectId | None:
-    try:
-        return ObjectId(user_id)
-    except Exception:
-        return None
 
 
 def new_lead_id() -> str:
@@ -362,7 +361,7 @@ class LeadService:
 
         Kept on the rep's own user document (read on every request anyway), so a sync page pays
         nothing extra for it; see ``scope_exit_update``."""
-        oid = _user_oid(user_id)
+        oid = maybe_oid(user_id)
         if oid is not None:
             await self._users.update_one({"_id": oid}, scope_exit_update([lead_id], at))
 
@@ -373,7 +372,7 @@ class LeadService:
 
     async def adjust_open_leads(self, owner_id: str, delta: int) -> None:
         """Each owner's count of open leads, for capacity checks and least-loaded allocation."""
-        oid = _user_oid(owner_id)
+        oid = maybe_oid(owner_id)
         if oid is not None:
             await self._users.update_one({"_id": oid}, {"$inc": {"open_leads": delta}})
 

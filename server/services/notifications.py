@@ -16,6 +16,7 @@ from pymongo.errors import BulkWriteError
 from server.actor import Actor
 from server.clock import Clock
 from server.errors import NotFound
+from server.ids import parse_oid
 from server.paging import Page, paginate
 
 DUPLICATE_KEY = 11000
@@ -65,10 +66,7 @@ class NotificationService:
         return await paginate(self._col, filter_, limit=limit, cursor=cursor)
 
     async def mark_read(self, actor: Actor, notification_id: str) -> dict:
-        try:
-            oid = ObjectId(notification_id)
-        except Exception:
-            raise NotFound("notification.not_found") from None
+        oid = parse_oid(notification_id, "notification.not_found")
         await self._col.update_one({"_id": oid, "user_id": actor.id, "read_at": None}, {"$currentDate": {"read_at": True}})
         doc = await self._col.find_one({"_id": oid, "user_id": actor.id})
         if doc is None:
