@@ -190,7 +190,9 @@ class AuthService:
         )
         if spent is None:
             known = await self._refresh.find_one({"_id": digest})
-            if known is not None and (known.get("used_at") or known.get("revoked")):
+            # A token already rotated and shown again was stolen or replayed: revoke its family.
+            # One revoked by logout or deactivation, never used, is simply no longer valid.
+            if known is not None and known.get("used_at"):
                 await self._refresh.update_many({"family_id": known["family_id"]}, {"$set": {"revoked": True}})
                 await self._audit.record(
                     Actor(id=known["user_id"], role="unknown"), "auth.refresh_reuse",

@@ -25,6 +25,7 @@ from server.security import FieldCipher, mask_phone, normalise_mainland_mobile
 from server.services.audit import AuditService
 from server.services.forms import CleanAnswers
 from server.services.lifecycle import (
+    CUSTOMER_STAGES,
     OPEN_STAGES,
     REASON_REQUIRED,
     allowed_targets,
@@ -345,7 +346,11 @@ class LeadService:
         if expected_version is not None and expected_version != lead["version"]:
             raise VersionMismatch("lead.version_mismatch")
         now = self._clock.now()
-        updated = await self.replace(lead, {"stage": to, "stage_changed_at": now, "updated_at": now, **(extra or {})}, {"stage": current})
+        changes = {"stage": to, "stage_changed_at": now, "updated_at": now, **(extra or {})}
+        if to in CUSTOMER_STAGES and not lead.get("last_activity_at"):
+            # A new customer's silence (churn warnings) counts from the day they signed.
+            changes["last_activity_at"] = now
+        updated = await self.replace(lead, changes, {"stage": current})
         owner = lead.get("owner_id")
         if owner and (current in OPEN_STAGES) != (to in OPEN_STAGES):
             await self.adjust_open_leads(owner, +1 if to in OPEN_STAGES else -1)

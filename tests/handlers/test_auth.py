@@ -585,3 +585,13 @@ async def test_session_key_and_secret_never_leave_the_server(api, people, wechat
             assert needle not in body
         leaked = [line for line in lines if needle in line]
         assert not leaked, leaked
+
+
+@pytest.mark.gen_test
+async def test_refresh_after_logout_is_invalid_not_a_replay(api, people, raw_db):
+    rep = await people.rep()
+    r = await api.post("/api/v1/auth/logout", json={"refresh_token": rep.refresh_token}, token=rep.token)
+    assert r.status == 204, r.body
+    r = await api.post("/api/v1/auth/refresh", json={"refresh_token": rep.refresh_token})
+    assert r.status == 401 and r.error_code == "auth.invalid_refresh_token", r.body
+    assert raw_db.audit_log.count_documents({"action": "auth.refresh_reuse"}) == 0

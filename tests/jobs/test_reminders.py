@@ -196,3 +196,15 @@ async def test_a_new_followup_starts_a_new_silence_period(ctx, api, people, raw_
     raw_db.leads.replace_one({"_id": lead["id"]}, {**doc, "last_activity_at": later})  # a replace: nx-27017 $set stores dates as text
     await run_job(ctx, "churn_warnings", now=later + timedelta(days=31))
     assert [n["data"]["days"] for n in await inbox(api, rep)] == [30, 30]
+
+
+@pytest.mark.gen_test
+async def test_a_customer_never_followed_up_is_still_warned_after_going_quiet(ctx, api, people, raw_db):
+    """Silence counts from the day a lead became a customer when nobody ever logged a follow-up."""
+    load_jobs()
+    rep = await people.rep()
+    lead = await customer_lead(api, rep, name="签约即沉默")
+    assert raw_db.leads.find_one({"_id": lead["id"]}).get("last_activity_at") is not None
+    await run_job(ctx, "churn_warnings", now=soon() + timedelta(days=91))
+    after = raw_db.leads.find_one({"_id": lead["id"]})
+    assert after["stage"] == "at_risk"
