@@ -104,15 +104,20 @@ class ReportService:
         """Leads in each stage at the start of the first day of ``since`` = now − net moves since."""
         return {s: now_pop[s] - self._sum(since, f"entered__{s}") + self._sum(since, f"left__{s}") for s in STAGES}
 
-    # ---------------------------------------------------------------- funnel
-    async def funnel(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:
+    async def _stage_window(self, actor: Actor, start: date, end: date, team_id: str | None):
+        """The team in scope, its daily counters in the period, and its stage populations now and
+        at the start of the period (both reports need the same reads)."""
         check_range(start, end)
         team = await self.team_scope(actor, team_id)
         by_day, days = await self._team_days(team, start, end)
         period = [by_day[d] for d in days if d <= end.isoformat() and d in by_day]
         since = [by_day[d] for d in days if d in by_day]
         now_pop = await self._populations(team)
-        at_start = self._at_start(now_pop, since)
+        return team, period, now_pop, self._at_start(now_pop, since)
+
+    # ---------------------------------------------------------------- funnel
+    async def funnel(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:
+        team, period, now_pop, at_start = await self._stage_window(actor, start, end, team_id)
         entered = {s: self._sum(period, f"entered__{s}") for s in STAGES}
         stages = [{"stage": s, "entered": entered[s], "at_start": at_start[s], "now": now_pop[s]} for s in STAGES]
         moves = []
@@ -174,13 +179,7 @@ class ReportService:
 
     # ---------------------------------------------------------------- lifecycle
     async def lifecycle(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:
-        check_range(start, end)
-        team = await self.team_scope(actor, team_id)
-        by_day, days = await self._team_days(team, start, end)
-        period = [by_day[d] for d in days if d <= end.isoformat() and d in by_day]
-        since = [by_day[d] for d in days if d in by_day]
-        now_pop = await self._populations(team)
-        at_start = self._at_start(now_pop, since)
+        team, period, now_pop, at_start = await self._stage_window(actor, start, end, team_id)
         customers_at_start = sum(at_start[s] for s in CUSTOMER_STAGES)
         churned = self._sum(period, "entered__churned")
         return {
