@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.data import add_leads, make_people  # noqa: E402
+from bench.data import QUICK, add_leads, make_people  # noqa: E402
 from bench.load import Result, run_load  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from server.app import make_app  # noqa: E402
@@ -40,7 +40,6 @@ from server.context import build_context  # noqa: E402
 from server.db import connect, ensure_indexes  # noqa: E402
 from server.embedded import EmbeddedMongo, free_port  # noqa: E402
 
-QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SMALL, LARGE = (2_000, 20_000) if QUICK else (10_000, 200_000)
 SECONDS = 2.0 if QUICK else 5.0
 TEAMS, REPS_PER_TEAM = 10, 10

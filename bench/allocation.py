@@ -6,7 +6,6 @@ docs/benchmarks.md."""
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
@@ -16,6 +15,7 @@ import pymongo
 from bson import ObjectId
 from pymongo.monitoring import CommandListener
 
+from bench.data import QUICK
 from config.settings import Settings
 from server.actor import Actor
 from server.context import build_context
@@ -24,7 +24,6 @@ from server.embedded import EmbeddedMongo, free_port
 from server.schemas.allocation import RuleCreate
 from server.schemas.users import TeamCreate, UserCreate
 
-QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 LEADS = 2_000 if QUICK else 10_000
 REPS, TEAMS = 50, 5
 ADMIN = Actor(id="bench", role="admin", name="bench")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -9,6 +10,9 @@ from bson import ObjectId
 
 from server.actor import Actor
 from server.schemas.users import TeamCreate, UserCreate
+
+# BENCH_QUICK=1: smaller sizes and shorter measurements, for every section of the benchmark.
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 
 ADMIN = Actor(id="bench-admin", role="admin", name="bench")
 STAGES = ["new"] * 5 + ["contacted"] * 3 + ["qualified"] * 2 + ["customer", "retained", "at_risk", "lost"]

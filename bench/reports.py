@@ -11,7 +11,6 @@ fresh events at the end. Reports are read as a team's manager (and the reps repo
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import tempfile
 import time
@@ -23,7 +22,7 @@ from bson import ObjectId
 from tornado.httpclient import HTTPRequest
 from tornado.httpserver import HTTPServer
 
-from bench.data import lead_doc, make_people
+from bench.data import QUICK, lead_doc, make_people
 from bench.load import Result, run_load
 from config.settings import Settings
 from server.app import make_app
@@ -32,7 +31,6 @@ from server.db import connect, ensure_indexes
 from server.embedded import EmbeddedMongo, free_port
 from server.schemas.users import UserCreate
 
-QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SMALL, LARGE = (2_000, 20_000) if QUICK else (10_000, 500_000)
 SECONDS = 2.0 if QUICK else 4.0
 TEAMS, REPS_PER_TEAM = 10, 10
