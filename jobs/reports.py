@@ -10,7 +10,7 @@ from server.context import AppContext
 
 @job("fold_stats", every_s=10, lease_s=120)
 async def fold_stats(ctx: AppContext, now: datetime) -> dict:
-    """Fold new lead_events into the report counters (stats_daily, stats_current), exactly once."""
+    """Fold new lead_events into the report counters (stats_cum, stats_current), exactly once."""
     return await ctx.stats.fold(now)
 
 

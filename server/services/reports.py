@@ -1,9 +1,10 @@
 """Manager reports: funnel, reps, lifecycle and churn, RFM layers.
 
-Reports read counters only (``stats_daily``, ``stats_current``, ``stats_rfm``; see
-server/services/stats.py), by ``_id``: a bounded number of small documents (days × reps), never
-leads. The one other read is the count of overdue tasks now, served by the
-``(team_id, status, due_at)`` / ``(status, due_at)`` indexes.
+Reports read counters only (``stats_cum``, ``stats_current``, ``stats_rfm``; see
+server/services/stats.py), by ``_id``, never leads: the funnel, the lifecycle and the reps report
+each read at most three running-total documents, whatever the period. The one other read is the
+count of overdue tasks now, served by the ``(team_id, status, due_at)`` / ``(status, due_at)``
+indexes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from server.clock import Clock
 from server.errors import Forbidden, Invalid, NotFound
 from server.ids import maybe_oid
 from server.services.lifecycle import CUSTOMER_STAGES, STAGES, TRANSITIONS
-from server.services.stats import FRT_BUCKETS_MIN, StatsService, business_day, counter, days_between
+from server.services.stats import FRT_BUCKETS_MIN, REP_FIELDS, StatsService, business_day
 
 MAX_RANGE_DAYS = 366
 FUNNEL_PATH = ("new", "contacted", "qualified", "customer")
@@ -83,50 +84,37 @@ class ReportService:
     def today(self) -> date:
         return date.fromisoformat(business_day(self._clock.now(), self.tz))
 
-    async def _team_days(self, team: str, start: date, end: date) -> tuple[dict[str, dict], list[str]]:
-        """Team-level daily documents from ``start`` to the later of ``end`` and today (the days
-        after the period undo later moves to find the populations at its start)."""
-        last = max(end, self.today())
-        days = days_between(start, last)
-        docs = await self._stats.daily_docs([f"{team}:*:{d}" for d in days])
-        return {d["day"]: d for d in docs}, days
-
     async def _populations(self, team: str) -> dict[str, int]:
         docs = await self._stats.current_docs([f"{team}:{s}" for s in STAGES])
         found = {d["stage"]: int(d.get("count") or 0) for d in docs}
         return {s: found.get(s, 0) for s in STAGES}
 
     @staticmethod
-    def _sum(docs: list[dict], field: str) -> int:
-        return sum(counter(d, field) for d in docs)
-
-    def _at_start(self, now_pop: dict[str, int], since: list[dict]) -> dict[str, int]:
-        """Leads in each stage at the start of the first day of ``since`` = now − net moves since."""
-        return {s: now_pop[s] - self._sum(since, f"entered__{s}") + self._sum(since, f"left__{s}") for s in STAGES}
+    def _at_start(now_pop: dict[str, int], since: dict[str, int]) -> dict[str, int]:
+        """Leads in each stage when the period began = now − the net moves since."""
+        return {s: now_pop[s] - since.get(f"entered__{s}", 0) + since.get(f"left__{s}", 0) for s in STAGES}
 
     async def _stage_window(self, actor: Actor, start: date, end: date, team_id: str | None):
-        """The team in scope, its daily counters in the period, and its stage populations now and
-        at the start of the period (both reports need the same reads)."""
+        """The team in scope, its counters in the period, and its stage populations now and at the
+        start of the period (both reports need the same reads)."""
         check_range(start, end)
         team = await self.team_scope(actor, team_id)
-        by_day, days = await self._team_days(team, start, end)
-        period = [by_day[d] for d in days if d <= end.isoformat() and d in by_day]
-        since = [by_day[d] for d in days if d in by_day]
+        period, since = await self._stats.totals(team, start, end)
         now_pop = await self._populations(team)
         return team, period, now_pop, self._at_start(now_pop, since)
 
     # ---------------------------------------------------------------- funnel
     async def funnel(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:
         team, period, now_pop, at_start = await self._stage_window(actor, start, end, team_id)
-        entered = {s: self._sum(period, f"entered__{s}") for s in STAGES}
+        entered = {s: period.get(f"entered__{s}", 0) for s in STAGES}
         stages = [{"stage": s, "entered": entered[s], "at_start": at_start[s], "now": now_pop[s]} for s in STAGES]
         moves = []
         for src, targets in TRANSITIONS.items():
             base = at_start[src] + entered[src]
             for dst in targets:
-                n = self._sum(period, f"moves__{src}__{dst}")
+                n = period.get(f"moves__{src}__{dst}", 0)
                 moves.append({"from": src, "to": dst, "count": n, "base": base, "rate": _rate(n, base)})
-        created = self._sum(period, "created")
+        created = period.get("created", 0)
         return {
             "team_id": None if team == "*" else team, "from": start, "to": end,
             "created": created, "conversions": entered["customer"], "conversion_rate": _rate(entered["customer"], created),
@@ -142,24 +130,18 @@ class ReportService:
         if team != "*":
             user_filter = {"team_id": team, **user_filter}
         people = await self._users.find(user_filter, {"name": 1, "team_id": 1, "role": 1}).to_list(None)
-        days = days_between(start, end)
-        ids = [f"{p.get('team_id') or '-'}:{p['_id']}:{d}" for p in people for d in days]
-        docs = await self._stats.daily_docs(ids)
-        by_rep: dict[str, list[dict]] = {}
-        for d in docs:
-            by_rep.setdefault(d["rep_id"], []).append(d)
+        totals, _ = await self._stats.totals(team, start, end)
         overdue = await self._overdue(team)
         rows = []
         for p in sorted(people, key=lambda p: (str(p.get("team_id")), str(p["_id"]))):
             rid = str(p["_id"])
-            mine = by_rep.get(rid, [])
-            received = self._sum(mine, "received")
-            conversions = self._sum(mine, "entered__customer")
-            hist = [self._sum(mine, f"frt__{i}") for i in range(len(FRT_BUCKETS_MIN) + 1)]
+            mine = {field: totals.get(f"{rid}__{field}", 0) for field in REP_FIELDS}
+            received, conversions = mine["received"], mine["entered__customer"]
+            hist = [mine[f"frt__{i}"] for i in range(len(FRT_BUCKETS_MIN) + 1)]
             rows.append({
                 "rep_id": rid, "name": p.get("name"), "team_id": p.get("team_id"),
-                "new_leads": received, "created": self._sum(mine, "created"),
-                "followups": self._sum(mine, "followups"), "visits": self._sum(mine, "visits"),
+                "new_leads": received, "created": mine["created"],
+                "followups": mine["followups"], "visits": mine["visits"],
                 "conversions": conversions, "conversion_rate": _rate(conversions, received),
                 "overdue_tasks": overdue.get(rid, 0),
                 "first_responses": sum(hist), "median_first_response_min": median_from_histogram(hist),
@@ -181,17 +163,17 @@ class ReportService:
     async def lifecycle(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:
         team, period, now_pop, at_start = await self._stage_window(actor, start, end, team_id)
         customers_at_start = sum(at_start[s] for s in CUSTOMER_STAGES)
-        churned = self._sum(period, "entered__churned")
+        churned = period.get("entered__churned", 0)
         return {
             "team_id": None if team == "*" else team, "from": start, "to": end,
             "now": {s: now_pop[s] for s in (*CUSTOMER_STAGES, "churned")},
             "customers_now": sum(now_pop[s] for s in CUSTOMER_STAGES),
             "customers_at_start": customers_at_start,
-            "new_customers": self._sum(period, "entered__customer"),
-            "into_at_risk": self._sum(period, "entered__at_risk"),
-            "saved": self._sum(period, "moves__at_risk__retained"),
+            "new_customers": period.get("entered__customer", 0),
+            "into_at_risk": period.get("entered__at_risk", 0),
+            "saved": period.get("moves__at_risk__retained", 0),
             "churned": churned,
-            "won_back": self._sum(period, "entered__won_back"),
+            "won_back": period.get("entered__won_back", 0),
             "churn_rate": _rate(churned, customers_at_start),
         }
 

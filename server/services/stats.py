@@ -3,11 +3,17 @@
 Request paths write nothing here (their command budgets are spent). The ``fold_stats`` job reads
 events that carry no ``fold`` marker, in batches, and turns them into counters:
 
-- ``stats_daily``: ``_id = "{team}:{rep}:{day}"`` (day in the business time zone). Three levels
-  per event: the rep (``rep`` = owner at the time, ``-`` when nobody owned the lead), the team
-  (``rep = "*"``) and the company (``"*:*:{day}"``). Flat counter names (``entered__customer``,
-  ``moves__qualified__customer``, ``frt__3``): nx-27017 stores a dotted ``$inc`` of an upserted
-  document as a literal key (docs/mongodb-compat.md).
+- ``stats_cum``: *running totals* per scope (a team, ``-`` for leads without one, ``*`` for the
+  company) and business day: ``_id = "{scope}:{day}"`` counts every event up to the end of that day
+  (day in the business time zone). One document for each day from the scope's first event to its
+  last (days without events are copies), and ``"{scope}:head"`` with the totals up to the last day
+  and ``first``/``last``. Team counters have plain names (``created``, ``entered__customer``,
+  ``moves__qualified__customer``), per-rep ones ``{rep}__{field}`` (``REP_FIELDS``). Names are flat:
+  nx-27017 stores a dotted ``$inc`` of an upserted document as a literal key
+  (docs/mongodb-compat.md). Any period is the difference of two documents, so every report reads
+  at most three of them whatever the length of the period, the number of reps or of leads
+  (per-day documents made a 30-day company reps report read 3,000 documents, and a funnel for a
+  period a year back every day since).
 - ``stats_current``: ``_id = "{team}:{stage}"`` and ``"*:{stage}"``: leads in each stage now.
 - ``stats_leads``: the fold's memory per lead (team, owner, stage, when it was assigned and
   whether it was answered), so owners at the time and first-response times cross batches.
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 from bson import ObjectId
@@ -47,6 +53,9 @@ from server.services.lifecycle import STAGES
 # First response (assignment → first follow-up): histogram bucket upper bounds in minutes; the last
 # bucket (index len(FRT_BUCKETS_MIN)) holds everything slower.
 FRT_BUCKETS_MIN = (5, 15, 30, 60, 120, 240, 480, 1440, 2880, 10080)
+# Per-rep counters kept as running totals in ``stats_cum`` (what the reps report shows).
+REP_FIELDS = frozenset(("received", "created", "followups", "visits", "entered__customer", "frt_n",
+                        *(f"frt__{i}" for i in range(len(FRT_BUCKETS_MIN) + 1))))
 OWNER_KINDS = ("assigned", "claimed")
 RELEASE_KINDS = ("released", "reclaimed")
 SEQ_ID = "fold_seq"
@@ -83,18 +92,17 @@ class Fold:
         self.tz = tz
         self.states = states
         self.leads = leads
-        self.daily: dict[str, dict] = {}
         self.current: dict[str, dict] = {}
+        self.cum: dict[str, dict[str, dict[str, int]]] = {}  # scope → day → {rep}__{field} → delta
         self.touched: set[str] = set()
 
     # ---------------------------------------------------------------- deltas
     def bump(self, team: str, rep: str, day: str, field: str, n: int = 1) -> None:
-        for level, t, r in (("rep", team, rep), ("team", team, "*"), ("all", "*", "*")):
-            _id = f"{t}:{r}:{day}"
-            doc = self.daily.get(_id)
-            if doc is None:
-                doc = self.daily[_id] = {"_id": _id, "meta": {"level": level, "team_id": t, "rep_id": r, "day": day}, "inc": {}}
-            doc["inc"][field] = doc["inc"].get(field, 0) + n
+        keys = (field, f"{rep}__{field}") if field in REP_FIELDS and rep != "-" else (field,)
+        for scope in (team, "*"):
+            by_field = self.cum.setdefault(scope, {}).setdefault(day, {})
+            for key in keys:
+                by_field[key] = by_field.get(key, 0) + n
 
     def population(self, team: str, stage: str, n: int) -> None:
         for t in (team, "*"):
@@ -176,6 +184,60 @@ class Fold:
         self.bump(state["team_id"], owner, day, "received")
 
 
+CUM_META = ("_id", "scope", "day", "first", "last", "seq")
+
+
+def _next_day(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def cum_plan(deltas: dict[str, dict[str, dict[str, int]]], heads: dict[str, dict]) -> dict[str, list[dict]]:
+    """Pure: the running-total documents a batch of per-day deltas changes.
+
+    For a scope whose totals run from day ``first`` to ``last`` (its head), the new total of day D
+    is the old total of D plus the batch's deltas up to D, where the old total is nothing before
+    ``first``, the day's document up to ``last``, and the head after it. Days without a document
+    yet get one whole (``new``), existing ones an increment (``inc``), and the head is rewritten
+    whole. Gaps are filled so that every day from ``first`` to ``last`` has its document.
+    """
+    plan: dict[str, list[dict]] = {"new": [], "inc": [], "heads": []}
+    for scope, by_day in sorted(deltas.items()):
+        days = sorted(d for d, fields in by_day.items() if fields)
+        if not days:
+            continue
+        head = heads.get(f"{scope}:head")
+        base = {k: v for k, v in (head or {}).items() if k not in CUM_META}
+        first, last = (head["first"], head["last"]) if head else (None, None)
+        day = days[0] if last is None else min(days[0], _next_day(last))
+        end = max(days[-1], last or days[-1])
+        prefix: dict[str, int] = {}
+        while day <= end:
+            for k, n in by_day.get(day, {}).items():
+                prefix[k] = prefix.get(k, 0) + n
+            if first is None or day < first:
+                plan["new"].append({"_id": f"{scope}:{day}", "scope": scope, "day": day, **prefix})
+            elif day <= last:
+                if prefix:
+                    plan["inc"].append({"_id": f"{scope}:{day}", "inc": dict(prefix)})
+            else:
+                plan["new"].append({"_id": f"{scope}:{day}", "scope": scope, "day": day, **_added(base, prefix)})
+            day = _next_day(day)
+        totals = _added(base, prefix)
+        plan["heads"].append({"_id": f"{scope}:head", "scope": scope, "first": min(days[0], first or days[0]), "last": end, **totals})
+    return plan
+
+
+def _minus(a: dict, b: dict) -> dict[str, int]:
+    return {k: int(v) - int(b.get(k) or 0) for k, v in a.items() if k not in CUM_META}
+
+
+def _added(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for k, n in b.items():
+        out[k] = out.get(k, 0) + n
+    return out
+
+
 @dataclass
 class FoldResult:
     batch: str | None
@@ -188,8 +250,8 @@ class StatsService:
         self._db = db
         self._events = db["lead_events"]
         self._leads = db["leads"]
-        self._daily = db["stats_daily"]
         self._current = db["stats_current"]
+        self._cum = db["stats_cum"]
         self._states = db["stats_leads"]
         self._batches = db["stats_batches"]
         self._counters = db["stats_counters"]
@@ -225,12 +287,13 @@ class StatsService:
         fold = Fold(self.tz, states, leads)
         for event in events:
             fold.apply(event)
+        heads = await self.cum_heads(fold.cum)
         seq = await self.next_seq()
         record = {
             "_id": batch, "seq": seq, "state": "prepared", "created_at": now,
             "event_ids": [e["_id"] for e in events],
-            "daily": list(fold.daily.values()),
             "current": list(fold.current.values()),
+            "cum": cum_plan(fold.cum, heads),
             "leads": [fold.states[i] for i in sorted(fold.touched)],
         }
         try:
@@ -242,12 +305,18 @@ class StatsService:
     async def apply(self, record: dict) -> None:
         """Step 3: every delta once per counter document (the ``seq`` guard), lead states whole."""
         seq = record["seq"]
-        for collection, docs in ((self._daily, record["daily"]), (self._current, record["current"])):
-            ops = [
-                UpdateOne({"_id": d["_id"], "seq": {"$lt": seq}}, {"$inc": d["inc"], "$set": {**d["meta"], "seq": seq}}, upsert=True)
-                for d in docs
-            ]
-            await _bulk_ignoring_duplicates(collection, ops)
+        cum = record["cum"]
+        ops = [UpdateOne({"_id": d["_id"], "seq": {"$lt": seq}}, {"$inc": d["inc"], "$set": {"seq": seq}}) for d in cum["inc"]]
+        ops += [
+            UpdateOne({"_id": d["_id"], "seq": {"$lt": seq}}, {"$set": {**{k: v for k, v in d.items() if k != "_id"}, "seq": seq}}, upsert=True)
+            for d in (*cum["new"], *cum["heads"])
+        ]
+        await _bulk_ignoring_duplicates(self._cum, ops)
+        ops = [
+            UpdateOne({"_id": d["_id"], "seq": {"$lt": seq}}, {"$inc": d["inc"], "$set": {**d["meta"], "seq": seq}}, upsert=True)
+            for d in record["current"]
+        ]
+        await _bulk_ignoring_duplicates(self._current, ops)
         if record["leads"]:
             await self._states.bulk_write([ReplaceOne({"_id": s["_id"]}, s, upsert=True) for s in record["leads"]], ordered=False)
         await self._batches.update_one({"_id": record["_id"]}, {"$set": {"state": "applied"}})
@@ -303,22 +372,45 @@ class StatsService:
                 team, stage = lead.get("team_id") or "-", lead.get("stage") or "new"
                 fold.states[lead_id] = {"_id": lead_id, "team_id": team, "owner_id": lead.get("owner_id"), "stage": stage, "assigned_at": None, "responded": 1}
                 fold.population(team, stage, +1)
-        for collection in (self._daily, self._current, self._states, self._batches):
+        for collection in (self._current, self._cum, self._states, self._batches):
             await collection.delete_many({})
         seq = await self.next_seq()
-        daily = [{"_id": d["_id"], **d["meta"], **d["inc"], "seq": seq} for d in fold.daily.values()]
         current = [{"_id": d["_id"], **d["meta"], **d["inc"], "seq": seq} for d in fold.current.values()]
-        for collection, docs in ((self._daily, daily), (self._current, current), (self._states, list(fold.states.values()))):
+        plan = cum_plan(fold.cum, {})
+        cum = [{**d, "seq": seq} for d in (*plan["new"], *plan["heads"])]
+        for collection, docs in ((self._current, current), (self._cum, cum), (self._states, list(fold.states.values()))):
             for chunk in _chunks(docs, 5000):
                 await collection.insert_many(chunk, ordered=False)
         ids = [e["_id"] for e in events]
         for chunk in _chunks(ids, 5000):
             await self._events.update_many({"_id": {"$in": chunk}}, {"$set": {"fold": {"batch": f"rebuild:{seq}", "state": "done"}}})
-        return {"events": len(events), "leads": len(leads), "daily_docs": len(daily), "current_docs": len(current)}
+        return {"events": len(events), "leads": len(leads), "current_docs": len(current), "cum_docs": len(cum)}
 
     # ---------------------------------------------------------------- reading (reports)
-    async def daily_docs(self, ids: list[str]) -> list[dict]:
-        return await self._daily.find({"_id": {"$in": ids}}).to_list(None) if ids else []
+    async def cum_heads(self, deltas: dict) -> dict[str, dict]:
+        ids = [f"{scope}:head" for scope in deltas]
+        return {d["_id"]: d for d in await self._cum.find({"_id": {"$in": ids}}).to_list(None)} if ids else {}
+
+    async def totals(self, scope: str, start: date, end: date) -> tuple[dict[str, int], dict[str, int]]:
+        """The counters of a scope from ``start`` to ``end`` (business days), and from ``start`` to
+        the last event (what changed since the period began), in one read of at most three
+        documents: running totals at ``end`` and at the head, minus those before ``start``."""
+        before, after = (start - timedelta(days=1)).isoformat(), end.isoformat()
+        ids = [f"{scope}:head", f"{scope}:{before}", f"{scope}:{after}"]
+        docs = {d["_id"]: d for d in await self._cum.find({"_id": {"$in": ids}}).to_list(None)}
+        head = docs.get(f"{scope}:head")
+        if head is None:
+            return {}, {}
+
+        def at(day: str) -> dict:
+            if day >= head["last"]:
+                return head
+            if day < head["first"]:
+                return {}
+            return docs[f"{scope}:{day}"]  # every day from first to last has its document
+
+        low = at(before)
+        return _minus(at(after), low), _minus(head, low)
 
     async def current_docs(self, ids: list[str]) -> list[dict]:
         return await self._current.find({"_id": {"$in": ids}}).to_list(None) if ids else []
@@ -341,12 +433,4 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[i:i + size]
 
 
-def days_between(start: date, end: date) -> list[str]:
-    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
-
-
-def counter(doc: dict | None, field: str) -> int:
-    return int((doc or {}).get(field) or 0)
-
-
-__all__ = ["Fold", "StatsService", "FRT_BUCKETS_MIN", "business_day", "days_between", "counter", "frt_bucket", "Any"]
+__all__ = ["FRT_BUCKETS_MIN", "REP_FIELDS", "Fold", "StatsService", "business_day", "cum_plan", "frt_bucket"]

@@ -4,7 +4,7 @@ from the sources after a random sequence of operations done through the services
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -14,6 +14,7 @@ from server.clock import FixedClock
 from server.errors import ApiError
 from server.schemas.leads import FollowupCreate, LeadCreate, StageChange
 from server.services.lifecycle import allowed_targets
+from server.services.stats import cum_plan
 
 load_jobs()
 
@@ -25,6 +26,11 @@ def clock():
 
 def actor_of(person) -> Actor:
     return Actor(id=person.id, role=person.user["role"], team_id=person.team_id, name=person.user.get("name"), token_version=person.user.get("token_version", 0))
+
+
+def totals(raw_db, scope: str) -> dict:
+    """A scope's running totals up to its last day with events."""
+    return raw_db["stats_cum"].find_one({"_id": f"{scope}:head"}) or {}
 
 
 def clean(docs: list[dict], drop=("seq",)) -> dict:
@@ -39,7 +45,7 @@ def clean(docs: list[dict], drop=("seq",)) -> dict:
 
 async def snapshot(raw_db) -> tuple[dict, dict, dict]:
     return (
-        clean(list(raw_db["stats_daily"].find({}))),
+        clean(list(raw_db["stats_cum"].find({}))),
         clean(list(raw_db["stats_current"].find({}))),
         {d["_id"]: d for d in raw_db["stats_leads"].find({})},
     )
@@ -59,15 +65,13 @@ async def test_a_crash_between_any_two_steps_neither_loses_nor_doubles(ctx, peop
     leads = await some_leads(ctx, rep, 3)
     await ctx.followups.add(actor_of(rep), leads[0], FollowupCreate(kind="visit", content="上门", location={"lat": 39.9, "lng": 116.4}))
     stats = ctx.stats
-    day = clock.now().astimezone(ctx.settings.tz).date().isoformat()
-    team_doc = f"{rep.team_id}:*:{day}"
 
     # Crash after the claim: the next run finds the claimed batch and folds it once.
     batch, events, recovered = await stats.claim()
     assert not recovered and len(events) == 5  # 3 created + follow-up + its new → contacted move
     result = await stats.fold_once(clock.now())
     assert result.batch == batch and result.recovered
-    assert raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 3
+    assert totals(raw_db, rep.team_id)["created"] == 3
 
     # Crash after prepare: the recorded deltas are applied, not recomputed.
     await some_leads(ctx, rep, 2)
@@ -75,7 +79,7 @@ async def test_a_crash_between_any_two_steps_neither_loses_nor_doubles(ctx, peop
     record = await stats.prepare(batch, events, clock.now())
     assert raw_db["stats_batches"].find_one({"_id": batch})["state"] == "prepared"
     await stats.fold_once(clock.now())
-    assert raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 5
+    assert totals(raw_db, rep.team_id)["created"] == 5
 
     # Crash after apply (twice, even), before the events were marked: nothing is counted again.
     await some_leads(ctx, rep, 1)
@@ -83,9 +87,10 @@ async def test_a_crash_between_any_two_steps_neither_loses_nor_doubles(ctx, peop
     record = await stats.prepare(batch, events, clock.now())
     await stats.apply(record)
     await stats.apply(record)  # a retry of a half-done apply
-    assert raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 6
+    assert totals(raw_db, rep.team_id)["created"] == 6
     again = await stats.fold_once(clock.now())
-    assert again.recovered and raw_db["stats_daily"].find_one({"_id": team_doc})["created"] == 6
+    assert again.recovered and totals(raw_db, rep.team_id)["created"] == 6
+    assert totals(raw_db, rep.team_id)[f"{rep.id}__received"] == 6 and totals(raw_db, "*")["visits"] == 1
     assert raw_db["stats_batches"].count_documents({}) == 0
     assert raw_db["lead_events"].count_documents({"fold.state": "done"}) == raw_db["lead_events"].count_documents({})
 
@@ -123,12 +128,12 @@ async def test_a_partly_applied_batch_is_completed_exactly_once(ctx, people, raw
     finally:
         stats_module._bulk_ignoring_duplicates = real
     assert raw_db["stats_batches"].find_one({"_id": batch})["state"] == "prepared"
-    assert raw_db["stats_daily"].find_one({"_id": f"*:*:{day}"})["created"] == 2
-    assert raw_db["stats_daily"].find_one({"_id": f"{rep.team_id}:*:{day}"}) is None
+    assert totals(raw_db, "*")["created"] == 2 and raw_db["stats_cum"].find_one({"_id": f"*:{day}"})["created"] == 2
+    assert totals(raw_db, rep.team_id) == {} and raw_db["stats_current"].count_documents({}) == 0
     await ctx.stats.fold_once(clock.now())
-    assert raw_db["stats_daily"].find_one({"_id": f"*:*:{day}"})["created"] == 2
-    assert raw_db["stats_daily"].find_one({"_id": f"{rep.team_id}:*:{day}"})["created"] == 2
-    assert raw_db["stats_daily"].find_one({"_id": f"{rep.team_id}:{rep.id}:{day}"})["received"] == 2
+    assert totals(raw_db, "*")["created"] == 2 and raw_db["stats_cum"].find_one({"_id": f"*:{day}"})["created"] == 2
+    assert totals(raw_db, rep.team_id)["created"] == 2 and totals(raw_db, rep.team_id)[f"{rep.id}__received"] == 2
+    assert raw_db["stats_current"].find_one({"_id": f"{rep.team_id}:new"})["count"] == 2
 
 
 @pytest.mark.gen_test(timeout=90)
@@ -196,7 +201,12 @@ async def test_incremental_counters_equal_a_rebuild_after_random_operations(ctx,
     for lead in raw_db["leads"].find({}, {"team_id": 1, "stage": 1}):
         truth[f"{lead['team_id']}:{lead['stage']}"] = truth.get(f"{lead['team_id']}:{lead['stage']}", 0) + 1
     assert {k: v["count"] for k, v in again[1].items() if not k.startswith("*:")} == truth
-    assert sum(d.get("followups", 0) for k, d in again[0].items() if k.startswith("*:*:")) == raw_db["lead_events"].count_documents({"kind": "followup"})
+    assert again[0]["*:head"]["followups"] == raw_db["lead_events"].count_documents({"kind": "followup"})
+    # one running-total document per day from each scope's first event to its last
+    for scope in ("*", reps[0].team_id, others[0].team_id):
+        head = again[0][f"{scope}:head"]
+        days = sorted(k.split(":", 1)[1] for k in again[0] if k.startswith(f"{scope}:") and k != f"{scope}:head")
+        assert days[0] == head["first"] and days[-1] == head["last"] and len(days) == (date.fromisoformat(head["last"]) - date.fromisoformat(head["first"])).days + 1
     # the sequence did exercise every kind of operation
     kinds = set(raw_db["lead_events"].distinct("kind"))
     assert {"created", "followup", "stage_changed", "released", "claimed", "assigned"} <= kinds, (kinds, refused)
@@ -204,6 +214,47 @@ async def test_incremental_counters_equal_a_rebuild_after_random_operations(ctx,
     # After a rebuild the fold carries on from where it stopped.
     doc, _ = await ctx.leads.create(actor_of(reps[0]), LeadCreate(name="新客户"))
     await run_job(ctx, "fold_stats", clock.now())
-    day = clock.now().astimezone(ctx.settings.tz).date().isoformat()
-    before = again[0].get(f"{reps[0].team_id}:*:{day}", {}).get("created", 0)
-    assert raw_db["stats_daily"].find_one({"_id": f"{reps[0].team_id}:*:{day}"})["created"] == before + 1
+    before = again[0][f"{reps[0].team_id}:head"]["created"]
+    assert totals(raw_db, reps[0].team_id)["created"] == before + 1
+
+
+def test_running_totals_folded_batch_by_batch_equal_totals_made_at_once():
+    """Batches with late events (before a scope's first day), gaps and days after the last one:
+    applying each batch's plan gives the documents a single plan over everything gives."""
+    rng = random.Random(3)
+    days = [f"2026-03-{d:02d}" for d in range(1, 29)]
+    batches = []
+    for _ in range(12):
+        batch: dict = {}
+        for _ in range(rng.randint(1, 6)):
+            scope, day, key = rng.choice(["t1", "t2", "*"]), rng.choice(days), rng.choice(["created", "r1__received", "r2__visits"])
+            batch.setdefault(scope, {}).setdefault(day, {})
+            batch[scope][day][key] = batch[scope][day].get(key, 0) + rng.randint(1, 3)
+        batches.append(batch)
+
+    store: dict[str, dict] = {}
+    for batch in batches:
+        plan = cum_plan(batch, {k: v for k, v in store.items() if k.endswith(":head")})
+        for d in plan["inc"]:
+            assert d["_id"] in store, "increments only documents that exist"
+            for k, n in d["inc"].items():
+                store[d["_id"]][k] = store[d["_id"]].get(k, 0) + n
+        for d in (*plan["new"], *plan["heads"]):
+            assert d["_id"].endswith(":head") or d["_id"] not in store, "a new day's document is written once"
+            store[d["_id"]] = dict(d)
+
+    merged: dict = {}
+    for batch in batches:
+        for scope, by_day in batch.items():
+            for day, fields in by_day.items():
+                for k, n in fields.items():
+                    slot = merged.setdefault(scope, {}).setdefault(day, {})
+                    slot[k] = slot.get(k, 0) + n
+    whole = cum_plan(merged, {})
+    at_once = {d["_id"]: d for d in (*whole["new"], *whole["heads"])}
+    assert store == at_once
+    # and a day's totals are everything up to that day
+    some_day = days[15]
+    expected = sum(n for day, fields in merged["t1"].items() if day <= some_day for k, n in fields.items() if k == "created")
+    first = at_once["t1:head"]["first"]
+    assert (at_once[f"t1:{some_day}"].get("created", 0) if some_day >= first else 0) == expected
