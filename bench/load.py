@@ -44,7 +44,9 @@ async def run_load(label: str, make_request: Callable[[int], HTTPRequest], *, co
 
     async def worker(until: float, record: list | None, errors: list) -> None:
         nonlocal counter
-        while time.monotonic() < until or (record is not None and len(record) < min_requests):
+        # Past the time, go on until min_requests answers came back (errors count: an answer that
+        # always fails, such as an expired token, must end the measurement, not loop forever).
+        while time.monotonic() < until or (record is not None and len(record) + len(errors) < min_requests):
             counter += 1
             request = make_request(counter)
             started = time.perf_counter()
