@@ -169,6 +169,48 @@ async def test_business_day_boundaries_are_shanghai_midnight(api, people, ctx, c
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_periods_over_quiet_days_and_a_fixed_read_cost(api, people, ctx, clock, recorder):
+    """Activity on days A and A+3 only: periods that start, end or lie in the quiet days between
+    get exact figures, and a report costs the same commands for one day as for 366."""
+    manager, rep = await people.manager(), await people.rep()
+    a = today(clock) - timedelta(days=10)
+    clock.at = shanghai(a, 10, 0)
+    first = [await make_lead(api, rep) for _ in range(2)]
+    await followup(api, rep, first[0]["id"])
+    clock.at = shanghai(a + timedelta(days=3), 10, 0)
+    await make_lead(api, rep)
+    await followup(api, rep, first[1]["id"], "visit")
+    clock.at = datetime.now(timezone.utc).replace(microsecond=0)
+    await fold(ctx, clock)
+
+    def day(n: int) -> date:
+        return a + timedelta(days=n)
+
+    cases = [((0, 0), 2, 1, 0), ((1, 2), 0, 0, 0), ((1, 3), 1, 1, 1), ((0, 1), 2, 1, 0), ((-5, -1), 0, 0, 0), ((-5, 9), 3, 2, 1), ((4, 9), 0, 0, 0)]
+    for (d1, d2), created, followups, visits in cases:
+        r = await api.get(REPS + period(day(d1), day(d2)), token=manager.token)
+        assert r.status == 200, r.body
+        row = next(x for x in r.json["items"] if x["rep_id"] == rep.id)
+        assert (row["new_leads"], row["followups"], row["visits"]) == (created, followups, visits), (d1, d2)
+        r = await api.get(FUNNEL + period(day(d1), day(d2)), token=manager.token)
+        assert r.json["created"] == created, (d1, d2)
+        stages = {x["stage"]: x for x in r.json["stages"]}
+        # in `new` when the period began: leads created before it, less those contacted (day A, day A+3)
+        assert stages["new"]["at_start"] == {0: 0, 1: 1, -5: 0, 4: 1}[d1], (d1, d2)
+
+    # the user, the running totals, then the stage populations (funnel, lifecycle) or the staff and
+    # their overdue tasks (reps)
+    for report, budget in ((FUNNEL, 3), (REPS, 4), (LIFECYCLE, 3)):
+        counts = []
+        for d1 in (day(0), today(clock) - timedelta(days=365)):
+            with recorder.counting() as cmds:
+                r = await api.get(report + period(d1, today(clock)), token=manager.token)
+            assert r.status == 200, r.body
+            counts.append(len(cmds))
+        assert counts[0] == counts[1] <= budget, (report, counts)
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_scope_and_bad_ranges(api, people):
     manager, rep = await people.manager(), await people.rep()
     theirs = await people.manager(team="华南销售部")
