@@ -149,7 +149,7 @@ def main() -> int:
         journey_env = Env(base_url=base_url, wechat_base=wechat_base, run_job=job_runner(env), admin_username=username,
                           admin_password=password, tag=tag, say=lambda s: print(s, flush=True))
         run(journey_env)
-        print("demo OK: form → allocation → WeChat message → visit → reminder → contract → approval → customer → renewal reminder", flush=True)
+        print("demo OK: form → allocation → WeChat message → visit → reminder → contract → approval → customer → team funnel → renewal reminder", flush=True)
         return 0
     except JourneyError as exc:
         fail(str(exc))

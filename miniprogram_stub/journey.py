@@ -1,4 +1,5 @@
-"""The whole journey of one lead, from the public form to the renewal reminder.
+"""The whole journey of one lead, from the public form to the renewal reminder (and the manager's
+funnel on the way).
 
 Shared by ``make demo`` (``miniprogram_stub.demo``: a real server in subprocesses) and
 ``tests/e2e/test_journey.py`` (the app in-process), so the two cannot drift. Synchronous: it plays
@@ -24,7 +25,7 @@ DEMO_TEMPLATES: dict[str, dict] = {
     "task_reminder": {"template_id": "DEMO_TASK_REMINDER", "page": "pages/tasks/tasks", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
     "renewal_due": {"template_id": "DEMO_RENEWAL_DUE", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2", "days_left": "number3"}},
 }
-REQUIRED_JOBS = ("allocate_new_leads", "deliver_outbox", "send_due_reminders", "renewal_reminders")
+REQUIRED_JOBS = ("allocate_new_leads", "deliver_outbox", "send_due_reminders", "fold_stats", "renewal_reminders")
 
 
 class JourneyError(RuntimeError):
@@ -235,6 +236,15 @@ class Journey:
         self.say(f"lead {lead_id} is now '{lead['stage']}'; timeline: {' → '.join(kinds)}")
         mine = customer.get("/api/v1/public/my-submissions", what="my submissions")
         self.say(f"customer sees the submission as '{mine['items'][0]['status']}' in 我的提交")
+
+        # -- the manager's view of the team: the funnel, read from the counters the fold job keeps
+        out = self.job("fold_stats", None)
+        today = self.env.now().astimezone(TZ).date()
+        window = {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+        funnel = boss.get("/api/v1/reports/funnel", query=window, what="team funnel")
+        self.expect(funnel["created"] >= 1 and funnel["conversions"] >= 1, f"the team funnel does not show the new customer (fold_stats said {out}): {funnel}")
+        self.say(f"fold_stats → {_brief(out)}; manager's team funnel {window['from']} → {window['to']}: {funnel['created']} created, "
+                 f"{funnel['conversions']} became customers (conversion rate {funnel['conversion_rate']})")
 
         # -- 30 days before the end, the renewal reminder
         renew_now = morning(end - timedelta(days=30))
