@@ -38,9 +38,10 @@ Exactly once, crash-safe, in four steps that can each be repeated:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 from bson import ObjectId
@@ -53,6 +54,8 @@ from server.services.lifecycle import STAGES
 # First response (assignment → first follow-up): histogram bucket upper bounds in minutes; the last
 # bucket (index len(FRT_BUCKETS_MIN)) holds everything slower.
 FRT_BUCKETS_MIN = (5, 15, 30, 60, 120, 240, 480, 1440, 2880, 10080)
+log = logging.getLogger("mpcrm.stats")
+
 # Per-rep counters kept as running totals in ``stats_cum`` (what the reps report shows).
 REP_FIELDS = frozenset(("received", "created", "followups", "visits", "entered__customer", "frt_n",
                         *(f"frt__{i}" for i in range(len(FRT_BUCKETS_MIN) + 1))))
@@ -407,7 +410,10 @@ class StatsService:
                 return head
             if day < head["first"]:
                 return {}
-            return docs[f"{scope}:{day}"]  # every day from first to last has its document
+            doc = docs.get(f"{scope}:{day}")  # every day from first to last has one ...
+            if doc is None:  # ... except while rebuild-stats rewrites them
+                log.warning("running totals missing", extra={"scope": scope, "day": day})
+            return doc or {}
 
         low = at(before)
         return _minus(at(after), low), _minus(head, low)
