@@ -375,15 +375,18 @@ class StatsService:
                 team, stage = lead.get("team_id") or "-", lead.get("stage") or "new"
                 fold.states[lead_id] = {"_id": lead_id, "team_id": team, "owner_id": lead.get("owner_id"), "stage": stage, "assigned_at": None, "responded": 1}
                 fold.population(team, stage, +1)
-        for collection in (self._current, self._cum, self._states, self._batches):
-            await collection.delete_many({})
         seq = await self.next_seq()
         current = [{"_id": d["_id"], **d["meta"], **d["inc"], "seq": seq} for d in fold.current.values()]
         plan = cum_plan(fold.cum, {})
         cum = [{**d, "seq": seq} for d in (*plan["new"], *plan["heads"])]
-        for collection, docs in ((self._current, current), (self._cum, cum), (self._states, list(fold.states.values()))):
-            for chunk in _chunks(docs, 5000):
-                await collection.insert_many(chunk, ordered=False)
+        # What reports read is replaced in place (heads last), so a report during a rebuild sees old
+        # or new totals, never an empty collection; the fold's own memory is simply rewritten.
+        for collection, docs in ((self._current, current), (self._cum, cum)):
+            await _replace_all(collection, docs)
+        for collection in (self._states, self._batches):
+            await collection.delete_many({})
+        for chunk in _chunks(list(fold.states.values()), 5000):
+            await self._states.insert_many(chunk, ordered=False)
         ids = [e["_id"] for e in events]
         for chunk in _chunks(ids, 5000):
             await self._events.update_many({"_id": {"$in": chunk}}, {"$set": {"fold": {"batch": f"rebuild:{seq}", "state": "done"}}})
@@ -432,6 +435,16 @@ async def _bulk_ignoring_duplicates(collection, ops: list) -> None:
         other = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
         if other:
             raise
+
+
+async def _replace_all(collection, docs: list[dict]) -> None:
+    """Make ``collection`` hold exactly ``docs``: each replaced by ``_id``, then the others deleted."""
+    for chunk in _chunks(docs, 1000):
+        await collection.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in chunk], ordered=False)
+    keep = {d["_id"] for d in docs}
+    stale = [d["_id"] for d in await collection.find({}, {"_id": 1}).to_list(None) if d["_id"] not in keep]
+    for chunk in _chunks(stale, 5000):
+        await collection.delete_many({"_id": {"$in": chunk}})
 
 
 def _chunks(items: list, size: int) -> Iterable[list]:

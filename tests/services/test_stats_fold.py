@@ -190,7 +190,9 @@ async def test_incremental_counters_equal_a_rebuild_after_random_operations(ctx,
     incremental = await snapshot(raw_db)
     assert raw_db["lead_events"].count_documents({"fold": None}) == 0
 
+    raw_db["stats_cum"].insert_one({"_id": "gone-team:head", "scope": "gone-team", "first": "2026-01-01", "last": "2026-01-01", "created": 5})
     rebuilt = await ctx.stats.rebuild(clock.now())
+    assert raw_db["stats_cum"].find_one({"_id": "gone-team:head"}) is None  # counters the sources do not support are removed
     assert rebuilt["events"] == raw_db["lead_events"].count_documents({})
     again = await snapshot(raw_db)
     assert incremental[0] == again[0]
