@@ -37,6 +37,7 @@ TEAMS, REPS_PER_TEAM = 10, 10
 CONCURRENCY = 4
 GOAL_RATIO = 1.2
 FOLD_EVENTS = 2_000
+OVERDUE_SHARE = 0.01
 
 
 def log(message: str) -> None:
@@ -64,6 +65,14 @@ async def add(db, reps: list[dict], count: int, rng: random.Random, chunk: int =
         leads = [lead_doc(rng, rng.choice(reps), now) for _ in range(size)]
         await db["leads"].insert_many(leads, ordered=False)
         await db["lead_events"].insert_many([e for lead in leads for e in events_for(lead, rng)], ordered=False)
+        # One open task in a hundred leads is overdue (up to three weeks late).
+        tasks = [
+            {"_id": str(ObjectId()), "title": "回访", "kind": "manual", "status": "open", "lead_id": lead["_id"], "assignee_id": lead["owner_id"],
+             "team_id": lead["team_id"], "due_at": now - timedelta(hours=rng.randint(1, 500)), "created_at": now, "updated_at": now, "version": 1}
+            for lead in leads if rng.random() < OVERDUE_SHARE
+        ]
+        if tasks:
+            await db["tasks"].insert_many(tasks, ordered=False)
         left -= size
 
 
@@ -123,6 +132,7 @@ async def _measure(tmp: Path) -> dict:
                 t0 = time.monotonic()
                 rebuilt = await ctx.stats.rebuild(datetime.now(timezone.utc))
                 await ctx.rfm.compute(datetime.now(timezone.utc))
+                await ctx.stats.count_overdue(datetime.now(timezone.utc))
                 figures["rebuild"][size] = (time.monotonic() - t0, rebuilt)
                 log(f"reports @ {size:,} leads: inserted in {inserted:.1f} s; rebuild-stats {figures['rebuild'][size][0]:.1f} s {rebuilt}")
                 # Fresh tokens: access tokens last 15 minutes, less than the set-up at full size.
@@ -169,9 +179,11 @@ def run_and_append(path: Path) -> None:
 `bench/reports.py`{' (BENCH_QUICK=1)' if QUICK else ''}, measured {date.today().isoformat()}. {TEAMS} teams × {REPS_PER_TEAM} reps; leads
 bulk-inserted over the last year with their timeline events (created; a stage move for leads past
 `new`; a follow-up for 40 %), counters made by `StatsService.rebuild` (= `python -m server
-rebuild-stats`), RFM by the `rfm_layers` code. {CONCURRENCY} requests in flight, {SECONDS:.0f} s per measurement.
+rebuild-stats`), RFM by the `rfm_layers` code; an overdue open task for 1 % of leads, counted by the
+`count_overdue_tasks` code. {CONCURRENCY} requests in flight, {SECONDS:.0f} s per measurement.
 Every report reads at most three running-total documents of `stats_cum` by `_id` (the head, the
-day before `from`, the day `to`) plus the stage populations or the staff list, so neither the
+day before `from`, the day `to`) plus the stage populations, or the staff list and one document of
+overdue-task counts, so neither the
 number of leads nor the length of the period changes what is read; the company-wide document
 carries one set of counters per rep ({TEAMS * REPS_PER_TEAM} reps here).
 

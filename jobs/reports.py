@@ -18,3 +18,9 @@ async def fold_stats(ctx: AppContext, now: datetime) -> dict:
 async def rfm_layers(ctx: AppContext, now: datetime) -> dict:
     """Score customers by recency, frequency and monetary value; write layer A/B/C on leads."""
     return await ctx.rfm.compute(now)
+
+
+@job("count_overdue_tasks", every_s=60, lease_s=120)
+async def count_overdue_tasks(ctx: AppContext, now: datetime) -> dict:
+    """Count open tasks past due per rep and team, for the reps report (one read instead of many)."""
+    return await ctx.stats.count_overdue(now)

@@ -20,12 +20,14 @@ def build_scheduler(ctx: AppContext) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=ctx.settings.timezone, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
     leases = LeaseService(ctx.db, ctx.clock)
     start = ctx.clock.now()
-    for index, definition in enumerate(load_jobs().values()):
+    jobs = list(load_jobs().values())
+    step = (FIRST_RUN_WITHIN_S - 4) / max(1, len(jobs))
+    for index, definition in enumerate(jobs):
         scheduler.add_job(
             run_job, "interval", seconds=definition.every_s, args=[ctx, definition.name],
             kwargs={"leases": leases}, id=definition.name, name=definition.description,
             jitter=min(5, definition.every_s // 10),
             # Spread the first runs over the first half minute rather than all at once.
-            next_run_time=start + timedelta(seconds=min(definition.every_s, 2 + index * FIRST_RUN_WITHIN_S // 12)),
+            next_run_time=start + timedelta(seconds=min(definition.every_s, 2 + index * step)),
         )
     return scheduler

@@ -6,7 +6,7 @@ from datetime import date
 
 from pydantic import ConfigDict, Field
 
-from server.schemas.common import OutModel, QueryModel
+from server.schemas.common import IsoDatetime, OutModel, QueryModel
 
 
 class ReportRange(QueryModel):
@@ -75,6 +75,7 @@ class RepsOut(OutModel):
     from_: date = Field(alias="from")
     to: date
     buckets_min: list[int]
+    overdue_counted_at: IsoDatetime | None = Field(None, description="when overdue_tasks were counted (the count_overdue_tasks job, every minute); null before its first run")
     items: list[RepRow]
 
 

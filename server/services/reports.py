@@ -2,9 +2,8 @@
 
 Reports read counters only (``stats_cum``, ``stats_current``, ``stats_rfm``; see
 server/services/stats.py), by ``_id``, never leads: the funnel, the lifecycle and the reps report
-each read at most three running-total documents, whatever the period. The one other read is the
-count of overdue tasks now, served by the ``(team_id, status, due_at)`` / ``(status, due_at)``
-indexes.
+each read at most three running-total documents, whatever the period; the reps report adds the
+overdue-task counts per rep (``stats_overdue``, one document, kept by the ``count_overdue_tasks`` job).
 """
 
 from __future__ import annotations
@@ -131,7 +130,7 @@ class ReportService:
             user_filter = {"team_id": team, **user_filter}
         people = await self._users.find(user_filter, {"name": 1, "team_id": 1, "role": 1}).to_list(None)
         totals, _ = await self._stats.totals(team, start, end)
-        overdue = await self._overdue(team)
+        overdue, counted_at = await self._stats.overdue(team)
         rows = []
         for p in sorted(people, key=lambda p: (str(p.get("team_id")), str(p["_id"]))):
             rid = str(p["_id"])
@@ -147,17 +146,8 @@ class ReportService:
                 "first_responses": sum(hist), "median_first_response_min": median_from_histogram(hist),
                 "first_response_histogram": hist,
             })
-        return {"team_id": None if team == "*" else team, "from": start, "to": end, "buckets_min": list(FRT_BUCKETS_MIN), "items": rows}
-
-    async def _overdue(self, team: str) -> dict[str, int]:
-        match: dict[str, Any] = {"status": "open", "due_at": {"$lt": self._clock.now()}}
-        if team != "*":
-            match = {"team_id": team, **match}
-        # A find, not an aggregation: nx-27017's $match drops datetime ranges (docs/mongodb-compat.md).
-        counts: dict[str, int] = {}
-        async for task in self._tasks.find(match, {"assignee_id": 1}):
-            counts[str(task.get("assignee_id"))] = counts.get(str(task.get("assignee_id")), 0) + 1
-        return counts
+        return {"team_id": None if team == "*" else team, "from": start, "to": end, "buckets_min": list(FRT_BUCKETS_MIN),
+                "overdue_counted_at": counted_at, "items": rows}
 
     # ---------------------------------------------------------------- lifecycle
     async def lifecycle(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:

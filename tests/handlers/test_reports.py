@@ -129,9 +129,13 @@ async def test_seeded_team_figures_match_what_was_done(api, people, ctx, clock):
     clock.at = datetime.now(timezone.utc).replace(microsecond=0)
     r = await api.post("/api/v1/tasks", json={"title": "回访", "due_at": (clock.now() + timedelta(hours=1)).isoformat()}, token=r1.token)
     assert r.status == 201, r.body
+    r = await api.get(REPS + period(d1, d2), token=manager.token)
+    assert r.json["overdue_counted_at"] is None and all(row["overdue_tasks"] == 0 for row in r.json["items"])  # not counted yet
     clock.advance(hours=2)
+    assert (await run_job(ctx, "count_overdue_tasks", clock.now()))["overdue"] == 1
     r = await api.get(REPS + period(d1, d2), token=manager.token)
     assert r.status == 200, r.body
+    assert datetime.fromisoformat(r.json["overdue_counted_at"]) == clock.now()
     rows = {row["rep_id"]: row for row in r.json["items"]}
     assert set(rows) == {manager.id, r1.id, r2.id}
     a, b = rows[r1.id], rows[r2.id]
@@ -281,3 +285,39 @@ async def test_rfm_layers_scored_by_thresholds_and_filterable(api, people, ctx, 
     assert raw_db["leads"].find_one({"_id": a["id"]})["rfm"] == {"recency_days": 10, "frequency": 3, "monetary_fen": 12_000_000, "score": 9}
     # Running it again changes nothing.
     assert (await run_job(ctx, "rfm_layers", clock.now()))["changed"] == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_overdue_counts_per_rep_team_and_company_follow_the_job(api, people, ctx, clock):
+    manager, r1, r2 = await people.manager(), await people.rep(), await people.rep()
+    south = await people.rep(team="华南销售部")
+    admin = await people.admin()
+    clock.at = datetime.now(timezone.utc).replace(microsecond=0)
+    due = (clock.now() + timedelta(hours=1)).isoformat()
+    ids = {}
+    for person, n in ((r1, 2), (r2, 1), (south, 3)):
+        for i in range(n):
+            r = await api.post("/api/v1/tasks", json={"title": f"回访{i}", "due_at": due}, token=person.token)
+            assert r.status == 201, r.body
+            ids.setdefault(person.id, []).append(r.json)
+    clock.advance(hours=2)
+    out = await run_job(ctx, "count_overdue_tasks", clock.now())
+    assert (out["overdue"], out["teams"]) == (6, 2)
+    week = period(today(clock) - timedelta(days=6), today(clock))
+
+    def overdue(body) -> dict:
+        return {row["rep_id"]: row["overdue_tasks"] for row in body["items"] if row["overdue_tasks"]}
+
+    r = await api.get(REPS + week, token=manager.token)
+    assert overdue(r.json) == {r1.id: 2, r2.id: 1}  # the other team's tasks never show
+    r = await api.get(REPS + week, token=admin.token)
+    assert overdue(r.json) == {r1.id: 2, r2.id: 1, south.id: 3}
+
+    # Done tasks drop out at the next run; a team with none left has no counts.
+    for task in ids[south.id]:
+        r = await api.post(f"/api/v1/tasks/{task['id']}/complete", json={"version": task["version"]}, token=south.token)
+        assert r.status == 200, r.body
+    out = await run_job(ctx, "count_overdue_tasks", clock.now())
+    assert (out["overdue"], out["teams"]) == (3, 1)
+    r = await api.get(REPS + f"{week}&team_id={south.team_id}", token=admin.token)
+    assert overdue(r.json) == {} and r.json["overdue_counted_at"] is None
