@@ -25,20 +25,15 @@ from pathlib import Path
 import pymongo
 import tornado
 import tornado.web
-from tornado.httpclient import HTTPRequest
-from tornado.httpserver import HTTPServer
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.data import QUICK, add_leads, make_people  # noqa: E402
+from bench.env import bench_database, getter, log, serve  # noqa: E402
 from bench.load import Result, run_load  # noqa: E402
-from config.settings import Settings  # noqa: E402
 from server.app import make_app  # noqa: E402
-from server.context import build_context  # noqa: E402
-from server.db import connect, ensure_indexes  # noqa: E402
-from server.embedded import EmbeddedMongo, free_port  # noqa: E402
 
 SMALL, LARGE = (2_000, 20_000) if QUICK else (10_000, 200_000)
 SECONDS = 2.0 if QUICK else 5.0
@@ -64,77 +59,42 @@ class BareLeadHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(doc, ensure_ascii=False, default=str))
 
 
-def serve(app: tornado.web.Application) -> tuple[HTTPServer, str]:
-    port = free_port()
-    server = HTTPServer(app)
-    server.listen(port, "127.0.0.1")
-    return server, f"http://127.0.0.1:{port}"
-
-
-def getter(url: str, token: str | None = None):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-    def make(_: int) -> HTTPRequest:
-        return HTTPRequest(url, headers=headers, request_timeout=120)
-
-    return make
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
 async def measure(tmp: Path) -> dict:
-    mongo = EmbeddedMongo(tmp, free_port())
-    mongo.start()
-    try:
-        settings = Settings(env="test", scheduler="off", argon2_time_cost=1, argon2_memory_kib=1024)
-        database = connect(mongo.uri, settings, db_name="bench")
-        # Bulk setup writes take longer than the app's per-operation timeout: their own client.
-        setup_client = pymongo.AsyncMongoClient(mongo.uri, tz_aware=True)
-        setup_db = setup_client["bench"]
-        try:
-            await ensure_indexes(database.db)
-            ctx = build_context(settings, database)
-            app_server, app_url = serve(make_app(ctx))
-            bare_server, bare_url = serve(tornado.web.Application([(r"/leads/([^/]+)", BareLeadHandler, {"collection": database.db["leads"]})]))
-            rng = random.Random(20261122)
+    async with bench_database(tmp, "bench") as (ctx, setup_db):
+        app_server, app_url = serve(make_app(ctx))
+        bare_server, bare_url = serve(tornado.web.Application([(r"/leads/([^/]+)", BareLeadHandler, {"collection": ctx.database.db["leads"]})]))
+        rng = random.Random(20261122)
 
-            t0 = time.monotonic()
-            reps = await make_people(ctx, TEAMS, REPS_PER_TEAM)
-            rep = reps[0]
-            token = (await ctx.auth.issue_tokens(rep))["access_token"]
-            await add_leads(setup_db, reps, SMALL, rng)
-            log(f"setup: {len(reps)} reps in {TEAMS} teams, {SMALL:,} leads in {time.monotonic() - t0:.1f} s")
-            lead = await database.db["leads"].find_one({"owner_id": str(rep["_id"])}, {"_id": 1})
-            lead_id = lead["_id"]
+        t0 = time.monotonic()
+        reps = await make_people(ctx, TEAMS, REPS_PER_TEAM)
+        rep = reps[0]
+        token = (await ctx.auth.issue_tokens(rep))["access_token"]
+        await add_leads(setup_db, reps, SMALL, rng)
+        log(f"setup: {len(reps)} reps in {TEAMS} teams, {SMALL:,} leads in {time.monotonic() - t0:.1f} s")
+        lead = await ctx.database.db["leads"].find_one({"owner_id": str(rep["_id"])}, {"_id": 1})
+        lead_id = lead["_id"]
 
-            # 1. one lead by id: the real app vs the bare handler
-            app_get = await run_load("app GET /api/v1/leads/{id}", getter(f"{app_url}/api/v1/leads/{lead_id}", token), concurrency=GET_CONCURRENCY, seconds=SECONDS)
-            bare_get = await run_load("bare find_one handler", getter(f"{bare_url}/leads/{lead_id}"), concurrency=GET_CONCURRENCY, seconds=SECONDS)
-            log(f"get: app {app_get.rps:.0f} req/s, bare {bare_get.rps:.0f} req/s")
+        # 1. one lead by id: the real app vs the bare handler
+        app_get = await run_load("app GET /api/v1/leads/{id}", getter(f"{app_url}/api/v1/leads/{lead_id}", token), concurrency=GET_CONCURRENCY, seconds=SECONDS)
+        bare_get = await run_load("bare find_one handler", getter(f"{bare_url}/leads/{lead_id}"), concurrency=GET_CONCURRENCY, seconds=SECONDS)
+        log(f"get: app {app_get.rps:.0f} req/s, bare {bare_get.rps:.0f} req/s")
 
-            # 2. the rep's first list page at SMALL, then at LARGE leads
-            list_url = f"{app_url}/api/v1/leads?limit=20"
-            seq_small = await run_load("list 1 in flight", getter(list_url, token), concurrency=1, seconds=SECONDS / 2, warmup_s=0.5, min_requests=10)
-            list_small = await run_load(f"list @ {SMALL:,}", getter(list_url, token), concurrency=LIST_CONCURRENCY, seconds=SECONDS, min_requests=20)
-            log(f"list @ {SMALL:,}: p50 {list_small.p50:.1f} ms (1 in flight: {seq_small.p50:.1f} ms)")
-            t0 = time.monotonic()
-            await add_leads(setup_db, reps, LARGE - SMALL, rng)
-            insert_s = time.monotonic() - t0
-            total = await setup_db["leads"].count_documents({})
-            log(f"setup: now {total:,} leads (+{LARGE - SMALL:,} in {insert_s:.1f} s)")
-            seq_large = await run_load("list 1 in flight", getter(list_url, token), concurrency=1, seconds=SECONDS / 2, warmup_s=0.5, min_requests=10)
-            list_large = await run_load(f"list @ {LARGE:,}", getter(list_url, token), concurrency=LIST_CONCURRENCY, seconds=SECONDS, min_requests=20)
-            log(f"list @ {LARGE:,}: p50 {list_large.p50:.1f} ms (1 in flight: {seq_large.p50:.1f} ms)")
-            rep_leads = await setup_db["leads"].count_documents({"owner_id": str(rep["_id"])})
-            app_server.stop()
-            bare_server.stop()
-        finally:
-            await setup_client.close()
-            await database.close()
-    finally:
-        mongo.stop()
+        # 2. the rep's first list page at SMALL, then at LARGE leads
+        list_url = f"{app_url}/api/v1/leads?limit=20"
+        seq_small = await run_load("list 1 in flight", getter(list_url, token), concurrency=1, seconds=SECONDS / 2, warmup_s=0.5, min_requests=10)
+        list_small = await run_load(f"list @ {SMALL:,}", getter(list_url, token), concurrency=LIST_CONCURRENCY, seconds=SECONDS, min_requests=20)
+        log(f"list @ {SMALL:,}: p50 {list_small.p50:.1f} ms (1 in flight: {seq_small.p50:.1f} ms)")
+        t0 = time.monotonic()
+        await add_leads(setup_db, reps, LARGE - SMALL, rng)
+        insert_s = time.monotonic() - t0
+        total = await setup_db["leads"].count_documents({})
+        log(f"setup: now {total:,} leads (+{LARGE - SMALL:,} in {insert_s:.1f} s)")
+        seq_large = await run_load("list 1 in flight", getter(list_url, token), concurrency=1, seconds=SECONDS / 2, warmup_s=0.5, min_requests=10)
+        list_large = await run_load(f"list @ {LARGE:,}", getter(list_url, token), concurrency=LIST_CONCURRENCY, seconds=SECONDS, min_requests=20)
+        log(f"list @ {LARGE:,}: p50 {list_large.p50:.1f} ms (1 in flight: {seq_large.p50:.1f} ms)")
+        rep_leads = await setup_db["leads"].count_documents({"owner_id": str(rep["_id"])})
+        app_server.stop()
+        bare_server.stop()
     return {
         "get": (app_get, bare_get),
         "list": (list_small, list_large),

@@ -11,22 +11,16 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pymongo
 from bson import ObjectId
 from pymongo.monitoring import CommandListener
 
-from bench.data import QUICK
-from config.settings import Settings
-from server.actor import Actor
-from server.context import build_context
-from server.db import connect, ensure_indexes
-from server.embedded import EmbeddedMongo, free_port
+from bench.data import ADMIN, QUICK
+from bench.env import bench_database
 from server.schemas.allocation import RuleCreate
 from server.schemas.users import TeamCreate, UserCreate
 
 LEADS = 2_000 if QUICK else 10_000
 REPS, TEAMS = 50, 5
-ADMIN = Actor(id="bench", role="admin", name="bench")
 
 
 class Counter(CommandListener):
@@ -45,43 +39,30 @@ class Counter(CommandListener):
 
 
 async def _measure(tmp: Path) -> dict:
-    mongo = EmbeddedMongo(tmp, free_port())
-    mongo.start()
     counter = Counter()
-    try:
-        settings = Settings(env="test", scheduler="off", argon2_time_cost=1, argon2_memory_kib=1024, db_timeout_ms=120_000)
-        database = connect(mongo.uri, settings, db_name="bench_alloc", listeners=[counter])
-        setup = pymongo.AsyncMongoClient(mongo.uri, tz_aware=True)
-        try:
-            await ensure_indexes(database.db)
-            ctx = build_context(settings, database)
-            teams = []
-            for t in range(TEAMS):
-                team = await ctx.users.create_team(ADMIN, TeamCreate(name=f"bench-team-{t}"))
-                members = []
-                for r in range(REPS // TEAMS):
-                    user = await ctx.users.create_user(ADMIN, UserCreate.model_validate(
-                        {"username": f"b{t}-{r}", "password": "bench-password-1", "name": f"rep {t}-{r}", "role": "rep", "team_id": str(team["_id"]), "capacity": 100_000}))
-                    members.append(str(user["_id"]))
-                await ctx.allocation.create_rule(ADMIN, RuleCreate.model_validate(
-                    {"name": f"rule {t}", "team_id": str(team["_id"]), "strategy": "round_robin", "members": members}))
-                teams.append(str(team["_id"]))
-            start = datetime.now(timezone.utc)
-            docs = [{"_id": str(ObjectId()), "name": f"lead {i}", "tags": [], "stage": "new", "owner_id": None, "team_id": teams[i % TEAMS],
-                     "source": {"kind": "form", "form_slug": "bench"}, "pool": False, "awaiting_allocation": True, "version": 1,
-                     "created_at": start + timedelta(milliseconds=i), "updated_at": start} for i in range(LEADS)]
-            await setup["bench_alloc"]["leads"].insert_many(docs)
-            before = counter.count
-            t0 = time.monotonic()
-            stats = await ctx.allocation.sweep(datetime.now(timezone.utc))
-            seconds = time.monotonic() - t0
-            commands = counter.count - before
-            per_rep = [d.get("open_leads", 0) async for d in setup["bench_alloc"]["users"].find({"role": "rep"}, {"open_leads": 1})]
-        finally:
-            await setup.close()
-            await database.close()
-    finally:
-        mongo.stop()
+    async with bench_database(tmp, "bench_alloc", timeout_ms=120_000, listeners=[counter]) as (ctx, setup):
+        teams = []
+        for t in range(TEAMS):
+            team = await ctx.users.create_team(ADMIN, TeamCreate(name=f"bench-team-{t}"))
+            members = []
+            for r in range(REPS // TEAMS):
+                user = await ctx.users.create_user(ADMIN, UserCreate.model_validate(
+                    {"username": f"b{t}-{r}", "password": "bench-password-1", "name": f"rep {t}-{r}", "role": "rep", "team_id": str(team["_id"]), "capacity": 100_000}))
+                members.append(str(user["_id"]))
+            await ctx.allocation.create_rule(ADMIN, RuleCreate.model_validate(
+                {"name": f"rule {t}", "team_id": str(team["_id"]), "strategy": "round_robin", "members": members}))
+            teams.append(str(team["_id"]))
+        start = datetime.now(timezone.utc)
+        docs = [{"_id": str(ObjectId()), "name": f"lead {i}", "tags": [], "stage": "new", "owner_id": None, "team_id": teams[i % TEAMS],
+                 "source": {"kind": "form", "form_slug": "bench"}, "pool": False, "awaiting_allocation": True, "version": 1,
+                 "created_at": start + timedelta(milliseconds=i), "updated_at": start} for i in range(LEADS)]
+        await setup["leads"].insert_many(docs)
+        before = counter.count
+        t0 = time.monotonic()
+        stats = await ctx.allocation.sweep(datetime.now(timezone.utc))
+        seconds = time.monotonic() - t0
+        commands = counter.count - before
+        per_rep = [d.get("open_leads", 0) async for d in setup["users"].find({"role": "rep"}, {"open_leads": 1})]
     return {"stats": stats, "seconds": seconds, "commands": commands, "spread": max(per_rep) - min(per_rep)}
 
 

@@ -17,18 +17,12 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import pymongo
 from bson import ObjectId
-from tornado.httpclient import HTTPRequest
-from tornado.httpserver import HTTPServer
 
-from bench.data import QUICK, lead_doc, make_people
+from bench.data import ADMIN, QUICK, lead_doc, make_people
+from bench.env import bench_database, getter, log, serve
 from bench.load import Result, run_load
-from config.settings import Settings
 from server.app import make_app
-from server.context import build_context
-from server.db import connect, ensure_indexes
-from server.embedded import EmbeddedMongo, free_port
 from server.schemas.users import UserCreate
 
 SMALL, LARGE = (2_000, 20_000) if QUICK else (10_000, 500_000)
@@ -39,10 +33,6 @@ CONCURRENCY = 4
 GOAL_RATIO = 1.2
 FOLD_EVENTS = 2_000
 OVERDUE_SHARE = 0.01
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 def events_for(lead: dict, rng: random.Random) -> list[dict]:
@@ -77,13 +67,6 @@ async def add(db, reps: list[dict], count: int, rng: random.Random, chunk: int =
         left -= size
 
 
-def getter(url: str, token: str):
-    def make(_: int) -> HTTPRequest:
-        return HTTPRequest(url, headers={"Authorization": f"Bearer {token}"}, request_timeout=120)
-
-    return make
-
-
 async def measure_reports(base: str, manager_token: str, admin_token: str, size: int) -> dict[str, Result]:
     today = datetime.now(timezone.utc).astimezone(timezone(timedelta(hours=8))).date()
     week = f"from={(today - timedelta(days=6)).isoformat()}&to={today.isoformat()}"
@@ -107,59 +90,40 @@ async def measure_reports(base: str, manager_token: str, admin_token: str, size:
 
 
 async def _measure(tmp: Path) -> dict:
-    mongo = EmbeddedMongo(tmp, free_port())
-    mongo.start()
-    try:
-        settings = Settings(env="test", scheduler="off", argon2_time_cost=1, argon2_memory_kib=1024, db_timeout_ms=600_000)
-        database = connect(mongo.uri, settings, db_name="bench_reports")
-        setup_client = pymongo.AsyncMongoClient(mongo.uri, tz_aware=True)
-        setup = setup_client["bench_reports"]
-        try:
-            await ensure_indexes(database.db)
-            ctx = build_context(settings, database)
-            rng = random.Random(8)
-            reps = await make_people(ctx, TEAMS, REPS_PER_TEAM)
-            from bench.data import ADMIN
-
-            manager = await ctx.users.create_user(ADMIN, UserCreate(username="bench-manager", password="bench password 123", name="经理", role="manager", team_id=reps[0]["team_id"]))
-            admin = await ctx.users.create_user(ADMIN, UserCreate(username="bench-admin", password="bench password 123", name="管理员", role="admin"))
-            server = HTTPServer(make_app(ctx))
-            port = free_port()
-            server.listen(port, "127.0.0.1")
-            base = f"http://127.0.0.1:{port}"
-            figures: dict = {"rebuild": {}}
-            results = {}
-            for size, extra in ((SMALL, SMALL), (LARGE, LARGE - SMALL)):
-                t0 = time.monotonic()
-                await add(setup, reps, extra, rng)
-                inserted = time.monotonic() - t0
-                t0 = time.monotonic()
-                rebuilt = await ctx.stats.rebuild(datetime.now(timezone.utc))
-                await ctx.rfm.compute(datetime.now(timezone.utc))
-                await ctx.stats.count_overdue(datetime.now(timezone.utc))
-                figures["rebuild"][size] = (time.monotonic() - t0, rebuilt)
-                log(f"reports @ {size:,} leads: inserted in {inserted:.1f} s; rebuild-stats {figures['rebuild'][size][0]:.1f} s {rebuilt}")
-                # Fresh tokens: access tokens last 15 minutes, less than the set-up at full size.
-                manager_token = (await ctx.auth.issue_tokens(manager))["access_token"]
-                admin_token = (await ctx.auth.issue_tokens(admin))["access_token"]
-                results[size] = await measure_reports(base, manager_token, admin_token, size)
-            # The fold itself: fresh events on existing leads, folded by the job's code.
-            leads = await setup["leads"].find({}, {"_id": 1, "owner_id": 1}).limit(FOLD_EVENTS).to_list(None)
-            now = datetime.now(timezone.utc)
-            await setup["lead_events"].insert_many([
-                {"_id": ObjectId(), "lead_id": d["_id"], "kind": "followup", "at": now, "actor_id": d["owner_id"], "actor_role": "rep", "data": {"kind": "call"}}
-                for d in leads
-            ])
+    async with bench_database(tmp, "bench_reports", timeout_ms=600_000) as (ctx, setup):
+        rng = random.Random(8)
+        reps = await make_people(ctx, TEAMS, REPS_PER_TEAM)
+        manager = await ctx.users.create_user(ADMIN, UserCreate(username="bench-manager", password="bench password 123", name="经理", role="manager", team_id=reps[0]["team_id"]))
+        admin = await ctx.users.create_user(ADMIN, UserCreate(username="bench-admin", password="bench password 123", name="管理员", role="admin"))
+        server, base = serve(make_app(ctx))
+        figures: dict = {"rebuild": {}}
+        results = {}
+        for size, extra in ((SMALL, SMALL), (LARGE, LARGE - SMALL)):
             t0 = time.monotonic()
-            folded = await ctx.stats.fold(now, max_batches=100)
-            figures["fold"] = (folded, time.monotonic() - t0)
-            log(f"fold: {folded} in {figures['fold'][1]:.2f} s")
-            server.stop()
-        finally:
-            await setup_client.close()
-            await database.close()
-    finally:
-        mongo.stop()
+            await add(setup, reps, extra, rng)
+            inserted = time.monotonic() - t0
+            t0 = time.monotonic()
+            rebuilt = await ctx.stats.rebuild(datetime.now(timezone.utc))
+            await ctx.rfm.compute(datetime.now(timezone.utc))
+            await ctx.stats.count_overdue(datetime.now(timezone.utc))
+            figures["rebuild"][size] = (time.monotonic() - t0, rebuilt)
+            log(f"reports @ {size:,} leads: inserted in {inserted:.1f} s; rebuild-stats {figures['rebuild'][size][0]:.1f} s {rebuilt}")
+            # Fresh tokens: access tokens last 15 minutes, less than the set-up at full size.
+            manager_token = (await ctx.auth.issue_tokens(manager))["access_token"]
+            admin_token = (await ctx.auth.issue_tokens(admin))["access_token"]
+            results[size] = await measure_reports(base, manager_token, admin_token, size)
+        # The fold itself: fresh events on existing leads, folded by the job's code.
+        leads = await setup["leads"].find({}, {"_id": 1, "owner_id": 1}).limit(FOLD_EVENTS).to_list(None)
+        now = datetime.now(timezone.utc)
+        await setup["lead_events"].insert_many([
+            {"_id": ObjectId(), "lead_id": d["_id"], "kind": "followup", "at": now, "actor_id": d["owner_id"], "actor_role": "rep", "data": {"kind": "call"}}
+            for d in leads
+        ])
+        t0 = time.monotonic()
+        folded = await ctx.stats.fold(now, max_batches=100)
+        figures["fold"] = (folded, time.monotonic() - t0)
+        log(f"fold: {folded} in {figures['fold'][1]:.2f} s")
+        server.stop()
     figures["results"] = results
     return figures
 

@@ -66,6 +66,7 @@ class Journey:
     def __init__(self, env: Env) -> None:
         self.env = env
         self.step_no = 0
+        self.seen_messages = 0  # the rep's WeChat messages already looked at
         self.stub = WechatStub(env.wechat_base)
         t = env.tag
         self.names = {
@@ -105,8 +106,16 @@ class Journey:
         if not ok:
             raise JourneyError(what)
 
-    def new_messages(self, openid: str, seen: int) -> list[dict]:
-        return self.stub.messages(openid)[seen:]
+    def deliver(self, kind: str, now: datetime, missing: str) -> tuple[dict, list[dict]]:
+        """Run ``deliver_outbox`` at ``now``: the rep's new WeChat messages must hold one of ``kind``
+        (``missing`` says what the story lacks otherwise). Returns the job's answer and them."""
+        openid = self.names["rep_openid"]
+        out = self.job("deliver_outbox", now)
+        msgs = self.stub.messages(openid)[self.seen_messages:]
+        self.expect(any(m["template_id"] == DEMO_TEMPLATES[kind]["template_id"] for m in msgs),
+                    f"{missing} (deliver_outbox said {out}; messages {msgs})")
+        self.seen_messages += len(msgs)
+        return out, msgs
 
     # ------------------------------------------------------------ the story
     def run(self) -> Result:
@@ -160,12 +169,8 @@ class Journey:
         self.say(f"allocate_new_leads → {_brief(out)}; lead {lead_id} owner = rep, stage {lead['stage']}, phone {lead.get('phone_masked') or lead.get('phone')}")
 
         # -- the outbox delivers the assignment as a subscribe message
-        seen = len(self.stub.messages(n["rep_openid"]))
-        out = self.job("deliver_outbox", first_morning)
-        msgs = self.new_messages(n["rep_openid"], seen)
-        self.expect(any(m["template_id"] == DEMO_TEMPLATES["lead_assigned"]["template_id"] for m in msgs),
-                    f"no lead_assigned subscribe message reached the rep (deliver_outbox said {out}; messages {msgs})")
-        seen += len(msgs)
+        self.seen_messages = len(self.stub.messages(n["rep_openid"]))
+        out, msgs = self.deliver("lead_assigned", first_morning, "no lead_assigned subscribe message reached the rep")
         self.say(f"deliver_outbox @ {first_morning:%m-%d %H:%M} → {_brief(out)}; WeChat message to rep: {_text(msgs[-1])}")
 
         # -- the rep logs in again with WeChat only; an expired access token is refreshed once
@@ -197,11 +202,7 @@ class Journey:
         notes = rep.get("/api/v1/notifications", query={"unread": "true"}, what="my notifications")
         reminder = next((x for x in notes["items"] if x["kind"] == "task_reminder"), None)
         self.expect(reminder is not None, f"send_due_reminders made no task reminder (job said {out})")
-        out2 = self.job("deliver_outbox", remind_now)
-        msgs = self.new_messages(n["rep_openid"], seen)
-        self.expect(any(m["template_id"] == DEMO_TEMPLATES["task_reminder"]["template_id"] for m in msgs),
-                    f"the task reminder did not reach WeChat (deliver_outbox said {out2})")
-        seen += len(msgs)
+        _, msgs = self.deliver("task_reminder", remind_now, "the task reminder did not reach WeChat")
         self.say(f"send_due_reminders @ {remind_now:%m-%d %H:%M} → {_brief(out)}; in-app '{reminder['title']}'; WeChat: {_text(msgs[-1])}")
         rep.call("POST", f"/api/v1/notifications/{reminder['id']}/read", idempotent=True, what="read the reminder")
 
@@ -249,10 +250,7 @@ class Journey:
         # -- 30 days before the end, the renewal reminder
         renew_now = morning(end - timedelta(days=30))
         out = self.job("renewal_reminders", renew_now)
-        out2 = self.job("deliver_outbox", renew_now)
-        msgs = self.new_messages(n["rep_openid"], seen)
-        self.expect(any(m["template_id"] == DEMO_TEMPLATES["renewal_due"]["template_id"] for m in msgs),
-                    f"no renewal reminder reached WeChat (renewal_reminders said {out}, deliver_outbox {out2})")
+        _, msgs = self.deliver("renewal_due", renew_now, f"no renewal reminder reached WeChat (renewal_reminders said {out})")
         self.say(f"renewal_reminders @ {renew_now:%Y-%m-%d %H:%M} → {_brief(out)}; WeChat: {_text(msgs[-1])}")
 
         self.result.summary = self.summarize(rep, boss, customer)
