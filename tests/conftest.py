@@ -252,6 +252,17 @@ def people(ctx) -> People:
     return People(ctx)
 
 
+@pytest.fixture
+def form(io_loop, api, people):
+    """A published expo form (capture_kit.expo_form) for a new team, made by an admin."""
+    from capture_kit import create_form
+
+    async def make():
+        return await create_form(api, await people.admin(), await people.team())
+
+    return io_loop.run_sync(make)
+
+
 # ---------------------------------------------------------------- logs
 @pytest.fixture
 def captured_logs(caplog):

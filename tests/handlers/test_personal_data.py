@@ -34,14 +34,6 @@ def clock():
     return FixedClock(datetime.now(timezone.utc))
 
 
-@pytest.fixture
-def form(io_loop, api, people):
-    async def make():
-        return await create_form(api, await people.admin(), await people.team())
-
-    return io_loop.run_sync(make)
-
-
 def reveal_path(lead_id: str) -> str:
     return f"/api/v1/leads/{lead_id}/reveal"
 

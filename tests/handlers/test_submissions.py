@@ -36,14 +36,6 @@ def clock():
     return FixedClock(datetime.now(timezone.utc))
 
 
-@pytest.fixture
-def form(io_loop, api, people):
-    async def make():
-        return await create_form(api, await people.admin(), await people.team())
-
-    return io_loop.run_sync(make)
-
-
 def no_writes(raw_db) -> None:
     assert raw_db.leads.count_documents({}) == 0, list(raw_db.leads.find())
     assert raw_db.lead_events.count_documents({}) == 0
