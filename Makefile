@@ -3,8 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+FUZZ_VENV := .venv-fuzz
+FUZZ_STAMP := $(FUZZ_VENV)/.installed
 
-.PHONY: run test test-js demo bench install clean-venv
+.PHONY: run test test-js demo bench fuzz install clean-venv
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -35,5 +37,16 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# schemathesis over /openapi.json as an admin and as a rep (every check, stateful), < 5 minutes.
+# Its own venv: requirements-fuzz.txt is installed by this target only.
+$(FUZZ_STAMP): requirements-fuzz.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(FUZZ_VENV)/bin/python || $(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-fuzz.txt
+	@touch $(FUZZ_STAMP)
+
+fuzz: $(STAMP) $(FUZZ_STAMP)
+	$(PY) -m fuzz
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(FUZZ_VENV)

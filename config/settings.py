@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     db_name: str = "mpcrm"
     data_dir: Path = Path("./data")
     embedded_port: int = Field(27018, ge=1, le=65535)
+    # `run` restarts an embedded database that died (back-off 0.5 s, 1 s, 2 s …) and exits non-zero
+    # after this many restarts within the window, so a process manager can act.
+    embedded_restart_max: int = Field(5, ge=1, description="Restarts of a dead embedded database within EMBEDDED_RESTART_WINDOW_S before run exits")
+    embedded_restart_window_s: int = Field(300, ge=1)
     db_timeout_ms: int = Field(5000, ge=100, description="PyMongo timeoutMS: the limit on every database call")
     db_server_selection_timeout_ms: int = Field(2000, ge=100)
 
@@ -102,6 +106,10 @@ class Settings(BaseSettings):
     field_key_version: int = Field(1, ge=1)
     field_old_keys: dict[str, SecretStr] = Field(default_factory=dict)
     blind_index_key: SecretStr = SecretStr(DEV_BLIND_INDEX_KEY)
+
+    # Operations: the bearer token a Prometheus scraper sends to GET /metrics. Set: required in
+    # every environment. Unset: /metrics is open in development and test, and off (404) in production.
+    metrics_token: SecretStr | None = Field(None, description="Bearer token of GET /metrics (≥ 32 characters in production)")
 
     # WeChat.
     wechat_appid: str = DEV_WECHAT_APPID
@@ -125,7 +133,7 @@ class Settings(BaseSettings):
     churn_days_by_level: dict[str, int] = Field(default_factory=dict, description='Per level, e.g. {"A": 60, "C": 120}')
     churn_warning_days: list[int] = Field(default_factory=lambda: [30, 60], description="Earlier warnings (days of silence)")
     # WeChat subscribe messages (the outbox).
-    wechat_templates: dict[str, dict] = Field(default_factory=dict, description="{kind: {template_id, page?, fields: {source: wechat_key}}}; merged over the defaults")
+    wechat_templates: dict[str, dict] = Field(default_factory=dict, description="{kind: {template_id, page?, fields: {source: wechat_key}}}; merged over the built-in catalogue, the mini-program's miniprogram_stub/miniprogram/templates.js (the ids the fake WeChat knows)")
     wechat_miniprogram_state: Literal["developer", "trial", "formal"] = "formal"
     quiet_hours: str = Field("21:00-08:00", pattern=r"^(([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d)?$", description="Business-time window with no non-urgent pushes; empty = none")
     outbox_batch: int = Field(100, ge=1, le=1000)
@@ -140,6 +148,19 @@ class Settings(BaseSettings):
     public_submit_limit: int = Field(20, ge=1, description="Form submissions per client address per minute")
     public_phone_limit: int = Field(5, ge=1, description="Form submissions per phone number per minute")
     default_language: Literal["zh-CN", "en"] = "zh-CN"
+    # Bounded work (OWASP API4): login and reveal throttles, counted in the database.
+    login_user_limit: int = Field(10, ge=1, description="Password logins per username per LOGIN_WINDOW_S")
+    login_ip_limit: int = Field(30, ge=1, description="Password logins per client address per LOGIN_WINDOW_S")
+    login_window_s: int = Field(300, ge=1)
+    reveal_limit: int = Field(60, ge=1, description="Phone reveals per user per REVEAL_WINDOW_S")
+    reveal_window_s: int = Field(3600, ge=1)
+    password_hash_workers: int = Field(2, ge=1, le=64, description="Threads that run Argon2 (nothing else runs there)")
+    password_hash_queue: int = Field(32, ge=1, description="Hashes waiting for a thread; beyond that a login gets 503")
+    # Spreadsheet imports: parsed one at a time on a worker of their own, after these checks.
+    import_parse_queue: int = Field(2, ge=0, description="Uploads waiting for the parser; beyond that 503")
+    import_max_unzipped: int = Field(64 * 1024 * 1024, ge=1024, description="XLSX: the members' total uncompressed size")
+    import_max_member: int = Field(32 * 1024 * 1024, ge=1024, description="XLSX: one member's uncompressed size")
+    import_max_shared_strings: int = Field(8 * 1024 * 1024, ge=1024, description="XLSX: the shared-strings part's uncompressed size")
 
     # Passwords: Argon2id cost. Lower only in tests.
     argon2_time_cost: int = Field(3, ge=1)
@@ -186,6 +207,16 @@ class Settings(BaseSettings):
         ]
         if len(self.jwt_secret.get_secret_value()) < 32:
             bad.append("MPCRM_JWT_SECRET (at least 32 characters)")
+        # Retired keys still verify tokens and decrypt phones: a public development value kept
+        # there is as bad as one in the current key.
+        public = set(_DEFAULT_SECRETS.values())
+        old_jwt = [k.get_secret_value() for k in self.jwt_old_keys.values()]
+        if any(v in public or len(v) < 32 for v in old_jwt):
+            bad.append("MPCRM_JWT_OLD_KEYS (a development or short key)")
+        if any(k.get_secret_value() in public for k in self.field_old_keys.values()):
+            bad.append("MPCRM_FIELD_OLD_KEYS (a development key)")
+        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
+            bad.append("MPCRM_METRICS_TOKEN (at least 32 characters)")
         if bad:
             raise SettingsError("production refuses default or missing secrets: " + ", ".join(sorted(set(bad))))
         return self

@@ -14,7 +14,7 @@ READERS = ("admin", "manager")
 
 
 class UserListHandler(ApiHandler):
-    @operation("Create a staff user", roles=ADMIN, body=UserCreate, response=UserOut, status=201, tags=("admin",))
+    @operation("Create a staff user", roles=ADMIN, body=UserCreate, response=UserOut, status=201, tags=("admin",), extra_responses={409: "The username is taken"})
     async def post(self) -> None:
         doc = await self.ctx.users.create_user(self.actor, self.parse_body(UserCreate))
         self.write_model(UserOut, user_out(doc), 201)
@@ -30,7 +30,7 @@ class UserHandler(ApiHandler):
     async def get(self, user_id: str) -> None:
         self.write_model(UserOut, user_out(await self.ctx.users.get_user(self.actor, user_id)))
 
-    @operation("Change a user (send version or If-Match)", roles=ADMIN, body=UserUpdate, response=UserOut, tags=("admin",))
+    @operation("Change a user (send version or If-Match)", roles=ADMIN, body=UserUpdate, response=UserOut, versioned=True, tags=("admin",))
     async def patch(self, user_id: str) -> None:
         body = self.parse_body(UserUpdate)
         doc = await self.ctx.users.update_user(self.actor, user_id, body, self.expected_version(body.version))
@@ -44,7 +44,7 @@ class BindCodeHandler(ApiHandler):
 
 
 class TeamListHandler(ApiHandler):
-    @operation("Create a team", roles=ADMIN, body=TeamCreate, response=TeamOut, status=201, tags=("admin",))
+    @operation("Create a team", roles=ADMIN, body=TeamCreate, response=TeamOut, status=201, tags=("admin",), extra_responses={409: "The team name is taken"})
     async def post(self) -> None:
         doc = await self.ctx.users.create_team(self.actor, self.parse_body(TeamCreate))
         self.write_model(TeamOut, public_id(doc), 201)
@@ -61,7 +61,10 @@ class TeamHandler(ApiHandler):
     async def get(self, team_id: str) -> None:
         self.write_model(TeamOut, public_id(await self.ctx.users.get_team(self.actor, team_id)))
 
-    @operation("Change a team (send version or If-Match)", roles=ADMIN, body=TeamUpdate, response=TeamOut, tags=("admin",))
+    @operation(
+        "Change a team (send version or If-Match)", roles=ADMIN, body=TeamUpdate, response=TeamOut, versioned=True, tags=("admin",),
+        extra_responses={409: "The team name is taken"},
+    )
     async def patch(self, team_id: str) -> None:
         body = self.parse_body(TeamUpdate)
         doc = await self.ctx.users.update_team(self.actor, team_id, body, self.expected_version(body.version))

@@ -24,7 +24,7 @@ class RuleListHandler(ApiHandler):
 
 
 class RuleHandler(ApiHandler):
-    @operation("Change an allocation rule (send version or If-Match)", roles=ADMIN, body=RuleUpdate, response=RuleOut, tags=("allocation",))
+    @operation("Change an allocation rule (send version or If-Match)", roles=ADMIN, body=RuleUpdate, response=RuleOut, versioned=True, tags=("allocation",))
     async def patch(self, rule_id: str) -> None:
         body = self.parse_body(RuleUpdate)
         doc = await self.ctx.allocation.update_rule(self.actor, rule_id, body, self.expected_version(body.version))

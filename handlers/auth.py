@@ -13,16 +13,20 @@ def _pair(result: dict) -> dict:
 
 
 class PasswordLoginHandler(ApiHandler):
-    @operation("Staff login with username and password", public=True, body=PasswordLogin, response=TokenPair, tags=("auth",))
+    @operation(
+        "Staff login with username and password", public=True, body=PasswordLogin, response=TokenPair, tags=("auth",),
+        extra_responses={401: "Wrong username or password, or the account is inactive", 429: "Too many failed logins (see Retry-After)"},
+    )
     async def post(self) -> None:
         body = self.parse_body(PasswordLogin)
-        self.write_model(TokenPair, _pair(await self.ctx.auth.password_login(body.username, body.password)))
+        self.write_model(TokenPair, _pair(await self.ctx.auth.password_login(body.username, body.password, self.client_ip())))
 
 
 class WechatLoginHandler(ApiHandler):
     @operation(
         "Mini-program login: exchange a wx.login() code (and, once, a staff bind code) for tokens",
         public=True, body=WechatLogin, response=TokenPair, tags=("auth",),
+        extra_responses={401: "The wx.login code or the bind code is invalid or expired", 409: "This WeChat account is bound to another staff member"},
     )
     async def post(self) -> None:
         body = self.parse_body(WechatLogin)
@@ -30,7 +34,10 @@ class WechatLoginHandler(ApiHandler):
 
 
 class RefreshHandler(ApiHandler):
-    @operation("Rotate a refresh token for a new token pair", public=True, body=RefreshRequest, response=TokenPair, tags=("auth",))
+    @operation(
+        "Rotate a refresh token for a new token pair", public=True, body=RefreshRequest, response=TokenPair, tags=("auth",),
+        extra_responses={401: "The refresh token is invalid, expired, revoked or was already used"},
+    )
     async def post(self) -> None:
         body = self.parse_body(RefreshRequest)
         self.write_model(TokenPair, _pair(await self.ctx.auth.refresh(body.refresh_token)))

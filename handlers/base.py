@@ -8,6 +8,8 @@ the same declarations into the OpenAPI document, so the docs cannot drift from w
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import re
@@ -18,12 +20,13 @@ from typing import Any, Callable, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from server.actor import STAFF_ROLES, Actor
 from server.context import AppContext
-from server.errors import ApiError, Forbidden, Unauthorized
-from server.services.idempotency import request_fingerprint
+from server.errors import ApiError, Forbidden, Unauthorized, detail
+from server.openapi import allowed_methods
+from server.services.idempotency import IdempotencyService, request_fingerprint
 
 log = logging.getLogger("mpcrm.api")
 M = TypeVar("M", bound=BaseModel)
@@ -48,16 +51,41 @@ class Operation:
     idempotent: bool = False  # accepts an Idempotency-Key header
     # "user": load the user on every request (lockout at once). "token": verify the token only; the
     # service's first write must re-check the user (see PoolService.claim) — saves a command.
+    # "none": no bearer token is read at all; the operation checks its own credential (/metrics).
     auth: str = "user"
     extra_responses: dict[int, str] = field(default_factory=dict)
+    # The handler insists on the version the client last read (``expected_version``): OpenAPI then
+    # shows the body's ``version`` as required.
+    versioned: bool = False
+    # Which cap applies to the body (see BODY_LIMITS): "json" for every endpoint but the upload.
+    body_limit: str = "json"
+
+
+# body_limit → (the setting that caps it, drain factor). A body declared or streamed past the cap
+# times the drain factor is answered with 413 at once (the connection then closes); one between the
+# cap and that is read to its end and discarded first, so a client that sends a whole file before
+# reading (browsers, simple HTTP clients) still gets the envelope rather than a reset connection.
+BODY_LIMITS = {"json": ("json_body_limit", 1), "upload": ("upload_body_limit", 4)}
 
 
 def operation(summary: str, **kwargs: Any) -> Callable[[Callable], Callable]:
     spec = Operation(summary=summary, **kwargs)
 
+    if spec.body_limit not in BODY_LIMITS:
+        raise ValueError(f"body_limit must be one of {sorted(BODY_LIMITS)}")
+
     def mark(method: Callable) -> Callable:
-        method.operation = spec
-        return method
+        @functools.wraps(method)
+        async def run(self, *args: Any, **kwargs: Any) -> Any:
+            # The body has been streamed in by now (see ApiHandler.data_received).
+            complete = getattr(self, "complete_body", None)
+            if complete is not None:
+                complete()
+            result = method(self, *args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        run.operation = spec
+        return run
 
     return mark
 
@@ -84,12 +112,55 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# Request bodies nest a few levels (a form's fields' options are 4); deeper is refused before any
+# parser recurses into it (json.loads raises RecursionError at about 1,000 levels).
+JSON_MAX_DEPTH = 32
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_too_deep(raw: bytes, limit: int = JSON_MAX_DEPTH) -> bool:
+    """Whether arrays and objects in ``raw`` nest deeper than ``limit`` (brackets inside strings do
+    not count). A scan of the bytes at C speed: strings and everything but brackets are dropped,
+    then each pass removes the innermost pairs; only a body still holding brackets after ``limit``
+    passes (too deep, or malformed) is counted bracket by bracket."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    rest = brackets
+    for _ in range(limit):
+        shorter = rest.replace(b"[]", b"").replace(b"{}", b"")
+        if shorter == rest:
+            break
+        rest = shorter
+    if not rest:
+        return False
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def _params(ctx: dict | None) -> dict:
+    params = {k: _plain(v) for k, v in (ctx or {}).items()}
+    if isinstance(params.get("expected"), str):  # "'A', 'B' or 'C'": a list in any language
+        params["expected"] = params["expected"].replace(" or ", ", ")
+    return params
+
+
 def validation_details(exc: ValidationError) -> list[dict]:
+    """Pydantic's problems as details: its error type is the code, its ``ctx`` the params from which
+    ``write_error`` renders the message in the caller's language (``server.errors.DETAIL_MESSAGES``)."""
     return [
         {
             "field": ".".join(str(p) for p in err["loc"]) or None,
             "code": err["type"],
             "message": err["msg"],
+            "params": _params(err.get("ctx")),
         }
         for err in exc.errors(include_url=False, include_input=False)
     ]
@@ -112,9 +183,20 @@ def pick_language(header: str | None, default: str) -> str:
     return best
 
 
+@stream_request_body
 class ApiHandler(RequestHandler):
+    """Bodies are streamed (``data_received``), never buffered by the server beyond the operation's
+    own cap: ``prepare`` refuses an over-size ``Content-Length`` before a byte of the body is read,
+    and a chunked body is refused once it passes the cap."""
+
     actor: Actor | None = None
     user_doc: dict | None = None
+    _body_limit = 0
+    _body_ceiling = 0
+    _received = 0
+    _chunks: list[bytes] | None = None
+    _discard_body = False
+    _refusal: BaseException | None = None
 
     # ------------------------------------------------------------ context
     @property
@@ -145,23 +227,89 @@ class ApiHandler(RequestHandler):
         spec = self.current_operation()
         if spec is None:
             raise HTTPError(405)
-        self.check_body_size()
-        await self._authenticate(spec)
+        self.limit_body(spec.body_limit)
+        try:
+            await self._authenticate(spec)
+        except Exception as exc:
+            # A refused caller's body is read and discarded before the answer, up to the JSON cap:
+            # closing a connection with unread data resets it, and the client could lose the answer.
+            small = min(self._body_ceiling, self.ctx.settings.json_body_limit)
+            if not self._body_expected() or (self._declared_length() or 0) > small:
+                raise
+            self._refusal = exc
+            self._discard_body = True
+            self._body_limit = self._body_ceiling = small
 
-    def check_body_size(self) -> None:
-        if len(self.request.body or b"") > self.ctx.settings.json_body_limit:
-            raise ApiError("request.too_large", 413, params={"limit": self.ctx.settings.json_body_limit})
+    # ------------------------------------------------------------ body size
+    def limit_body(self, kind: str = "json") -> None:
+        """Runs in prepare, before any of the body is read: the cap from ``Content-Length``, and the
+        connection's own limit so that what streams in is counted by ``data_received``."""
+        setting, drain = BODY_LIMITS[kind]
+        self._body_limit = getattr(self.ctx.settings, setting)
+        self._body_ceiling = self._body_limit * drain
+        self._received = 0
+        self._chunks = []
+        declared = self._declared_length()
+        connection = self.request.connection
+        if declared is not None and declared > self._body_ceiling:
+            # Let Tornado skip the rest quietly (it would append a bare 400) until the connection
+            # closes right after this answer.
+            connection.set_max_body_size(declared)
+            raise self._too_large()
+        # A chunked body is counted by data_received; Tornado's own check stays as a backstop for
+        # a single chunk header that claims more than twice the ceiling.
+        connection.set_max_body_size(self._body_ceiling if declared is not None else 2 * self._body_ceiling)
+
+    def _declared_length(self) -> int | None:
+        raw = self.request.headers.get("Content-Length")
+        if raw is None:
+            return None
+        first = raw.split(",")[0].strip()
+        return int(first) if first.isdigit() else None  # anything else: Tornado answers 400
+
+    def _body_expected(self) -> bool:
+        declared = self._declared_length()
+        chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        return chunked or bool(declared)
+
+    def _too_large(self) -> ApiError:
+        return ApiError("request.too_large", 413, params={"limit": self._body_limit})
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._received += len(chunk)
+        if self._received > self._body_limit:
+            self._chunks = []  # too large: keep nothing
+            if self._received > self._body_ceiling:
+                error = self._refusal or self._too_large()
+                self.send_error(getattr(error, "status", 500), exc_info=(type(error), error, None))
+            return
+        if not self._discard_body:
+            self._chunks.append(chunk)
+
+    def complete_body(self) -> None:
+        """Before the operation runs: a refusal found while the body streamed in, or the body."""
+        if self._refusal is not None:
+            raise self._refusal
+        if self._received > self._body_limit:
+            raise self._too_large()
+        self.request.body = b"".join(self._chunks or ())
+        self._chunks = []
 
     async def _authenticate(self, spec: Operation) -> None:
         header = self.request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        if spec.auth == "none":
+            return  # the operation checks its own credential (GET /metrics); no token is read
         if header and token is None:
             raise Unauthorized("auth.invalid_token")
         if spec.public:
-            # Anyone may call these; a token only attributes the call (e.g. to a customer), so it
-            # is verified cryptographically without a database read.
+            # Anyone may call these; a token only attributes the call (e.g. to a customer). A forged
+            # or malformed token is 401; a genuine one whose user is deactivated, gone or signed out
+            # (token_version) counts as no token (one user read, only when a token is sent).
             if token:
-                self.actor = self.ctx.auth.actor_from_token(token)
+                self.actor, self.user_doc = await self.ctx.auth.public_caller(token)
             return
         if token and spec.auth == "token":
             self.actor = self.ctx.auth.actor_from_token(token)
@@ -183,6 +331,8 @@ class ApiHandler(RequestHandler):
         if content_type not in ("application/json", ""):
             raise ApiError("request.unsupported_media_type", 415)
         raw = self.request.body or b"{}"
+        if json_too_deep(raw):
+            raise ApiError("request.too_deep", 400, params={"limit": JSON_MAX_DEPTH})
         try:
             data = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError):
@@ -191,7 +341,7 @@ class ApiHandler(RequestHandler):
             raise ApiError("request.not_object", 400)
         bad_key = _has_operator_key(data)
         if bad_key:
-            raise ApiError("request.operator_key", 422, details=[{"field": bad_key, "code": "operator_key", "message": "keys may not start with $ or contain ."}])
+            raise ApiError("request.operator_key", 422, details=[detail(bad_key, "operator_key")])
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
@@ -203,7 +353,7 @@ class ApiHandler(RequestHandler):
             try:
                 decoded = [v.decode("utf-8") for v in raw_values]
             except UnicodeDecodeError:
-                raise ApiError("request.invalid", 400, details=[{"field": key, "code": "encoding", "message": "not UTF-8"}]) from None
+                raise ApiError("request.invalid", 400, details=[detail(key, "encoding")]) from None
             model_field = model.model_fields.get(key)
             wants_list = model_field is not None and (
                 get_origin(model_field.annotation) is list
@@ -212,7 +362,7 @@ class ApiHandler(RequestHandler):
             if wants_list:
                 values[key] = decoded
             elif len(decoded) > 1:
-                raise ApiError("request.invalid", 422, details=[{"field": key, "code": "repeated", "message": "give this parameter once"}])
+                raise ApiError("request.invalid", 422, details=[detail(key, "repeated")])
             else:
                 values[key] = decoded[0]
         try:
@@ -229,11 +379,13 @@ class ApiHandler(RequestHandler):
         header = header.strip('"')
         if header.isdigit() and 0 < int(header) < 2**31:
             return int(header)
-        raise ApiError("request.version_required", 422, details=[{"field": "version", "code": "missing", "message": "send version or If-Match"}])
+        raise ApiError("request.version_required", 422, details=[detail("version", "missing", text="version_missing")])
 
     def idempotency_key(self) -> str | None:
+        """The ``Idempotency-Key`` header, checked against the documented format (400 otherwise).
+        A header that is present but empty is a malformed key, not "no key"."""
         key = self.request.headers.get("Idempotency-Key")
-        return key.strip() if key is not None else None
+        return IdempotencyService.check_key(key.strip()) if key is not None else None
 
     def request_fingerprint(self) -> str:
         return request_fingerprint(self.request.method, self.request.path, self.request.body or b"")
@@ -256,7 +408,8 @@ class ApiHandler(RequestHandler):
         self.finish(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
     def write_model(self, model: type[BaseModel], data: Any, status: int = 200) -> None:
-        self.write_json(model.model_validate(data).model_dump(mode="json"), status)
+        # The caller's language reaches LocalizedStr fields (texts stored in both languages).
+        self.write_json(model.model_validate(data, context={"language": self.language}).model_dump(mode="json"), status)
 
     def write_page(self, model: type[BaseModel], page: Any, convert: Callable[[dict], Any] | None = None) -> None:
         """A list answer: ``{"items": [...], "next_cursor": ...}`` from a ``server.paging.Page``."""
@@ -275,7 +428,7 @@ class ApiHandler(RequestHandler):
         elif isinstance(exc, _DB_DOWN) or (isinstance(exc, PyMongoError) and exc.timeout):
             error = ApiError("service.unavailable", 503, headers={"Retry-After": "5"})
         elif isinstance(exc, HTTPError) and exc.status_code == 405:
-            error = ApiError("request.method_not_allowed", 405)
+            error = ApiError("request.method_not_allowed", 405, headers={"Allow": ", ".join(allowed_methods(type(self)))})
         elif isinstance(exc, HTTPError) and exc.status_code == 404:
             error = ApiError("request.not_found", 404)
         elif isinstance(exc, HTTPError) and exc.status_code < 500:
@@ -290,7 +443,7 @@ class ApiHandler(RequestHandler):
         self.set_header("X-Request-Id", self.request_id)
         for name, value in error.headers.items():
             self.set_header(name, value)
-        envelope = {"error": {"code": error.code, "message": error.message(self.language), "details": error.details}}
+        envelope = {"error": {"code": error.code, "message": error.message(self.language), "details": error.localized_details(self.language)}}
         self.finish(json.dumps(envelope, ensure_ascii=False))
 
     def log_exception(self, typ, value, tb) -> None:
@@ -308,4 +461,15 @@ class NotFoundHandler(ApiHandler):
     async def prepare(self) -> None:
         incoming = self.request.headers.get("X-Request-Id", "")
         self.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        self.limit_body("json")  # an unknown path is no way around the cap
+        self._discard_body = True
+        if not self._body_expected():
+            raise ApiError("request.not_found", 404)
+
+    async def _not_found(self, *args: Any, **kwargs: Any) -> None:
+        """The answer once a body sent here has been read (and discarded)."""
+        if self._received > self._body_limit:
+            raise self._too_large()
         raise ApiError("request.not_found", 404)
+
+    get = post = put = patch = delete = head = options = _not_found

@@ -46,7 +46,10 @@ class ContractHandler(ApiHandler):
         doc = await self.ctx.contracts.get(self.actor, contract_id)
         self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc))
 
-    @operation("Edit a draft (version or If-Match; 409 once submitted)", body=ContractUpdate, response=ContractOut, tags=("contracts",))
+    @operation(
+        "Edit a draft (version or If-Match; 409 once submitted)", body=ContractUpdate, response=ContractOut, versioned=True, tags=("contracts",),
+        extra_responses={409: "Not a draft any more"},
+    )
     async def patch(self, contract_id: str) -> None:
         body = self.parse_body(ContractUpdate)
         doc = await self.ctx.contracts.update(self.actor, contract_id, body, self.expected_version(body.version))
@@ -54,7 +57,10 @@ class ContractHandler(ApiHandler):
 
 
 class SubmitHandler(ApiHandler):
-    @operation("Submit a draft for approval; the chain comes from the amount", body=SubmitIn, response=ContractOut, tags=("contracts",))
+    @operation(
+        "Submit a draft for approval; the chain comes from the amount", body=SubmitIn, response=ContractOut, versioned=True, tags=("contracts",),
+        extra_responses={409: "Not a draft, or no one can approve it"},
+    )
     async def post(self, contract_id: str) -> None:
         body = self.parse_body(SubmitIn)
         doc = await self.ctx.contracts.submit(self.actor, contract_id, self.expected_version(body.version))
@@ -65,7 +71,7 @@ def _decision_handler(decision: str, summary: str) -> type[ApiHandler]:
     class DecisionHandler(ApiHandler):
         # Full per-request user check: a deactivated approver is refused at once (SECURITY.md),
         # which costs one command over the issue's approve budget of 5 (see README, design notes).
-        @operation(summary, roles=APPROVERS, body=DecisionIn, response=ContractOut, tags=("approvals",),
+        @operation(summary, roles=APPROVERS, body=DecisionIn, response=ContractOut, versioned=True, tags=("approvals",),
                    extra_responses={412: "Stale version (someone decided first)", 409: "Not awaiting approval"})
         async def post(self, contract_id: str) -> None:
             body = self.parse_body(DecisionIn)
@@ -82,7 +88,10 @@ ReturnHandler = _decision_handler("return", "Return the contract to its submitte
 
 
 class RenewHandler(ApiHandler):
-    @operation("Start a renewal: a new draft linked to this contract", response=ContractOut, status=201, tags=("contracts",))
+    @operation(
+        "Start a renewal: a new draft linked to this contract", response=ContractOut, status=201, tags=("contracts",),
+        extra_responses={409: "Not renewable (not active or ended), or already renewed"},
+    )
     async def post(self, contract_id: str) -> None:
         doc = await self.ctx.contracts.renew(self.actor, contract_id)
         self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc), 201)

@@ -14,7 +14,7 @@ READERS = ("admin", "manager")
 
 
 class FormListHandler(ApiHandler):
-    @operation("Create a form", roles=ADMIN, body=FormCreate, response=FormOut, status=201, tags=("forms",))
+    @operation("Create a form", roles=ADMIN, body=FormCreate, response=FormOut, status=201, tags=("forms",), extra_responses={409: "The slug is taken"})
     async def post(self) -> None:
         doc = await self.ctx.forms.create(self.actor, self.parse_body(FormCreate))
         self.write_model(FormOut, public_id(doc), 201)
@@ -31,7 +31,7 @@ class FormHandler(ApiHandler):
     async def get(self, form_id: str) -> None:
         self.write_model(FormOut, public_id(await self.ctx.forms.get(self.actor, form_id)))
 
-    @operation("Edit a form: a new version (send version or If-Match)", roles=ADMIN, body=FormUpdate, response=FormOut, tags=("forms",))
+    @operation("Edit a form: a new version (send version or If-Match)", roles=ADMIN, body=FormUpdate, response=FormOut, versioned=True, tags=("forms",))
     async def patch(self, form_id: str) -> None:
         body = self.parse_body(FormUpdate)
         doc = await self.ctx.forms.update(self.actor, form_id, body, self.expected_version(body.version))
@@ -46,20 +46,20 @@ class PublicFormHandler(ApiHandler):
 
 class SubmissionHandler(ApiHandler):
     @operation(
-        "Submit a form (Idempotency-Key supported; one lead per phone number)",
+        "Submit a form (Idempotency-Key supported; one lead per phone number); the answer is a receipt of the submission itself",
         public=True, body=SubmissionIn, response=SubmissionOut, status=201, idempotent=True, tags=("public",),
         extra_responses={409: "Same Idempotency-Key still running", 429: "Rate limited (see Retry-After)"},
     )
     async def post(self, slug: str) -> None:
         body = self.parse_body(SubmissionIn)
         customer = self.actor if self.actor and self.actor.role == "customer" else None
-        result, replayed = await self.ctx.capture.submit(
+        done = await self.ctx.capture.submit(
             slug, body, client_ip=self.client_ip(), customer=customer,
             idempotency_key=self.idempotency_key(), fingerprint=self.request_fingerprint(),
         )
-        self.write_model(SubmissionOut, result, 201)
-        if not replayed and self.ctx.settings.allocate_on_capture:
-            self.ctx.allocation.allocate_soon(result["lead_id"])
+        self.write_model(SubmissionOut, done.receipt, 201)
+        if done.lead_id and self.ctx.settings.allocate_on_capture:
+            self.ctx.allocation.allocate_soon(done.lead_id)
 
 
 class MySubmissionsHandler(ApiHandler):

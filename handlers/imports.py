@@ -1,9 +1,9 @@
 """Spreadsheet import of old contacts (managers and admins) and lead export (everyone, in scope).
 
-The import endpoint streams its body: the JSON cap of the base handler does not apply, the upload
-cap does, and an over-size upload is read to the end and discarded (never buffered) so the client
-reliably receives the 413 envelope instead of a reset connection. Bodies declared larger than
-``DRAIN_FACTOR`` times the cap are answered at once (the connection then closes).
+The import is the one endpoint whose body may be large: its operation declares
+``body_limit="upload"``, so the base handler streams it against ``MPCRM_UPLOAD_BODY_LIMIT`` instead
+of the JSON cap (an over-size upload is read to the end and discarded, never buffered, so the client
+receives the 413 envelope; one declared far larger is answered at once).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import urllib.parse
 from contextlib import aclosing
 
 from tornado.httputil import HTTPInputError, parse_body_arguments
-from tornado.web import stream_request_body
 
 from handlers.base import ApiHandler, operation
 from server.actor import STAFF_ROLES
@@ -21,59 +20,30 @@ from server.schemas.imports import ExportQuery, ImportAccepted, ImportOut
 from server.services.imports import XLSX_TYPE
 
 MANAGERS = ("manager", "admin")
-DRAIN_FACTOR = 4
 
 
 def attachment(name: str) -> str:
     return f"attachment; filename=\"{name}\"; filename*=UTF-8''{urllib.parse.quote(name)}"
 
 
-@stream_request_body
 class LeadImportHandler(ApiHandler):
-    def initialize(self) -> None:
-        self._chunks: list[bytes] = []
-        self._received = 0
-
-    @property
-    def upload_limit(self) -> int:
-        return self.ctx.settings.upload_body_limit
-
-    def check_body_size(self) -> None:
-        """Runs in prepare, before the body is read: the upload cap replaces the JSON cap."""
-        declared = self.request.headers.get("Content-Length", "")
-        ceiling = self.upload_limit * DRAIN_FACTOR
-        if declared.isdigit() and int(declared) > ceiling:
-            raise ApiError("request.too_large", 413, params={"limit": self.upload_limit})
-        # The server's own cap (max_body_size) would drop the connection without an answer.
-        self.request.connection.set_max_body_size(ceiling)
-
-    def data_received(self, chunk: bytes) -> None:
-        if self._finished:
-            return
-        self._received += len(chunk)
-        if self._received <= self.upload_limit:
-            self._chunks.append(chunk)
-        else:
-            self._chunks.clear()  # too large: read to the end, keep nothing
-
     @operation(
         "Import old contacts from a CSV or XLSX file (multipart field `file`; admins choose `team_id`)",
         roles=MANAGERS, response=ImportAccepted, status=202, tags=("imports",),
-        extra_responses={415: "Not multipart/form-data"},
+        extra_responses={415: "Not multipart/form-data", 503: "The import queue is full; retry later"},
+        body_limit="upload",
     )
     async def post(self) -> None:
-        if self._received > self.upload_limit:
-            raise ApiError("request.too_large", 413, params={"limit": self.upload_limit})
         content_type = self.request.headers.get("Content-Type", "")
         if content_type.split(";")[0].strip().lower() != "multipart/form-data":
             raise ApiError("import.multipart_required", 415)
         arguments: dict = {}
         files: dict = {}
         try:
-            parse_body_arguments(content_type, b"".join(self._chunks), arguments, files, self.request.headers)
+            parse_body_arguments(content_type, self.request.body, arguments, files, self.request.headers)
         except (HTTPInputError, ValueError):
             raise ApiError("import.bad_multipart", 400) from None
-        self._chunks = []
+        self.request.body = b""  # the file lives on in `files` only
         uploads = files.get("file") or []
         if len(uploads) != 1 or not uploads[0].body:
             raise Invalid("import.file_required", details=[{"field": "file", "code": "required", "message": "send one non-empty file in the field `file`"}])
@@ -103,19 +73,19 @@ class ImportErrorsHandler(ApiHandler):
 
 
 class LeadExportHandler(ApiHandler):
-    @operation("Export the leads in your scope as CSV or XLSX (phones masked; audited)", roles=STAFF_ROLES, query=ExportQuery, tags=("leads",))
+    @operation("Export the leads in your scope as CSV or XLSX: headers and stages in your Accept-Language, owner names, local times (phones masked; audited)", roles=STAFF_ROLES, query=ExportQuery, tags=("leads",))
     async def get(self) -> None:
         query = self.parse_query(ExportQuery)
         stamp = self.ctx.clock.now().astimezone(self.ctx.settings.tz).strftime("%Y%m%d-%H%M%S")
         if query.format == "xlsx":
-            data = await self.ctx.imports.export_xlsx(self.actor)
+            data = await self.ctx.imports.export_xlsx(self.actor, self.language)
             self.set_header("Content-Type", XLSX_TYPE)
             self.set_header("Content-Disposition", attachment(f"leads-{stamp}.xlsx"))
             self.finish(data)
             return
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", attachment(f"leads-{stamp}.csv"))
-        async with aclosing(self.ctx.imports.export_csv(self.actor)) as chunks:
+        async with aclosing(self.ctx.imports.export_csv(self.actor, self.language)) as chunks:
             async for chunk in chunks:
                 self.write(chunk)
                 await self.flush()

@@ -54,7 +54,7 @@ class LeadHandler(ApiHandler):
         doc = await self.ctx.leads.get(self.actor, lead_id)
         self.write_model(LeadDetailOut, self.ctx.leads.out(doc))
 
-    @operation("Edit a lead's details (send version or If-Match; 412 when stale)", body=LeadUpdate, response=LeadDetailOut, tags=("leads",))
+    @operation("Edit a lead's details (send version or If-Match; 412 when stale)", body=LeadUpdate, response=LeadDetailOut, versioned=True, tags=("leads",))
     async def patch(self, lead_id: str) -> None:
         body = self.parse_body(LeadUpdate)
         doc = await self.ctx.leads.update(self.actor, lead_id, body, self.expected_version(body.version))
@@ -62,7 +62,10 @@ class LeadHandler(ApiHandler):
 
 
 class StageHandler(ApiHandler):
-    @operation("Move a lead along its lifecycle (409 lists the allowed moves)", body=StageChange, response=LeadDetailOut, tags=("leads",))
+    @operation(
+        "Move a lead along its lifecycle (409 lists the allowed moves)", body=StageChange, response=LeadDetailOut, tags=("leads",),
+        extra_responses={409: "That move is not allowed from the lead's stage (details list the allowed ones)"},
+    )
     async def post(self, lead_id: str) -> None:
         doc = await self.ctx.leads.change_stage(self.actor, lead_id, self.parse_body(StageChange))
         self.write_model(LeadDetailOut, self.ctx.leads.out(doc))
@@ -108,14 +111,20 @@ class PoolHandler(ApiHandler):
 
 
 class ClaimHandler(ApiHandler):
-    @operation("Claim a lead from the pool (409 if someone was faster)", roles=FIELD_STAFF, response=LeadOut, auth="token", tags=("pool",))
+    @operation(
+        "Claim a lead from the pool (409 if someone was faster)", roles=FIELD_STAFF, response=LeadOut, auth="token", tags=("pool",),
+        extra_responses={409: "Someone was faster, you are at capacity or your daily limit, or you released it too recently"},
+    )
     async def post(self, lead_id: str) -> None:
         doc = await self.ctx.pool.claim(self.actor, lead_id)
         self.write_model(LeadOut, self.ctx.leads.out(doc))
 
 
 class ReleaseHandler(ApiHandler):
-    @operation("Put a lead back in the pool, with a reason", body=ReleaseIn, response=LeadOut, tags=("pool",))
+    @operation(
+        "Put a lead back in the pool, with a reason", body=ReleaseIn, response=LeadOut, tags=("pool",),
+        extra_responses={409: "The lead is not owned (already in the pool), or it changed meanwhile"},
+    )
     async def post(self, lead_id: str) -> None:
         body = self.parse_body(ReleaseIn)
         doc = await self.ctx.pool.release(self.actor, lead_id, body.reason)
@@ -123,7 +132,10 @@ class ReleaseHandler(ApiHandler):
 
 
 class AssignHandler(ApiHandler):
-    @operation("Give a lead to a member of its team (managers and admins)", roles=MANAGERS, body=AssignIn, response=LeadOut, tags=("pool",))
+    @operation(
+        "Give a lead to a member of its team (managers and admins)", roles=MANAGERS, body=AssignIn, response=LeadOut, tags=("pool",),
+        extra_responses={409: "The lead changed meanwhile; read it again"},
+    )
     async def post(self, lead_id: str) -> None:
         body = self.parse_body(AssignIn)
         doc = await self.ctx.pool.assign(self.actor, lead_id, body.owner_id, body.reason)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 
 import swagger_ui
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado.web import StaticFileHandler
 
+from config.settings import Settings
 from handlers.base import ApiHandler, operation
+from server.errors import ApiError, Unauthorized
 from server.db import ping
 from server.schemas.common import OutModel
 
@@ -35,20 +38,47 @@ class HealthHandler(ApiHandler):
 
 
 class ReadyHandler(ApiHandler):
-    @operation("The database answers (503 while it does not)", public=True, response=Status, tags=("ops",))
+    @operation("The database answers (503 while it does not, or while `run` restarts its embedded database)", public=True, response=Status, tags=("ops",))
     async def get(self) -> None:
-        try:
-            await asyncio.wait_for(ping(self.ctx.db), timeout=2)
-        except Exception:  # any failure to reach the database means "not ready"
+        # Set by `run` when it supervises the embedded database: "running", "restarting" or "failed".
+        database_status = self.application.settings.get("database_status")
+        state = database_status() if database_status else "running"
+        if state == "running":
+            try:
+                await asyncio.wait_for(ping(self.ctx.db), timeout=2)
+            except Exception:  # any failure to reach the database means "not ready"
+                state = database_status() if database_status else "running"
+                state = "unreachable" if state == "running" else state
+        if state != "running":
             self.set_header("Retry-After", "5")
-            self.write_json({"error": {"code": "service.unavailable", "message": "database unreachable", "details": []}}, 503)
+            self.write_json({"error": {"code": "service.unavailable", "message": f"database {state}", "details": [{"database": state}]}}, 503)
             return
         self.write_json({"status": "ready"})
 
 
+def metrics_access(settings: Settings, authorization: str) -> str:
+    """``ok``, ``off`` (production without ``MPCRM_METRICS_TOKEN``: 404) or ``denied`` (a token is
+    set and the request does not carry it as ``Authorization: Bearer …``: 401)."""
+    expected = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if expected is None:
+        return "off" if settings.env == "production" else "ok"
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        return "denied"
+    return "ok"
+
+
 class MetricsHandler(ApiHandler):
-    @operation("Prometheus metrics", public=True, tags=("ops",))
+    @operation(
+        "Prometheus metrics: `Authorization: Bearer <MPCRM_METRICS_TOKEN>` when that is set; off in production without it",
+        public=True, auth="none", tags=("ops",), extra_responses={401: "Missing or wrong metrics token", 404: "Off (production without a metrics token)"},
+    )
     async def get(self) -> None:
+        access = metrics_access(self.ctx.settings, self.request.headers.get("Authorization", ""))
+        if access == "off":
+            raise ApiError("request.not_found", 404)
+        if access == "denied":
+            raise Unauthorized("auth.required")
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(self.application.settings["metrics"].registry))
 

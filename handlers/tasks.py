@@ -42,7 +42,10 @@ class TaskHandler(ApiHandler):
     async def get(self, task_id: str) -> None:
         self.write_model(TaskOut, public_id(await self.ctx.tasks.get(self.actor, task_id)))
 
-    @operation("Edit a task (send version or If-Match; 412 when stale)", body=TaskUpdate, response=TaskOut, tags=("tasks",))
+    @operation(
+        "Edit a task (send version or If-Match; 412 when stale)", body=TaskUpdate, response=TaskOut, versioned=True, tags=("tasks",),
+        extra_responses={409: "A follow-up task (change the lead's next_followup_at) or a closed task"},
+    )
     async def patch(self, task_id: str) -> None:
         body = self.parse_body(TaskUpdate)
         doc = await self.ctx.tasks.update(self.actor, task_id, body, self.expected_version(body.version))

@@ -41,11 +41,17 @@ def job(name: str, *, every_s: int, lease_s: int = 120) -> Callable[[JobFunc], J
     return register
 
 
-async def run_job(ctx: AppContext, name: str, now: datetime | None = None, leases: LeaseService | None = None) -> dict:
-    """Run one job once under its lease. ``now`` freezes the job's idea of the time."""
+def get_job(name: str) -> JobDef:
+    """The job called ``name``; an unknown name is refused with the list of valid ones."""
     definition = JOBS.get(name)
     if definition is None:
-        raise NotFound("job.unknown", params={"name": name})
+        raise NotFound("job.unknown", params={"name": name, "valid": ", ".join(sorted(JOBS))})
+    return definition
+
+
+async def run_job(ctx: AppContext, name: str, now: datetime | None = None, leases: LeaseService | None = None) -> dict:
+    """Run one job once under its lease. ``now`` freezes the job's idea of the time."""
+    definition = get_job(name)
     clock: Clock = FixedClock(now) if now else ctx.clock
     leases = leases or LeaseService(ctx.db, ctx.clock)
     if not await leases.acquire(f"job:{name}", definition.lease_s):

@@ -287,6 +287,12 @@ class WechatStub:
     def phone_code(self, phone: str) -> str:
         return self._post("/__stub__/phone-codes", {"phone": phone})["code"]
 
+    def request_subscribe_message(self, openid: str, template_ids: list[str], decisions: dict | None = None) -> dict:
+        """``wx.requestSubscribeMessage({tmplIds})`` answered on the user's phone (every template
+        accepted unless ``decisions`` says ``reject``): ``{template_id: "accept" | "reject"}``."""
+        body = {"openid": openid, "template_ids": template_ids, **({"decisions": decisions} if decisions else {})}
+        return {k: v for k, v in self._post("/__stub__/subscriptions", body).items() if k != "errMsg"}
+
     def messages(self, touser: str | None = None) -> list[dict]:
         resp = self.transport.fetch("GET", self.base_url + "/__stub__/messages", {}, None)
         if resp.status != 200:

@@ -25,7 +25,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from miniprogram_stub.journey import DEMO_TEMPLATES, REQUIRED_JOBS, Env, JourneyError, run
+from miniprogram_stub.journey import REQUIRED_JOBS, Env, JourneyError, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,6 @@ class System:
             "MPCRM_WECHAT_STUB": "true",
             "MPCRM_SCHEDULER": "off",
             "MPCRM_ALLOCATE_ON_CAPTURE": "false",  # the story runs the allocation job itself
-            "MPCRM_WECHAT_TEMPLATES": json.dumps(DEMO_TEMPLATES),
             "PYTHONPATH": str(ROOT),
         }
         self.base_url = f"http://127.0.0.1:{port}"

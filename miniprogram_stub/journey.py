@@ -15,16 +15,16 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
+from config.wechat_templates import load_templates
 from miniprogram_stub.client import Client, ClientError, UrllibTransport, WechatStub
 
 TZ = ZoneInfo("Asia/Shanghai")
 
-# Subscribe-message templates of the demo mini-program (kinds not listed stay in-app only).
-DEMO_TEMPLATES: dict[str, dict] = {
-    "lead_assigned": {"template_id": "DEMO_LEAD_ASSIGNED", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2"}},
-    "task_reminder": {"template_id": "DEMO_TASK_REMINDER", "page": "pages/tasks/tasks", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
-    "renewal_due": {"template_id": "DEMO_RENEWAL_DUE", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2", "days_left": "number3"}},
-}
+# The subscribe-message templates the rep accepts in the story, as the mini-program's catalogue
+# (templates.js) has them: the server's defaults and the fake WeChat's templates are the same, so a
+# server started with `make run` needs no MPCRM_WECHAT_TEMPLATES for the story.
+STORY_KINDS = ("lead_assigned", "task_reminder", "renewal_due")
+DEMO_TEMPLATES: dict[str, dict] = {kind: t for kind, t in load_templates().items() if kind in STORY_KINDS}
 REQUIRED_JOBS = ("allocate_new_leads", "deliver_outbox", "send_due_reminders", "fold_stats", "renewal_reminders")
 
 
@@ -148,7 +148,8 @@ class Journey:
         rep = self.client("rep")
         me = rep.wechat_login(self.wx_code(n["rep_openid"]), bind_code=bind["code"])
         self.expect(me["role"] == "rep" and me["id"] == rep_user["id"], f"binding logged in as {me} instead of the rep")
-        remaining = {kind: self.subscribe(rep, t["template_id"]) for kind, t in DEMO_TEMPLATES.items()}
+        left = self.subscribe_all(rep, n["rep_openid"], [t["template_id"] for t in DEMO_TEMPLATES.values()])
+        remaining = {kind: left[t["template_id"]] for kind, t in DEMO_TEMPLATES.items()}
         self.say(f"rep bound WeChat (wx.login + bind code → {me['role']} {me['id']}) and accepted subscriptions {remaining}")
 
         # -- the customer fills in the form, phone from the phone button
@@ -158,12 +159,16 @@ class Journey:
         phone_code = self.stub.phone_code(n["phone"])
         answers = {"name": n["lead_name"], "company": n["company"], "need": "crm"}
         sub = customer.create(f"/api/v1/public/forms/{n['slug']}/submissions", {"answers": answers, "phone_code": phone_code, "source_channel": "expo"}, what="submit the form")
-        lead_id = self.result.lead_id = sub["lead_id"]
+        # The customer gets a receipt of the submission only: nothing of the lead it made or reached.
+        self.expect("lead_id" not in sub and sub.get("status") == "received", f"the submission answer is not a plain receipt: {sub}")
         self.say(f"customer {cust['id']} opened '{public['title']}' ({len(public['fields'])} fields), tapped the phone button "
-                 f"(phone_code …{phone_code[-6:]}) and submitted → 201 lead {lead_id}, submission {sub['submission_id']}")
+                 f"(phone_code …{phone_code[-6:]}) and submitted → 201 receipt: submission {sub['submission_id']} {sub['status']}")
 
-        # -- allocation
+        # -- allocation; the rep finds the new lead by the customer's phone (exact, blind index)
         out = self.job("allocate_new_leads", None)
+        found = rep.get("/api/v1/leads", query={"phone": n["phone"]}, what="the rep looks the customer up by phone")
+        self.expect(len(found["items"]) == 1, f"the customer's lead was not allocated to the rep (job said {out})")
+        lead_id = self.result.lead_id = found["items"][0]["id"]
         lead = rep.get(f"/api/v1/leads/{lead_id}", what="the rep reads the allocated lead")
         self.expect(lead.get("owner_id") == rep_user["id"], f"lead {lead_id} was not allocated to the rep (owner {lead.get('owner_id')}; job said {out})")
         self.say(f"allocate_new_leads → {_brief(out)}; lead {lead_id} owner = rep, stage {lead['stage']}, phone {lead.get('phone_masked') or lead.get('phone')}")
@@ -257,9 +262,18 @@ class Journey:
         return self.result
 
     # ------------------------------------------------------------ flows shared with the pages
+    def subscribe_all(self, client: Client, openid: str, template_ids: list[str]) -> dict[str, int]:
+        """What the notifications page does: ``wx.requestSubscribeMessage`` (the user accepts every
+        template: WeChat now allows one message of each) and one ``POST /me/subscriptions`` per
+        acceptance. Returns the server's remaining count per template."""
+        answer = self.stub.request_subscribe_message(openid, template_ids)
+        accepted = [t for t in template_ids if answer.get(t) == "accept"]
+        self.expect(accepted == template_ids, f"the subscriptions were not all accepted: {answer}")
+        return {template_id: self.subscribe(client, template_id) for template_id in accepted}
+
     def subscribe(self, client: Client, template_id: str) -> int:
-        """wx.requestSubscribeMessage accepted → POST /me/subscriptions. Not idempotent on the
-        server, so a lost answer is checked with ``accepted: false`` (reads the budget)."""
+        """One acceptance → POST /me/subscriptions. Not idempotent on the server, so a lost answer
+        is checked with ``accepted: false`` (reads the budget)."""
         before = self._remaining(client, template_id)
         resp = client.call("POST", "/api/v1/me/subscriptions", {"template_id": template_id, "accepted": True}, what="report a subscription",
                            verify=lambda: self._counted(client, template_id, before + 1))
@@ -285,7 +299,10 @@ class Journey:
 
         def clean(value: Any) -> Any:
             if isinstance(value, str):
-                return value.replace(tag, "<tag>")
+                value = value.replace(tag, "<tag>")
+                # a WeChat value cut to its keyword's limit may end inside the tag ("…-fl…")
+                return next((value[: -len(tag[:i]) - 1] + "<tag>…" for i in range(len(tag) - 1, 0, -1)
+                             if value.endswith(tag[:i] + "…")), value)
             if isinstance(value, (list, tuple)):
                 return type(value)(clean(v) for v in value)
             if isinstance(value, dict):

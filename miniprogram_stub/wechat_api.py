@@ -9,8 +9,17 @@ uses, with WeChat's request/response shapes and error codes:
 * ``POST /wxa/business/getuserphonenumber``  (getPhoneNumber)
 * ``POST /cgi-bin/message/subscribe/send``   (subscribeMessage.send)
 
-plus JSON control endpoints under ``/__stub__/`` to mint login/phone codes,
-inspect sent messages, inject faults and count calls.
+plus JSON control endpoints under ``/__stub__/`` to mint login/phone codes, accept
+subscriptions (what ``wx.requestSubscribeMessage`` does on the phone), inspect sent messages,
+inject faults, set rate limits and count calls (``docs/wechat-stub.md``).
+
+It refuses what WeChat refuses: a re-used login code (40163), a send to a user with no accepted
+subscription left for the template (43101: one acceptance allows one message), an unknown
+``template_id`` (40037), a ``page`` that is not in the mini-program's ``app.json`` (41030), a
+value that breaks its keyword type's rules (47003: ``thing`` ≤ 20 characters, ``phrase`` ≤ 5
+Chinese characters, ``time`` as ``2019年10月1日 15:01``, ...), and calls over the documented rate
+limits (45011 per minute, 45009 per day). The templates it knows are the mini-program's own
+(``miniprogram/templates.js``), the pages those of ``miniprogram/app.json``.
 
 Run standalone::
 
@@ -29,10 +38,12 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import tornado.httpserver
 import tornado.web
+
+from config.wechat_templates import keyword_type, load_templates, miniprogram_pages
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +77,16 @@ ERRMSGS: Dict[int, str] = {
     40003: "invalid openid",
     40013: "invalid appid",
     40029: "invalid code",
+    40163: "code been used",
     40037: "invalid template_id",
     40125: "invalid appsecret",
     41001: "access_token missing",
     41002: "appid missing",
     41004: "appsecret missing",
     41008: "missing code",
+    41030: "invalid page",
     42001: "access_token expired",
+    43101: "user refuse to accept the msg",
     45009: "reach max api daily quota limit",
     45011: "api minute-quota reach limit  mustslower  retry next minute",
     47001: "data format error",
@@ -80,6 +94,78 @@ ERRMSGS: Dict[int, str] = {
 }
 
 MINIPROGRAM_STATES = ("developer", "trial", "formal")
+
+# Value rules of subscribe-message keywords by type (WeChat's subscribeMessage.send documentation,
+# 订阅消息参数值内容限制说明). Lengths count characters.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CLOCK = r"([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?"
+_DAY = r"\d{4}年(0?[1-9]|1[0-2])月(0?[1-9]|[12]\d|3[01])日"
+_TIME_POINT = re.compile(rf"({_DAY}\s?)?{_CLOCK}")
+_DATE_POINT = re.compile(rf"{_DAY}(\s?{_CLOCK})?")
+_SYMBOL = re.compile(rf"[^0-9A-Za-z{_HAN}\s]+")
+
+
+def _points(pattern: "re.Pattern[str]", value: str) -> bool:
+    """One point in time, or a period of two joined by ``~``."""
+    parts = value.split("~")
+    return len(parts) <= 2 and all(pattern.fullmatch(part.strip()) for part in parts)
+
+
+def _name_ok(value: str) -> bool:
+    if re.search(f"[{_HAN}]", value):
+        return len(value) <= 10  # Chinese (or mixed) names: 10 characters
+    return len(value) <= 20 and re.fullmatch(r"[A-Za-z\s.\-·'_]+", value) is not None
+
+
+VALUE_RULES: Dict[str, Callable[[str], bool]] = {
+    "thing": lambda v: len(v) <= 20,
+    "number": lambda v: len(v) <= 32 and re.fullmatch(r"\d+(\.\d+)?", v) is not None,
+    "letter": lambda v: len(v) <= 32 and re.fullmatch(r"[A-Za-z]+", v) is not None,
+    "symbol": lambda v: len(v) <= 5 and _SYMBOL.fullmatch(v) is not None,
+    "character_string": lambda v: len(v) <= 32 and re.fullmatch(r"[\x21-\x7e]+", v) is not None,
+    "time": lambda v: _points(_TIME_POINT, v),
+    "date": lambda v: _points(_DATE_POINT, v),
+    "amount": lambda v: re.fullmatch(r"[¥￥$€£]?\d{1,10}(\.\d{1,2})?元?", v) is not None,
+    "phone_number": lambda v: len(v) <= 17 and re.fullmatch(r"[\d+\-()\s]+", v) is not None,
+    "car_number": lambda v: 1 <= len(v) <= 8,
+    "name": _name_ok,
+    "phrase": lambda v: re.fullmatch(f"[{_HAN}]{{1,5}}", v) is not None,
+}
+
+
+def value_error(key: str, value: Any) -> Optional[str]:
+    """Why WeChat refuses ``value`` for keyword ``key`` (its errmsg), or None when it is fine."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return f"argument invalid! data.{key}.value invalid"
+    text = str(value)
+    if not text.strip():
+        return f"argument invalid! data.{key}.value is empty"
+    rule = VALUE_RULES.get(keyword_type(key))
+    if rule is None or not rule(text):
+        return f"argument invalid! data.{key}.value invalid"
+    return None
+
+
+@dataclass
+class RateLimit:
+    """At most ``max`` calls per ``window_s`` seconds (per user where the API counts per user)."""
+
+    max: int
+    window_s: float
+    errcode: int
+
+
+# The documented limits: code2Session 100 per user per minute; getStableAccessToken 10,000 per
+# minute and 500,000 per day, its force_refresh mode 20 per day (and at least 30 s apart, else it
+# does not refresh); subscribeMessage.send 10 million per day.
+DEFAULT_LIMITS: Dict[str, RateLimit] = {
+    "jscode2session_per_user_minute": RateLimit(100, 60, 45011),
+    "stable_token_minute": RateLimit(10_000, 60, 45011),
+    "stable_token_day": RateLimit(500_000, 86_400, 45009),
+    "stable_token_force_day": RateLimit(20, 86_400, 45009),
+    "subscribe_send_day": RateLimit(10_000_000, 86_400, 45009),
+}
+FORCE_REFRESH_INTERVAL = 30  # seconds between two force_refresh calls that really refresh
 
 
 def wx_error(errcode: int, errmsg: Optional[str] = None) -> Dict[str, Any]:
@@ -133,6 +219,8 @@ class StubState:
 
     Methods named after WeChat APIs return the JSON body WeChat would send.
     ``clock`` returns epoch seconds; inject a fake one to test expiry.
+    ``templates`` (template id → keywords) defaults to the mini-program's ``templates.js``,
+    ``pages`` to its ``app.json``; ``limits`` to the documented rate limits.
     """
 
     def __init__(
@@ -140,12 +228,23 @@ class StubState:
         appid: str = DEFAULT_APPID,
         secret: str = DEFAULT_SECRET,
         clock: Callable[[], float] = time.time,
+        templates: Optional[Dict[str, Iterable[str]]] = None,
+        pages: Optional[Iterable[str]] = None,
     ) -> None:
         self.appid = appid
         self.secret = secret
         self.clock = clock
+        if templates is None:
+            templates = {t["template_id"]: list(t["fields"].values()) for t in load_templates().values()}
+        self.templates: Dict[str, List[str]] = {tid: list(keys) for tid, keys in templates.items()}
+        self.pages = set(miniprogram_pages() if pages is None else pages)
+        self.subscriptions: Dict[Tuple[str, str], int] = {}  # (openid, template_id) -> sends allowed
+        self.limits: Dict[str, RateLimit] = {name: RateLimit(**vars(limit)) for name, limit in DEFAULT_LIMITS.items()}
+        self._hits: Dict[Tuple[str, str], List[float]] = {}
+        self._last_force_refresh: Optional[float] = None
         self.users: Dict[str, Optional[str]] = {}  # openid -> unionid
         self.login_codes: Dict[str, Tuple[str, float]] = {}  # code -> (openid, expires_at)
+        self.used_login_codes: Dict[str, float] = {}  # spent code -> its expiry (40163 until then)
         self.phone_codes: Dict[str, Tuple[str, str, float]] = {}  # code -> (cc, pure, issued_at)
         self.tokens: Dict[str, float] = {}  # access_token -> expires_at
         self.latest_token: Optional[str] = None  # last /cgi-bin/token result
@@ -172,6 +271,54 @@ class StubState:
         code = secrets.token_hex(32)
         self.phone_codes[code] = (country, pure, self.clock())
         return {"code": code}
+
+    def add_template(self, template_id: str, keywords: Iterable[str]) -> None:
+        """Add a template to the mini-program's list (订阅消息 → 我的模板) with these keywords."""
+        keywords = list(keywords)
+        if not template_id or not keywords or any(keyword_type(k) not in VALUE_RULES for k in keywords):
+            raise ValueError(f"a template needs an id and keywords of the types {sorted(VALUE_RULES)}")
+        self.templates[template_id] = keywords
+
+    def accept_subscriptions(self, openid: str, template_ids: List[str], decisions: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+        """What ``wx.requestSubscribeMessage({tmplIds})`` does on the phone: the user answers each
+        template (``decisions``, default ``accept``); each ``accept`` allows one more message of
+        that template to ``openid``. Returns the result object the mini-program gets
+        (``{template_id: "accept" | "reject"}``); raises ``ValueError`` like the API's fail
+        callback (more than 3 ids, an unknown template)."""
+        if not 1 <= len(template_ids) <= 3:
+            raise ValueError("tmplIds takes 1 to 3 template ids")
+        unknown = [t for t in template_ids if t not in self.templates]
+        if unknown:
+            raise ValueError(f"20001: no template data return, verify the template id exist: {unknown}")
+        decisions = decisions or {}
+        result: Dict[str, str] = {}
+        for template_id in template_ids:
+            answer = decisions.get(template_id, "accept")
+            if answer not in ("accept", "reject"):
+                raise ValueError("a decision is 'accept' or 'reject'")
+            if answer == "accept":
+                key = (openid, template_id)
+                self.subscriptions[key] = self.subscriptions.get(key, 0) + 1
+            result[template_id] = answer
+        self.users.setdefault(openid, None)
+        return result
+
+    def subscriptions_left(self, openid: str) -> Dict[str, int]:
+        return {tid: n for (who, tid), n in self.subscriptions.items() if who == openid}
+
+    def _limited(self, name: str, key: str = "") -> Optional[Dict[str, Any]]:
+        """Count one call against limit ``name`` (per ``key``); the error body when over it."""
+        limit = self.limits.get(name)
+        if limit is None:
+            return None
+        now = self.clock()
+        hits = [t for t in self._hits.get((name, key), []) if t > now - limit.window_s]
+        if len(hits) >= limit.max:
+            self._hits[(name, key)] = hits
+            return wx_error(limit.errcode)
+        hits.append(now)
+        self._hits[(name, key)] = hits
+        return None
 
     def add_fault(self, fault: Fault) -> None:
         """Queue a fault; faults for one path are consumed in FIFO order."""
@@ -222,12 +369,21 @@ class StubState:
             return error
         if grant_type != "authorization_code":
             return wx_error(40002)
-        if not js_code:
-            return wx_error(41008)
-        entry = self.login_codes.pop(js_code, None)
-        if entry is None or entry[1] <= self.clock():
+        if not js_code or not js_code.isprintable() or not js_code.isascii() or js_code.strip() != js_code:
+            return wx_error(41008)  # no usable code (empty, or control characters in it)
+        now = self.clock()
+        if self.used_login_codes.get(js_code, 0) > now:
+            return wx_error(40163)
+        entry = self.login_codes.get(js_code)
+        if entry is None or entry[1] <= now:
+            self.login_codes.pop(js_code, None)
             return wx_error(40029)
         openid = entry[0]
+        limited = self._limited("jscode2session_per_user_minute", openid)
+        if limited:
+            return limited  # the code stays usable
+        del self.login_codes[js_code]
+        self.used_login_codes[js_code] = entry[1]
         body = {"session_key": base64.b64encode(secrets.token_bytes(16)).decode(), "openid": openid}
         if self.users.get(openid):
             body["unionid"] = self.users[openid]
@@ -269,7 +425,19 @@ class StubState:
         error = self._check_credentials(appid, secret)
         if error:
             return error
+        limited = self._limited("stable_token_minute") or self._limited("stable_token_day")
+        if limited:
+            return limited
         current = self.stable_token
+        now = self.clock()
+        if force_refresh and current in self.tokens and self._last_force_refresh is not None \
+                and now - self._last_force_refresh < FORCE_REFRESH_INTERVAL:
+            return self._token_body(current)  # WeChat: force_refresh twice within 30 s does not refresh
+        if force_refresh:
+            limited = self._limited("stable_token_force_day")
+            if limited:
+                return limited
+            self._last_force_refresh = now
         if current in self.tokens and force_refresh:
             del self.tokens[current]
         elif current in self.tokens and self.tokens[current] - self.clock() > STABLE_EARLY_REFRESH:
@@ -316,22 +484,41 @@ class StubState:
         touser = body.get("touser")
         if not touser or touser not in self.users:
             return wx_error(40003)
-        if not body.get("template_id"):
+        template_id = body.get("template_id")
+        if not isinstance(template_id, str) or template_id not in self.templates:
             return wx_error(40037)
+        page = body.get("page")
+        if page is not None and (not isinstance(page, str) or page.split("?", 1)[0].lstrip("/") not in self.pages):
+            return wx_error(41030)
         data = body.get("data")
         if not isinstance(data, dict) or not all(
             isinstance(item, dict) and "value" in item for item in data.values()
         ):
             return wx_error(47003, "argument invalid! data is not {key: {\"value\": ...}}")
+        keywords = self.templates[template_id]
+        for key in data:
+            if key not in keywords:
+                return wx_error(47003, f"argument invalid! data.{key} is not a keyword of the template")
+        for key in keywords:
+            problem = value_error(key, (data.get(key) or {}).get("value", ""))
+            if problem:
+                return wx_error(47003, problem)
         state = body.get("miniprogram_state", "formal")
         if state not in MINIPROGRAM_STATES:
             return wx_error(47003, "argument invalid! miniprogram_state")
+        allowed = self.subscriptions.get((touser, template_id), 0)
+        if allowed <= 0:
+            return wx_error(43101)
+        limited = self._limited("subscribe_send_day")
+        if limited:
+            return limited
+        self.subscriptions[(touser, template_id)] = allowed - 1
         msgid = next(self._msgids)
         self.messages.append(
             {
                 "touser": touser,
-                "template_id": body["template_id"],
-                "page": body.get("page"),
+                "template_id": template_id,
+                "page": page,
                 "data": data,
                 "miniprogram_state": state,
                 "lang": body.get("lang", "zh_CN"),
@@ -413,9 +600,10 @@ class Code2SessionHandler(WeChatApiHandler):
 
     def get(self) -> None:
         arg = self.get_query_argument
-        self.write_json(
-            self.state.code2session(arg("appid", ""), arg("secret", ""), arg("js_code", ""), arg("grant_type", ""))
-        )
+        # The code as sent: Tornado's argument helpers would turn control characters into spaces.
+        raw = self.request.query_arguments.get("js_code") or [b""]
+        js_code = raw[-1].decode("utf-8", "replace")
+        self.write_json(self.state.code2session(arg("appid", ""), arg("secret", ""), js_code, arg("grant_type", "")))
 
 
 class AccessTokenHandler(WeChatApiHandler):
@@ -499,6 +687,69 @@ class StubPhoneCodesHandler(JsonHandler):
             self.write_json({"error": str(exc)}, 400)
 
 
+class StubSubscriptionsHandler(JsonHandler):
+    """POST /__stub__/subscriptions {"openid", "template_ids": [1-3 ids], "decisions"?: {id: "accept"|"reject"}}
+    plays wx.requestSubscribeMessage on the user's phone -> {"errMsg": "requestSubscribeMessage:ok", id: "accept", ...};
+    GET ?openid= -> {"subscriptions": {template_id: sends left}}."""
+
+    def get(self) -> None:
+        openid = self.get_query_argument("openid", "")
+        if not openid:
+            return self.write_json({"error": "openid is required"}, 400)
+        self.write_json({"subscriptions": self.state.subscriptions_left(openid)})
+
+    def post(self) -> None:
+        body = self.json_body()
+        if body is None or not isinstance(body.get("openid"), str) or not body["openid"] \
+                or not isinstance(body.get("template_ids"), list) or not all(isinstance(t, str) for t in body["template_ids"]) \
+                or not isinstance(body.get("decisions", {}), dict):
+            return self.write_json({"error": 'body must be {"openid": "...", "template_ids": ["..."], "decisions"?: {}}'}, 400)
+        try:
+            result = self.state.accept_subscriptions(body["openid"], body["template_ids"], body.get("decisions"))
+        except ValueError as exc:
+            return self.write_json({"errMsg": f"requestSubscribeMessage:fail {exc}"}, 400)
+        self.write_json({"errMsg": "requestSubscribeMessage:ok", **result})
+
+
+class StubTemplatesHandler(JsonHandler):
+    """GET /__stub__/templates -> {"templates": {template_id: [keywords]}};
+    POST {"template_id", "keywords": ["thing1", "time2"]} adds one to the mini-program's templates."""
+
+    def get(self) -> None:
+        self.write_json({"templates": self.state.templates})
+
+    def post(self) -> None:
+        body = self.json_body()
+        if body is None or not isinstance(body.get("keywords"), list):
+            return self.write_json({"error": 'body must be {"template_id": "...", "keywords": ["thing1"]}'}, 400)
+        try:
+            self.state.add_template(str(body.get("template_id") or ""), [str(k) for k in body["keywords"]])
+        except ValueError as exc:
+            return self.write_json({"error": str(exc)}, 400)
+        self.write_json({"ok": True})
+
+
+class StubLimitsHandler(JsonHandler):
+    """GET /__stub__/limits lists the rate limits; POST {"name", "max", "window_s"?} changes one."""
+
+    def get(self) -> None:
+        self.write_json({"limits": {name: vars(limit) for name, limit in self.state.limits.items()}})
+
+    def post(self) -> None:
+        body = self.json_body()
+        limit = self.state.limits.get(str((body or {}).get("name")))
+        try:
+            if limit is None:
+                raise ValueError(f"name must be one of {sorted(self.state.limits)}")
+            limit.max = int(body["max"])
+            limit.window_s = float(body.get("window_s", limit.window_s))
+            if limit.max < 0 or limit.window_s <= 0:
+                raise ValueError("max >= 0 and window_s > 0")
+        except (KeyError, TypeError, ValueError) as exc:
+            return self.write_json({"error": str(exc)}, 400)
+        self.write_json({"ok": True, "limit": vars(limit)})
+
+
 class StubMessagesHandler(JsonHandler):
     """GET /__stub__/messages lists sent subscribe messages; DELETE clears them."""
 
@@ -578,6 +829,9 @@ def make_stub_app(state: StubState) -> tornado.web.Application:
             (PATH_SUBSCRIBE_SEND, SubscribeSendHandler, kw),
             (r"/__stub__/login-codes", StubLoginCodesHandler, kw),
             (r"/__stub__/phone-codes", StubPhoneCodesHandler, kw),
+            (r"/__stub__/subscriptions", StubSubscriptionsHandler, kw),
+            (r"/__stub__/templates", StubTemplatesHandler, kw),
+            (r"/__stub__/limits", StubLimitsHandler, kw),
             (r"/__stub__/messages", StubMessagesHandler, kw),
             (r"/__stub__/faults", StubFaultsHandler, kw),
             (r"/__stub__/expire-access-tokens", StubExpireTokensHandler, kw),

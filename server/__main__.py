@@ -22,10 +22,10 @@ from tornado.httpserver import HTTPServer
 
 from config.settings import Settings, SettingsError, load_settings
 from server.actor import Actor
-from server.app import make_app
+from server.app import make_app, server_options
 from server.context import build_context
 from server.db import connect, ensure_indexes
-from server.embedded import EmbeddedError, EmbeddedMongo
+from server.embedded import DataDirInUse, EmbeddedError, EmbeddedMongo, Supervisor, running_uri
 from server.errors import ApiError
 from server.logs import configure_logging
 
@@ -38,20 +38,38 @@ class StartupError(RuntimeError):
 
 
 @contextlib.asynccontextmanager
-async def open_database(settings: Settings):
-    """Connect to MPCRM_MONGODB_URI, or start the embedded server on the data folder first."""
-    embedded = None
+async def open_database(settings: Settings, *, serving: bool = False):
+    """Connect to MPCRM_MONGODB_URI, or start the embedded server on the data folder first.
+
+    Yields ``(database, supervisor)``. For ``run`` (``serving``) the embedded server is watched and
+    restarted by a ``Supervisor``, and a data folder already in use is refused. Any other command
+    started while ``run`` holds the folder uses that server's database (found through
+    ``<data_dir>/db/embedded.json``), so the CLI works beside a running server."""
+    embedded = supervisor = None
     if settings.embedded:
         embedded = EmbeddedMongo(settings.data_dir, settings.embedded_port)
-        await asyncio.to_thread(embedded.start)
-        log.info("embedded database started", extra={"data_dir": str(embedded.db_dir), "port": embedded.port})
-        uri = embedded.uri
+        try:
+            await asyncio.to_thread(embedded.start)
+        except DataDirInUse:
+            if serving:
+                raise
+            embedded = None
+            uri = await asyncio.to_thread(running_uri, settings.data_dir)
+            log.info("using the embedded database of the running server", extra={"data_dir": str(settings.data_dir), "uri": uri})
+        else:
+            log.info("embedded database started", extra={"data_dir": str(embedded.db_dir), "port": embedded.port})
+            uri = embedded.uri
+            if serving:
+                supervisor = Supervisor(embedded, max_restarts=settings.embedded_restart_max, window_s=settings.embedded_restart_window_s)
+                supervisor.start()
     else:
         uri = settings.mongodb_uri.get_secret_value()
     database = connect(uri, settings)
     try:
-        yield database
+        yield database, supervisor
     finally:
+        if supervisor is not None:
+            await supervisor.stop()
         await database.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
@@ -60,7 +78,7 @@ async def open_database(settings: Settings):
 
 @contextlib.asynccontextmanager
 async def open_context(settings: Settings):
-    async with open_database(settings) as database:
+    async with open_database(settings) as (database, _):
         await ensure_indexes(database.db)
         yield build_context(settings, database)
 
@@ -84,10 +102,15 @@ async def serve(settings: Settings) -> None:
         except OSError as exc:
             raise StartupError(f"the fake WeChat API cannot listen on {settings.wechat_api_base} ({exc.strerror}); is mpcrm already running?") from None
         log.info("fake WeChat API listening", extra={"url": settings.wechat_api_base})
+    lost = False
     try:
-        async with open_context(settings) as ctx:
+        async with open_database(settings, serving=True) as (database, supervisor):
+            await ensure_indexes(database.db)
+            ctx = build_context(settings, database)
             app = make_app(ctx)
-            server = HTTPServer(app, max_body_size=settings.upload_body_limit, xheaders=False)
+            if supervisor is not None:
+                app.settings["database_status"] = supervisor.status  # /readyz tells "restarting"
+            server = HTTPServer(app, **server_options(settings))
             try:
                 server.listen(settings.port, settings.host)
             except OSError as exc:
@@ -101,7 +124,13 @@ async def serve(settings: Settings) -> None:
                 scheduler = build_scheduler(ctx)
                 scheduler.start()
             log.info("mpcrm listening", extra={"url": f"http://{settings.host}:{settings.port}", "env": settings.env, "scheduler": settings.scheduler})
-            await stop.wait()
+            waits = [asyncio.ensure_future(stop.wait())]
+            if supervisor is not None:
+                waits.append(asyncio.ensure_future(supervisor.failed.wait()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+            lost = supervisor is not None and supervisor.failed.is_set()
             log.info("shutting down")
             server.stop()
             if scheduler is not None:
@@ -113,6 +142,8 @@ async def serve(settings: Settings) -> None:
         if stub_server is not None:
             stub_server.stop()
     log.info("stopped")
+    if lost:
+        raise StartupError(f"the embedded database kept dying and could not be restarted; see {settings.data_dir.resolve() / 'db' / 'nx-27017.out'}")
 
 
 async def create_user(settings: Settings, args: argparse.Namespace) -> dict:
@@ -133,9 +164,10 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> dict:
 
 
 async def run_job_command(settings: Settings, name: str, now: datetime | None) -> dict:
-    from jobs.registry import load_jobs, run_job
+    from jobs.registry import get_job, load_jobs, run_job
 
     load_jobs()
+    get_job(name)  # an unknown name is refused before the database is opened
     async with open_context(settings) as ctx:
         return await run_job(ctx, name, now)
 
@@ -157,7 +189,7 @@ async def rebuild_stats_command(settings: Settings) -> dict:
 
 
 async def ensure_indexes_command(settings: Settings) -> list[str]:
-    async with open_database(settings) as database:
+    async with open_database(settings) as (database, _):
         return await ensure_indexes(database.db)
 
 
@@ -196,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     rj = sub.add_parser("run-job", help="run one scheduled job once, now or as of --now")
     rj.add_argument("name")
     rj.add_argument("--now", type=_parse_now)
-    sub.add_parser("seed-demo", help="create demo teams, users and data")
+    sub.add_parser("seed-demo", help="create demo teams, users and their leads (safe to run twice)")
     sub.add_parser("rebuild-stats", help="recompute every report counter from leads and lead_events")
     sub.add_parser("rotate-field-key", help="re-encrypt personal fields under MPCRM_FIELD_KEY_VERSION")
     return parser

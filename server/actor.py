@@ -41,7 +41,9 @@ class Actor:
         )
 
 
-SYSTEM = Actor(id="system", role="system")
+# Jobs act as SYSTEM: every event a job causes (allocation, reclaim, contract end, churn, task
+# escalation) is attributed to it, so a timeline says actor_role "system", never "public".
+SYSTEM = Actor(id="system", role="system", name="system")
 
 
 def require_role(actor: Actor, *roles: str) -> None:

@@ -77,8 +77,33 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
+def server_options(settings) -> dict:
+    """``HTTPServer`` options. Every API handler streams its body and sets its own cap in
+    ``prepare`` (``handlers/base.py``), so the server-wide ``max_body_size`` is only the default: the
+    largest body any endpoint accepts (the upload). The read buffer stays small (bodies arrive in
+    64 KiB pieces; headers are at most 64 KiB), request bodies are never decompressed, and a body
+    that trickles in for longer than ``body_timeout`` is dropped."""
+    return {
+        "max_body_size": settings.upload_body_limit,
+        "max_buffer_size": 1024 * 1024,
+        "body_timeout": 300.0,
+        "idle_connection_timeout": 120.0,
+        "decompress_request": False,
+        "xheaders": False,
+    }
+
+
+class PlainServerHeader(tornado.web.OutputTransform):
+    """Every response, from every handler (static files and errors too), says ``Server: mpcrm``:
+    Tornado's own ``TornadoServer/6.x`` would tell an attacker which version's bugs to try."""
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        headers["Server"] = "mpcrm"
+        return super().transform_first_chunk(status_code, headers, chunk, finishing)
+
+
 def make_app(ctx: AppContext) -> tornado.web.Application:
-    return tornado.web.Application(
+    app = tornado.web.Application(
         [*API_ROUTES, *ops.static_routes],
         ctx=ctx,
         metrics=make_metrics(),
@@ -89,3 +114,5 @@ def make_app(ctx: AppContext) -> tornado.web.Application:
         xsrf_cookies=False,
         started_at=time.time(),
     )
+    app.add_transform(PlainServerHeader)
+    return app

@@ -20,7 +20,7 @@ from server.services.contracts import ContractService
 from server.services.followups import FollowupService
 from server.services.forms import FormService
 from server.services.idempotency import IdempotencyService
-from server.services.imports import ImportService
+from server.services.imports import ImportService, ParseLimits
 from server.services.leads import LeadService
 from server.services.notifications import NotificationService
 from server.services.outbox import OutboxService
@@ -80,18 +80,24 @@ def build_context(settings: Settings, database: Database, clock: Clock | None = 
     cipher = FieldCipher(settings)
     audit = AuditService(db, clock)
     users = UserService(db, clock, passwords, audit, settings.bind_code_ttl_s)
-    wechat = WechatClient(settings, db, clock)
-    auth = AuthService(db, clock, tokens, passwords, cipher, users, wechat, audit, settings.refresh_token_ttl_s)
+    wechat = WechatClient(settings, db, clock, cipher)
     limiter = RateLimiter(db, clock)
+    auth = AuthService(
+        db, clock, tokens, passwords, cipher, users, wechat, audit, settings.refresh_token_ttl_s,
+        limiter=limiter, login_limits=(settings.login_user_limit, settings.login_ip_limit, settings.login_window_s),
+    )
     idempotency = IdempotencyService(db, clock)
     forms = FormService(db, clock, audit)
     notifications = NotificationService(db, clock)
     tasks = TaskService(db, clock, settings, notifications)
-    leads = LeadService(db, clock, cipher, audit, tasks=tasks)
+    leads = LeadService(db, clock, cipher, audit, tasks=tasks, limiter=limiter, reveal_limit=(settings.reveal_limit, settings.reveal_window_s))
     capture = CaptureService(settings, forms, leads, limiter, idempotency, wechat)
     followups = FollowupService(db, clock, leads, tasks)
     pool = PoolService(db, clock, leads, users, settings.tz)
-    imports = ImportService(db, clock, leads, audit, settings.default_language)
+    imports = ImportService(
+        db, clock, leads, audit, settings.default_language, tz=settings.tz,
+        cipher=cipher, limits=ParseLimits.from_settings(settings), parse_queue=settings.import_parse_queue,
+    )
     allocation = AllocationService(db, clock, leads, notifications, audit, settings.tz)
     reclaim = ReclaimService(db, clock, leads, notifications, tasks)
     sync = SyncService(db, clock)

@@ -78,6 +78,9 @@ INDEXES: list[IndexSpec] = [
     _ix("imports", "team_id", ("created_at", DESCENDING)),
     _ix("imports", "status", "heartbeat_at"),
     _ix("imports", "created_by", ("created_at", DESCENDING)),
+    # rejected rows' cells for errors.csv (encrypted), gone after 30 days
+    _ix("import_rejects", "import_id", "row"),
+    _ix("import_rejects", "expires_at", ttl_s=0),
     _ix("leads", "awaiting_allocation", "created_at"),
     _ix("leads", "team_id", "touched_at"),
     _ix("leads", "team_id", "assignment.strategy", "assignment.at"),
@@ -105,6 +108,7 @@ INDEXES: list[IndexSpec] = [
     _ix("contracts", "status", "end_date"),
     _ix("contracts", "status", "paid", "next_due"),
     _ix("contracts", "current_approvers", "status"),
+    _ix("contracts", "current_role", "team_id", "status"),  # the inbox: a step held by a role, decided by whoever holds it now
     _ix("contracts", "payment_ids", "status"),  # compound: a single-field index on an array breaks membership matches on nx-27017
     # reports (issue 8): the fold claims unmarked events, picks up a crashed batch; RFM inputs
     _ix("lead_events", "fold"),

@@ -21,6 +21,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Field names may not start with $ or contain a dot",
     },
     "request.too_large": {"zh-CN": "请求体过大（上限 {limit} 字节）", "en": "The request body is too large (limit {limit} bytes)"},
+    "request.too_deep": {"zh-CN": "JSON 嵌套层数过多（最多 {limit} 层）", "en": "The JSON is nested too deeply (at most {limit} levels)"},
     "request.unsupported_media_type": {"zh-CN": "请使用 application/json", "en": "Send application/json"},
     "request.bad_cursor": {"zh-CN": "分页游标无效", "en": "The page cursor is invalid"},
     "request.not_found": {"zh-CN": "接口不存在", "en": "No such endpoint"},
@@ -59,6 +60,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "wechat.rate_limited": {"zh-CN": "微信接口调用过于频繁", "en": "WeChat rate-limited this call"},
     # Service
     "service.unavailable": {"zh-CN": "服务暂时不可用，请稍后再试", "en": "The service is temporarily unavailable"},
+    "service.busy": {"zh-CN": "服务繁忙，请 {retry_after} 秒后再试", "en": "The server is busy; retry in {retry_after} s"},
     "internal": {"zh-CN": "服务器内部错误", "en": "Internal server error"},
     # Resources
     "user.not_found": {"zh-CN": "用户不存在", "en": "User not found"},
@@ -66,6 +68,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "user.version_mismatch": {"zh-CN": "用户已被他人修改，请刷新后重试", "en": "The user changed since you loaded it"},
     "user.team_required": {"zh-CN": "员工必须属于一个团队", "en": "Reps and managers need a team"},
     "user.cannot_deactivate_self": {"zh-CN": "不能停用自己的账号", "en": "You cannot deactivate your own account"},
+    "user.customer_role": {"zh-CN": "客户账号不能改为员工或加入团队", "en": "A customer account cannot become staff or join a team"},
     "team.not_found": {"zh-CN": "团队不存在", "en": "Team not found"},
     "team.name_taken": {"zh-CN": "团队名称已存在", "en": "A team with this name exists"},
     "team.version_mismatch": {"zh-CN": "团队已被他人修改，请刷新后重试", "en": "The team changed since you loaded it"},
@@ -103,10 +106,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "表头有误：第一行须为列名，必须包含“姓名”，且只能使用已知列",
         "en": "Bad header: the first row must name the columns, include name, and use only known columns",
     },
-    "import.too_many_rows": {"zh-CN": "一次最多导入 {limit} 行", "en": "At most {limit} rows per import"},
+    "import.too_many_rows": {"zh-CN": "一次最多导入 {limit} 行（空行也计入）", "en": "At most {limit} rows per import (blank rows count)"},
+    "import.unpacked_too_large": {"zh-CN": "表格解压后过大（上限 {limit} 字节）", "en": "The spreadsheet is too large once unpacked (limit {limit} bytes)"},
     "import.team_required": {"zh-CN": "请选择导入到哪个团队", "en": "Choose the team to import into"},
     "import.not_found": {"zh-CN": "导入记录不存在", "en": "Import not found"},
     "import.formula": {"zh-CN": "单元格含公式或以 = + - @ 开头，已拒绝", "en": "A cell holds a formula or starts with = + - @; rejected"},
+    "import.control_character": {"zh-CN": "单元格含控制字符，已拒绝", "en": "A cell holds a control character; rejected"},
     "import.duplicate_row": {"zh-CN": "与文件中前面的行重复", "en": "Duplicates an earlier row of the file"},
     "import.bad_phone": {"zh-CN": "手机号无效", "en": "Not a valid mainland mobile number"},
     "import.name_required": {"zh-CN": "姓名不能为空", "en": "The name is missing"},
@@ -132,12 +137,118 @@ MESSAGES: dict[str, dict[str, str]] = {
     "contract.no_approver": {"zh-CN": "找不到可以审批该合同的人员", "en": "Nobody is eligible to approve this contract"},
     "contract.not_renewable": {"zh-CN": "只有生效或已到期的合同可以续约", "en": "Only an active or ended contract can be renewed"},
     "contract.already_renewed": {"zh-CN": "该合同已有续约合同", "en": "This contract already has a renewal"},
+    "contract.renewal_out_of_range": {"zh-CN": "续约后的日期将晚于 {max}，无法续约", "en": "The renewal would end after {max}; it cannot be renewed"},
     "payment.forbidden": {"zh-CN": "只有经理、管理员和财务可以登记回款", "en": "Only managers, admins and finance may record payments"},
     "payment.contract_not_active": {"zh-CN": "合同生效后才能登记回款", "en": "Payments can be recorded only on an active contract"},
     "payment.over_balance": {"zh-CN": "回款金额超过未收余额（{outstanding} 分）", "en": "The payment is more than the outstanding balance ({outstanding} fen)"},
     "payment.future_date": {"zh-CN": "到账时间不能晚于现在", "en": "received_at is in the future"},
-    "job.unknown": {"zh-CN": "未知的任务 {name}", "en": "Unknown job {name}"},
+    "job.unknown": {"zh-CN": "未知的任务 {name}；可用的任务：{valid}", "en": "Unknown job {name}; valid jobs: {valid}"},
 }
+
+
+# ``details[].message`` by detail code, in both languages. A detail made with ``detail(...)`` (and
+# every pydantic validation problem, whose code is pydantic's error type and whose params are its
+# ``ctx``) carries ``params`` and is rendered from here in the caller's language; a detail whose
+# message is data (the id of an existing lead, the allowed stages) is shown as written.
+DETAIL_MESSAGES: dict[str, dict[str, str]] = {
+    # pydantic error types
+    "missing": {"zh-CN": "必填", "en": "Field required"},
+    "extra_forbidden": {"zh-CN": "不允许的字段", "en": "Extra inputs are not permitted"},
+    "string_type": {"zh-CN": "应为文本", "en": "Input should be a valid string"},
+    "string_too_short": {"zh-CN": "至少 {min_length} 个字符", "en": "String should have at least {min_length} characters"},
+    "string_too_long": {"zh-CN": "最多 {max_length} 个字符", "en": "String should have at most {max_length} characters"},
+    "string_pattern_mismatch": {"zh-CN": "格式不正确", "en": "String should match pattern '{pattern}'"},
+    "string_unicode": {"zh-CN": "应为有效的 Unicode 文本", "en": "Input should be a valid string, unable to parse raw data as a unicode string"},
+    "int_type": {"zh-CN": "应为整数", "en": "Input should be a valid integer"},
+    "int_parsing": {"zh-CN": "应为整数", "en": "Input should be a valid integer, unable to parse string as an integer"},
+    "int_from_float": {"zh-CN": "应为整数，不能有小数部分", "en": "Input should be a valid integer, got a number with a fractional part"},
+    "int_parsing_size": {"zh-CN": "整数超出范围", "en": "Unable to parse input string as an integer, exceeded maximum size"},
+    "float_type": {"zh-CN": "应为数字", "en": "Input should be a valid number"},
+    "float_parsing": {"zh-CN": "应为数字", "en": "Input should be a valid number, unable to parse string as a number"},
+    "finite_number": {"zh-CN": "应为有限的数字", "en": "Input should be a finite number"},
+    "bool_type": {"zh-CN": "应为 true 或 false", "en": "Input should be a valid boolean"},
+    "bool_parsing": {"zh-CN": "应为 true 或 false", "en": "Input should be a valid boolean, unable to interpret input"},
+    "greater_than": {"zh-CN": "应大于 {gt}", "en": "Input should be greater than {gt}"},
+    "greater_than_equal": {"zh-CN": "应大于或等于 {ge}", "en": "Input should be greater than or equal to {ge}"},
+    "less_than": {"zh-CN": "应小于 {lt}", "en": "Input should be less than {lt}"},
+    "less_than_equal": {"zh-CN": "应小于或等于 {le}", "en": "Input should be less than or equal to {le}"},
+    "multiple_of": {"zh-CN": "应为 {multiple_of} 的倍数", "en": "Input should be a multiple of {multiple_of}"},
+    "literal_error": {"zh-CN": "应为 {expected} 之一", "en": "Input should be one of {expected}"},
+    "enum": {"zh-CN": "应为 {expected} 之一", "en": "Input should be one of {expected}"},
+    "too_short": {"zh-CN": "至少 {min_length} 项", "en": "{field_type} should have at least {min_length} items"},
+    "too_long": {"zh-CN": "最多 {max_length} 项", "en": "{field_type} should have at most {max_length} items"},
+    "list_type": {"zh-CN": "应为列表", "en": "Input should be a valid list"},
+    "dict_type": {"zh-CN": "应为对象", "en": "Input should be a valid dictionary"},
+    "model_type": {"zh-CN": "应为对象", "en": "Input should be an object"},
+    "model_attributes_type": {"zh-CN": "应为对象", "en": "Input should be a valid dictionary or object to extract fields from"},
+    "json_invalid": {"zh-CN": "不是有效的 JSON", "en": "Invalid JSON: {error}"},
+    "datetime_type": {"zh-CN": "应为日期时间", "en": "Input should be a valid datetime"},
+    "datetime_parsing": {"zh-CN": "应为 ISO 8601 日期时间（如 2026-11-23T09:00:00+08:00）", "en": "Input should be a valid datetime, {error}"},
+    "datetime_from_date_parsing": {"zh-CN": "应为 ISO 8601 日期时间（如 2026-11-23T09:00:00+08:00）", "en": "Input should be a valid datetime or date, {error}"},
+    "date_type": {"zh-CN": "应为日期", "en": "Input should be a valid date"},
+    "date_parsing": {"zh-CN": "应为日期（YYYY-MM-DD）", "en": "Input should be a valid date in the format YYYY-MM-DD, {error}"},
+    "date_from_datetime_parsing": {"zh-CN": "应为日期（YYYY-MM-DD）", "en": "Input should be a valid date or datetime, {error}"},
+    "date_from_datetime_inexact": {"zh-CN": "日期不能带时间", "en": "Datetimes provided to dates should have zero time - e.g. be exact dates"},
+    "time_parsing": {"zh-CN": "应为时间（HH:MM）", "en": "Input should be in a valid time format, {error}"},
+    "timezone_aware": {"zh-CN": "请带上时区（如 +08:00）", "en": "Input should have timezone info"},
+    "uuid_parsing": {"zh-CN": "应为 UUID", "en": "Input should be a valid UUID, {error}"},
+    "union_tag_invalid": {"zh-CN": "类型无效", "en": "Input tag '{tag}' found using {discriminator} does not match any of the expected tags: {expected_tags}"},
+    "value_error": {"zh-CN": "取值无效：{error}", "en": "Value error, {error}"},
+    "assertion_error": {"zh-CN": "取值无效：{error}", "en": "Assertion failed, {error}"},
+    # our own
+    "operator_key": {"zh-CN": "字段名不能以 $ 开头或包含 .", "en": "keys may not start with $ or contain ."},
+    "encoding": {"zh-CN": "不是 UTF-8 编码", "en": "not UTF-8"},
+    "repeated": {"zh-CN": "该参数只能出现一次", "en": "give this parameter once"},
+    "version_missing": {"zh-CN": "请提供 version 或 If-Match", "en": "send version or If-Match"},
+    "null_not_allowed": {"zh-CN": "不能为 null；不修改请省略该字段", "en": "may not be null; leave the field out to keep it"},
+    "control_character": {"zh-CN": "不能包含控制字符", "en": "control characters are not allowed"},
+    "datetime_range": {"zh-CN": "应在 {min} 与 {max} 之间", "en": "must be between {min} and {max}"},
+    "date_range": {"zh-CN": "应在 {min} 与 {max} 之间", "en": "must be between {min} and {max}"},
+    # form answers (server/services/forms.py)
+    "answer_unknown": {"zh-CN": "不是此表单的字段", "en": "not a field of this form"},
+    "answer_required": {"zh-CN": "此项必填", "en": "this field is required"},
+    "answer_text": {"zh-CN": "应为文本", "en": "must be text"},
+    "answer_control": {"zh-CN": "不能包含控制字符", "en": "control characters are not allowed"},
+    "answer_control_multiline": {"zh-CN": "不能包含控制字符（制表符和换行除外）", "en": "control characters are not allowed (tab and newline are)"},
+    "answer_too_long": {"zh-CN": "不能超过 {limit} 个字", "en": "longer than {limit} characters"},
+    "answer_too_short": {"zh-CN": "不能少于 {limit} 个字", "en": "shorter than {limit} characters"},
+    "answer_email": {"zh-CN": "邮箱地址无效", "en": "not an email address"},
+    "answer_phone": {"zh-CN": "不是有效的中国大陆手机号", "en": "not a mainland mobile number"},
+    "answer_number": {"zh-CN": "应为数字", "en": "must be a number"},
+    "answer_too_large": {"zh-CN": "数值过大", "en": "too large"},
+    "answer_below": {"zh-CN": "不能小于 {min}", "en": "below {min}"},
+    "answer_above": {"zh-CN": "不能大于 {max}", "en": "above {max}"},
+    "answer_option": {"zh-CN": "请从选项中选择", "en": "not one of the options"},
+    "answer_options": {"zh-CN": "每一项都须从选项中选择", "en": "every choice must be one of the options"},
+    "answer_repeated": {"zh-CN": "选项重复", "en": "a choice is repeated"},
+    "answer_date": {"zh-CN": "日期格式应为 YYYY-MM-DD", "en": "use YYYY-MM-DD"},
+    "answer_date_range": {"zh-CN": "日期须在 {min} 至 {max} 之间", "en": "must be between {min} and {max}"},
+    "answer_type": {"zh-CN": "不支持的字段类型", "en": "unsupported field type"},
+}
+
+
+def detail(field: str | None, code: str, *, text: str | None = None, **params: Any) -> dict[str, Any]:
+    """One entry of an error's ``details``, its message rendered from ``DETAIL_MESSAGES[text or code]``
+    in the caller's language."""
+    item: dict[str, Any] = {"field": field, "code": code, "params": params}
+    if text:
+        item["text"] = text
+    return item
+
+
+def render_detail(item: dict[str, Any], language: str) -> dict[str, Any]:
+    out = {k: v for k, v in item.items() if k not in ("params", "text")}
+    texts = DETAIL_MESSAGES.get(item.get("text") or item.get("code", ""))
+    # A pydantic problem keeps pydantic's own English message (exactly what clients always saw).
+    if "params" in item and texts and not (language == "en" and "message" in item):
+        text = texts.get(language) or texts["zh-CN"]
+        try:
+            out["message"] = text.format(**(item["params"] or {}))
+        except (KeyError, IndexError, ValueError):
+            out["message"] = text
+    elif "message" not in out:
+        out["message"] = str(item.get("code", ""))
+    return out
 
 
 class ApiError(Exception):
@@ -161,6 +272,9 @@ class ApiError(Exception):
         self.details = details or []
         self.params = params or {}
         self.headers = headers or {}
+
+    def localized_details(self, language: str) -> list[dict[str, Any]]:
+        return [render_detail(item, language) for item in self.details]
 
     def message(self, language: str) -> str:
         texts = MESSAGES.get(self.code) or MESSAGES["internal"]

@@ -12,7 +12,11 @@ _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
 _OPAQUE = re.compile(r"\b(rt_)[A-Za-z0-9_\-]{8,}")
-_SECRETISH = re.compile(r'(?i)("?(?:session_key|secret|password|access_token|refresh_token|js_code|code)"?\s*[:=]\s*"?)[^",&\s}]+')
+# A secret-named key and its value. "code" counts as a whole word or with a prefix such as js_,
+# phone_ or bind_: WeChat's "errcode" (40029, 45011, ...) is not a secret and stays readable.
+_SECRETISH = re.compile(
+    r'(?i)("?(?:session_key|secret|password|access_token|refresh_token|(?<![A-Za-z0-9])(?:[A-Za-z0-9]+_)?code)"?\s*[:=]\s*"?)[^",&\s}]+'
+)
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 

@@ -1,5 +1,8 @@
 """Cursor pagination on an indexed sort key with ``_id`` as the tie-breaker; never ``skip``.
 
+The cursor's condition is ANDed with the caller's filter (``and_filter``), so a forged cursor can
+only narrow a page, never widen the caller's scope.
+
 The cursor is opaque to clients: urlsafe base64 of ``[sort_value, id]``. Values are typed so a
 datetime key round-trips as a datetime.
 """
@@ -60,6 +63,41 @@ def decode_cursor(cursor: str, n_parts: int) -> list[Any]:
         raise ApiError("request.bad_cursor", 400) from None
 
 
+def null_safe(filter_: dict) -> dict:
+    """The same filter with every ``{field: None}`` written ``{field: {"$eq": None}}`` (through
+    ``$and``/``$or``/``$nor`` too). Both mean "null or missing" on MongoDB; nx-27017 matches the
+    short form next to a range (the cursor's) or inside ``$and``/``$or`` only where the field is
+    missing, so ``?unread=true`` lost every page after the first (docs/mongodb-compat.md)."""
+    out: dict = {}
+    for key, value in filter_.items():
+        if key in ("$and", "$or", "$nor") and isinstance(value, list):
+            out[key] = [null_safe(part) if isinstance(part, dict) else part for part in value]
+        elif value is None and not key.startswith("$"):
+            out[key] = {"$eq": None}
+        else:
+            out[key] = value
+    return out
+
+
+def and_filter(filter_: dict, condition: dict) -> dict:
+    """``filter_`` AND ``condition``, never replacing a key of the caller's filter.
+
+    Merged as a plain dict, a cursor's ``_id`` or ``$or`` would overwrite the scope's own ``_id``
+    (a manager's one team) or a search's ``$or``, and a forged cursor would list everything. So the
+    caller's keys stay where they are; the condition's operators (its ``$or``) and any key the
+    filter already has go under ``$and``; its other keys join the filter. Standard MongoDB, and the
+    forms nx-27017 gets right: a top-level ``$or`` with a datetime range drops the other top-level
+    conditions there, and ``{f: null}`` inside ``$and`` or beside a range matches only a missing
+    ``f`` (hence ``null_safe``; docs/mongodb-compat.md).
+    """
+    query = null_safe(filter_)
+    nested = {k: v for k, v in condition.items() if k in query or k.startswith("$")}
+    query.update({k: v for k, v in condition.items() if k not in nested})
+    if nested:
+        query["$and"] = [*query.get("$and", []), nested]
+    return query
+
+
 @dataclass
 class Page:
     items: list[dict]
@@ -79,21 +117,17 @@ async def paginate(
     """One ``find`` per page: fetch ``limit + 1`` to learn whether there is a next page."""
     op = "$lt" if descending else "$gt"
     direction = -1 if descending else 1
-    query = dict(filter_)
+    query = null_safe(filter_)
     if cursor:
         if sort_key == "_id":
             (last_id,) = decode_cursor(cursor, 1)
-            query["_id"] = {op: last_id}
+            after: dict = {"_id": {op: last_id}}
         else:
             last_value, last_id = decode_cursor(cursor, 2)
             # Past the last item: a later sort value, or the same one (written as a closed range so
-            # the (…, sort_key) index serves both branches) and a later _id. ANDed with any ``$or``
-            # of the caller's own (a search), never replacing it.
-            after = [{sort_key: {op: last_value}}, {sort_key: {"$gte": last_value, "$lte": last_value}, "_id": {op: last_id}}]
-            if "$or" in query:
-                query["$and"] = [*query.get("$and", []), {"$or": after}]
-            else:
-                query["$or"] = after
+            # the (…, sort_key) index serves both branches) and a later _id.
+            after = {"$or": [{sort_key: {op: last_value}}, {sort_key: {"$gte": last_value, "$lte": last_value}, "_id": {op: last_id}}]}
+        query = and_filter(filter_, after)
     sort = [("_id", direction)] if sort_key == "_id" else [(sort_key, direction), ("_id", direction)]
     docs = await collection.find(query, projection).sort(sort).limit(limit + 1).to_list(None)
     next_cursor = None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import os
 import re
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from config.settings import Settings
+from server.workers import BoundedExecutor
 
 JWT_ALGORITHM = "HS256"
 ACCESS = "access"
@@ -29,15 +30,19 @@ class Passwords:
     """Argon2id hashing off the event loop, with a dummy check for unknown users.
 
     ``verify`` takes the same time whether or not the user exists, so the login endpoint does not
-    reveal which usernames are real.
+    reveal which usernames are real. Hashes run on a small executor of their own
+    (``MPCRM_PASSWORD_HASH_WORKERS`` threads; argon2-cffi releases the GIL while it hashes), never on
+    the event loop nor the shared default executor, with at most ``MPCRM_PASSWORD_HASH_QUEUE`` waiting:
+    a flood of logins gets 503 instead of slowing every other request.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib)
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        self._executor = BoundedExecutor("password-hash", settings.password_hash_workers, settings.password_hash_queue)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self._executor.run(self._hasher.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         def check() -> bool:
@@ -46,7 +51,7 @@ class Passwords:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await asyncio.to_thread(check)
+        return await self._executor.run(check)
 
 
 # ---------------------------------------------------------------- tokens
@@ -123,12 +128,22 @@ def token_hash(token: str) -> str:
 
 
 # ---------------------------------------------------------------- personal data
-PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")  # ASCII digits only (``\d`` would take any script's)
+
+
+def fold_digits(text: str) -> str:
+    """Any script's decimal digits as ASCII, after NFKC (full-width ``１３８``, ``＋``, ``－`` and
+    the ideographic space become ``138``, ``+``, ``-`` and a space; Arabic-Indic ``١٣٨`` and
+    Devanagari ``१३८`` become ``138``)."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(str(unicodedata.decimal(ch)) if not ch.isascii() and unicodedata.decimal(ch, None) is not None else ch for ch in text)
 
 
 def normalise_mainland_mobile(raw: str) -> str | None:
-    """``+86 138-0013-8000`` → ``13800138000``; None when it is not a mainland mobile number."""
-    digits = re.sub(r"[\s\-()]", "", raw or "")
+    """``+86 138-0013-8000`` (in any script's digits) → ``13800138000``; None when it is not a
+    mainland mobile number. Every phone is folded here before it is stored, blind-indexed,
+    de-duplicated, searched or rate-limited, so one person is one number however it was typed."""
+    digits = re.sub(r"[\s\-()]", "", fold_digits(raw or ""))
     for prefix in ("+86", "0086", "86"):
         if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
             digits = digits[len(prefix):]

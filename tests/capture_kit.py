@@ -100,5 +100,15 @@ async def submit(api, body: dict, slug: str = "expo-2026", *, key: str | None = 
     return await api.post(submit_path(slug), json=body, token=token, headers=hdrs)
 
 
+def lead_of(raw_db, submission) -> str:
+    """The lead a submission reached, as staff find it (the submission is its timeline event). The
+    public answer is a receipt of the submission and carries no lead id. ``submission`` is the
+    response or its JSON body."""
+    body = submission.json if hasattr(submission, "json") else submission
+    from bson import ObjectId
+
+    return raw_db.lead_events.find_one({"_id": ObjectId(body["submission_id"])})["lead_id"]
+
+
 def detail_fields(response) -> list[str]:
     return [d.get("field") for d in (response.json or {}).get("error", {}).get("details", [])]

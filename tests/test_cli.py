@@ -82,6 +82,24 @@ def test_ensure_indexes_and_run_job(cli, boss):
     unknown = cli.run("run-job", "nope")
     assert unknown.returncode != 0
     assert "job.unknown" in unknown.stderr and "nope" in unknown.stderr
+    # it names the valid jobs, so the operator can pick one
+    for name in ("purge_revoked_sessions", "rfm_layers", "deliver_outbox"):
+        assert name in unknown.stderr, unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+def test_seed_demo_creates_the_leads_its_help_promises_once(cli):
+    helptext = cli.run("--help")
+    assert "their leads" in helptext.stdout, helptext.stdout
+    first = cli.run("seed-demo")
+    assert first.returncode == 0, first.stderr
+    seeded = json.loads(first.stdout)
+    assert set(seeded["users"]) >= {"admin", "wang.manager", "li.rep", "han.rep", "zhao.manager", "sun.rep"}
+    assert seeded["leads"] == {"created": 6, "existing": 0}
+    again = cli.run("seed-demo")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["leads"] == {"created": 0, "existing": 6}
+    assert json.loads(again.stdout)["users"] == seeded["users"]
 
 
 def test_production_with_default_secrets_refuses_to_start(cli):

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
+from server.schemas.common import IsoDatetime, LocalizedStr, OutModel, PageQuery, PatchModel, RequestModel, SingleLine
 from server.schemas.users import OBJECT_ID_PATTERN, Tag
 
 Strategy = Literal["round_robin", "weighted", "least_loaded"]
@@ -12,7 +12,11 @@ HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
 class WorkingHours(RequestModel):
-    days: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1, max_length=7, description="ISO weekdays, 1 = Monday")
+    # The bounds and the uniqueness are in the schema too (OpenAPI), not only in _check.
+    days: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5], min_length=1, max_length=7, description="ISO weekdays, 1 = Monday",
+        json_schema_extra={"uniqueItems": True},
+    )
     start: str = Field("09:00", pattern=HHMM)
     end: str = Field("18:00", pattern=HHMM)
 
@@ -48,7 +52,7 @@ class _RuleFields(RequestModel):
 
 
 class RuleCreate(_RuleFields):
-    name: str = Field(min_length=1, max_length=64)
+    name: SingleLine = Field(min_length=1, max_length=64)
     team_id: str = Field(pattern=OBJECT_ID_PATTERN)
     priority: int = Field(100, ge=0, le=10000, description="Lower runs first")
     match: RuleMatch = Field(default_factory=RuleMatch)
@@ -68,8 +72,11 @@ class RuleCreate(_RuleFields):
         return self
 
 
-class RuleUpdate(Versioned, _RuleFields):
-    name: str | None = Field(None, min_length=1, max_length=64)
+class RuleUpdate(PatchModel, _RuleFields):
+    """null clears weights, the daily quota or the working hours; nothing else."""
+
+    nullable = frozenset({"weights", "daily_quota", "working_hours"})
+    name: SingleLine | None = Field(None, min_length=1, max_length=64)
     priority: int | None = Field(None, ge=0, le=10000)
     match: RuleMatch | None = None
     strategy: Strategy | None = None
@@ -109,7 +116,7 @@ class RulePage(OutModel):
 
 class PreviewIn(RequestModel):
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    source: str | None = Field(None, max_length=64)
+    source: SingleLine | None = Field(None, max_length=64)
 
 
 class PreviewOut(OutModel):
@@ -118,4 +125,4 @@ class PreviewOut(OutModel):
     owner_id: str | None = None
     owner_name: str | None = None
     strategy: str | None = None
-    reason: str
+    reason: LocalizedStr

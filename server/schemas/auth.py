@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from server.schemas.common import OutModel, RequestModel
+from server.schemas.common import OutModel, RequestModel, SingleLine
 from server.schemas.users import UserOut
 
 
@@ -12,8 +12,8 @@ class PasswordLogin(RequestModel):
 
 
 class WechatLogin(RequestModel):
-    code: str = Field(min_length=1, max_length=128, description="wx.login() code")
-    bind_code: str | None = Field(None, min_length=1, max_length=128, description="One-time staff bind code")
+    code: SingleLine = Field(min_length=1, max_length=128, description="wx.login() code")
+    bind_code: SingleLine | None = Field(None, min_length=1, max_length=128, description="One-time staff bind code")
 
 
 class RefreshRequest(RequestModel):

@@ -3,32 +3,33 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StrictInt, model_validator
+from pydantic import Field, StrictInt, model_validator
 
-from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
+from server.schemas.common import INT64_MAX, IsoDatetime, MultiLine, OutModel, PageQuery, PatchModel, RequestModel, SaneDate, SaneDatetime, SingleLine, Versioned
 from server.schemas.leads import LEAD_ID_PATTERN
 
 ContractStatus = Literal["draft", "pending", "active", "rejected", "ended"]
 PaymentMethod = Literal["bank_transfer", "wechat_pay", "alipay", "cash", "cheque", "other"]
 CONTRACT_ID_PATTERN = r"^[0-9a-f]{24}$"
+Fen = Annotated[StrictInt, Field(gt=0, le=INT64_MAX)]
 
 
 # ---------------------------------------------------------------- requests
 class InstalmentIn(RequestModel):
-    due_date: date
-    amount_fen: StrictInt = Field(gt=0)
+    due_date: SaneDate
+    amount_fen: Fen
 
 
 class ContractCreate(RequestModel):
     lead_id: str = Field(pattern=LEAD_ID_PATTERN)
-    title: str = Field(min_length=1, max_length=200)
-    amount_fen: StrictInt = Field(gt=0, description="Integer fen; at most MPCRM_CONTRACT_MAX_AMOUNT_FEN")
-    start_date: date
-    end_date: date
+    title: SingleLine = Field(min_length=1, max_length=200)
+    amount_fen: Fen = Field(description="Integer fen; at most MPCRM_CONTRACT_MAX_AMOUNT_FEN")
+    start_date: SaneDate
+    end_date: SaneDate
     payment_plan: list[InstalmentIn] | None = Field(None, min_length=1, max_length=120)
-    notes: str | None = Field(None, max_length=2000)
+    notes: MultiLine | None = Field(None, max_length=2000)
 
     @model_validator(mode="after")
     def _dates(self) -> ContractCreate:
@@ -37,13 +38,16 @@ class ContractCreate(RequestModel):
         return self
 
 
-class ContractUpdate(Versioned):
-    title: str | None = Field(None, min_length=1, max_length=200)
-    amount_fen: StrictInt | None = Field(None, gt=0)
-    start_date: date | None = None
-    end_date: date | None = None
+class ContractUpdate(PatchModel):
+    """null clears the notes, or the payment plan (back to one instalment at the start)."""
+
+    nullable = frozenset({"notes", "payment_plan"})
+    title: SingleLine | None = Field(None, min_length=1, max_length=200)
+    amount_fen: Fen | None = None
+    start_date: SaneDate | None = None
+    end_date: SaneDate | None = None
     payment_plan: list[InstalmentIn] | None = Field(None, min_length=1, max_length=120)
-    notes: str | None = Field(None, max_length=2000)
+    notes: MultiLine | None = Field(None, max_length=2000)
 
 
 class SubmitIn(Versioned):
@@ -51,7 +55,7 @@ class SubmitIn(Versioned):
 
 
 class DecisionIn(Versioned):
-    comment: str = Field("", max_length=500)
+    comment: MultiLine = Field("", max_length=500)
 
 
 class ContractListQuery(PageQuery):
@@ -64,10 +68,10 @@ class ApprovalQuery(PageQuery):
 
 
 class PaymentIn(RequestModel):
-    amount_fen: StrictInt = Field(gt=0)
-    received_at: AwareDatetime
+    amount_fen: Fen
+    received_at: SaneDatetime
     method: PaymentMethod
-    reference: str | None = Field(None, max_length=100)
+    reference: SingleLine | None = Field(None, max_length=100)
 
 
 # ---------------------------------------------------------------- responses
@@ -90,7 +94,9 @@ class StepOut(OutModel):
     index: int
     type: str
     mode: Literal["any", "all"]
-    approvers: list[str]
+    holder: Literal["manager", "admin", "named"] | None = Field(
+        None, description="Who decides: any manager of the contract's team now, any admin now, or the named approvers")
+    approvers: list[str] = Field(description="Named steps: who decides. Role steps: who held the role when the step was built (notified)")
     approver_names: dict[str, str] = {}
     approved_by: list[str] = []
     state: Literal["waiting", "current", "approved", "rejected", "returned", "skipped"]

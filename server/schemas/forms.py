@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from server.schemas.common import IsoDatetime, OutModel, RequestModel, Versioned
+from server.schemas.common import IsoDatetime, MultiLine, OutModel, PatchModel, RequestModel, SingleLine
 from server.schemas.users import OBJECT_ID_PATTERN, Tag
 
 FieldType = Literal["text", "phone", "email", "number", "select", "multiselect", "date", "textarea"]
@@ -14,14 +14,14 @@ DEFAULT_MAX_LENGTH = {"text": 200, "textarea": 2000, "email": 254}
 
 
 class OptionIn(RequestModel):
-    value: str = Field(min_length=1, max_length=64, pattern=r"^[^$.]+$")
-    label: str = Field(min_length=1, max_length=64)
+    value: SingleLine = Field(min_length=1, max_length=64, pattern=r"^[^$.]+$")
+    label: SingleLine = Field(min_length=1, max_length=64)
     tag: Tag | None = Field(None, description="Choosing this option adds this tag to the lead")
 
 
 class FormFieldIn(RequestModel):
     key: FieldKey
-    label: str = Field(min_length=1, max_length=64)
+    label: SingleLine = Field(min_length=1, max_length=64)
     type: FieldType
     required: bool = False
     options: list[OptionIn] | None = Field(None, max_length=100)
@@ -60,8 +60,8 @@ def _check_fields(fields: list[FormFieldIn]) -> None:
 
 class FormCreate(RequestModel):
     slug: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    title: str = Field(min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=2000)
+    title: SingleLine = Field(min_length=1, max_length=100)
+    description: MultiLine | None = Field(None, max_length=2000)
     fields: list[FormFieldIn] = Field(min_length=1, max_length=50)
     default_tags: list[Tag] = Field(default_factory=list, max_length=20)
     team_id: str = Field(pattern=OBJECT_ID_PATTERN)
@@ -73,9 +73,12 @@ class FormCreate(RequestModel):
         return self
 
 
-class FormUpdate(Versioned):
-    title: str | None = Field(None, min_length=1, max_length=100)
-    description: str | None = Field(None, max_length=2000)
+class FormUpdate(PatchModel):
+    """Only the description may be cleared; a null title, fields or team would break the form."""
+
+    nullable = frozenset({"description"})
+    title: SingleLine | None = Field(None, min_length=1, max_length=100)
+    description: MultiLine | None = Field(None, max_length=2000)
     fields: list[FormFieldIn] | None = Field(None, min_length=1, max_length=50)
     default_tags: list[Tag] | None = Field(None, max_length=20)
     team_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
@@ -138,14 +141,17 @@ class FormOut(OutModel):
 
 class SubmissionIn(RequestModel):
     answers: dict[str, Any] = Field(max_length=50)
-    phone_code: str | None = Field(None, min_length=1, max_length=128, description="From the phone-number button")
-    source_channel: str | None = Field(None, max_length=64, pattern=r"^[^$.]+$")
-    campaign: str | None = Field(None, max_length=64, pattern=r"^[^$.]+$")
+    phone_code: SingleLine | None = Field(None, min_length=1, max_length=128, description="From the phone-number button")
+    source_channel: SingleLine | None = Field(None, max_length=64, pattern=r"^[^$.]+$")
+    campaign: SingleLine | None = Field(None, max_length=64, pattern=r"^[^$.]+$")
 
 
 class SubmissionOut(OutModel):
+    """A receipt of the submission itself: the same shape whether the phone was new or known."""
+
     submission_id: str
-    lead_id: str
+    status: Literal["received"] = "received"
+    submitted_at: IsoDatetime
 
 
 class MySubmissionOut(OutModel):

@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
+from server.schemas.common import IsoDatetime, LocalizedData, LocalizedStr, MultiLine, OutModel, PageQuery, PatchModel, RequestModel, SaneDatetime, SingleLine, Versioned
 from server.schemas.users import OBJECT_ID_PATTERN, Tag
 
 RevealField = Literal["phone"]
@@ -15,7 +14,7 @@ class AssignmentOut(OutModel):
     owner_id: str
     rule_id: str | None = None
     strategy: str
-    reason: str
+    reason: LocalizedStr
     at: IsoDatetime
 
 
@@ -74,7 +73,7 @@ class EventOut(OutModel):
     at: IsoDatetime
     actor_id: str | None = None
     actor_role: str | None = None
-    data: dict[str, Any] = {}
+    data: LocalizedData = {}
 
 
 # ---------------------------------------------------------------- requests
@@ -84,60 +83,53 @@ Stage = Literal["new", "contacted", "qualified", "customer", "retained", "at_ris
 Level = Literal["A", "B", "C"]
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("give a UTC offset, e.g. 2026-11-23T09:00:00+08:00")
-    return value
-
-
 class LeadCreate(RequestModel):
     id: str | None = Field(None, pattern=LEAD_ID_PATTERN, description="Your own UUID, for offline capture")
-    name: str = Field(min_length=1, max_length=64)
-    phone: str | None = Field(None, max_length=32)
-    company: str | None = Field(None, max_length=100)
-    email: str | None = Field(None, max_length=254)
-    city: str | None = Field(None, max_length=64)
+    name: SingleLine = Field(min_length=1, max_length=64)
+    phone: SingleLine | None = Field(None, max_length=32)
+    company: SingleLine | None = Field(None, max_length=100)
+    email: SingleLine | None = Field(None, max_length=254)
+    city: SingleLine | None = Field(None, max_length=64)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
-    notes: str | None = Field(None, max_length=2000)
+    notes: MultiLine | None = Field(None, max_length=2000)
     level: Level | None = None
-    next_followup_at: datetime | None = None
-
-    _tz = field_validator("next_followup_at")(_aware)
+    next_followup_at: SaneDatetime | None = None
 
 
-class LeadUpdate(Versioned):
-    name: str | None = Field(None, min_length=1, max_length=64)
-    company: str | None = Field(None, max_length=100)
-    email: str | None = Field(None, max_length=254)
-    city: str | None = Field(None, max_length=64)
+class LeadUpdate(PatchModel):
+    """null clears the optional details; a name, tags (send []) or ``locked`` cannot be null."""
+
+    nullable = frozenset({"company", "email", "city", "notes", "level", "next_followup_at"})
+    name: SingleLine | None = Field(None, min_length=1, max_length=64)
+    company: SingleLine | None = Field(None, max_length=100)
+    email: SingleLine | None = Field(None, max_length=254)
+    city: SingleLine | None = Field(None, max_length=64)
     tags: list[Tag] | None = Field(None, max_length=32)
-    notes: str | None = Field(None, max_length=2000)
+    notes: MultiLine | None = Field(None, max_length=2000)
     level: Level | None = None
     locked: bool | None = Field(None, description="Locked leads are never reclaimed to the pool")
-    next_followup_at: datetime | None = None
-
-    _tz = field_validator("next_followup_at")(_aware)
+    next_followup_at: SaneDatetime | None = None
 
 
 class LeadListQuery(PageQuery):
     stage: Stage | None = None
-    tag: str | None = Field(None, max_length=32)
+    tag: SingleLine | None = Field(None, max_length=32)
     owner_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
-    q: str | None = Field(None, min_length=1, max_length=50, description="Prefix of the name or company")
-    phone: str | None = Field(None, max_length=32, description="Exact phone number")
+    q: SingleLine | None = Field(None, min_length=1, max_length=50, description="Prefix of the name or company")
+    phone: SingleLine | None = Field(None, max_length=32, description="Exact phone number")
     layer: Level | None = None
     sort: Literal["updated", "next_followup"] = "updated"
 
 
 class StageChange(Versioned):
     to: Stage
-    reason: str | None = Field(None, min_length=1, max_length=500)
+    reason: MultiLine | None = Field(None, min_length=1, max_length=500)
 
 
 class LocationIn(RequestModel):
     lat: float = Field(ge=-90, le=90)
     lng: float = Field(ge=-180, le=180)
-    address: str | None = Field(None, max_length=200)
+    address: SingleLine | None = Field(None, max_length=200)
     accuracy_m: float | None = Field(None, ge=0, le=100000)
 
 
@@ -147,25 +139,23 @@ FollowupKind = Literal["call", "visit", "wechat", "meeting", "note"]
 class FollowupCreate(RequestModel):
     id: str | None = Field(None, pattern=LEAD_ID_PATTERN, description="Your own UUID, for offline capture")
     kind: FollowupKind
-    content: str = Field(min_length=1, max_length=2000)
+    content: MultiLine = Field(min_length=1, max_length=2000)
     location: LocationIn | None = None
-    occurred_at: datetime | None = Field(None, description="When it happened (offline capture); default now")
-    next_followup_at: datetime | None = None
-
-    _tz = field_validator("next_followup_at", "occurred_at")(_aware)
+    occurred_at: SaneDatetime | None = Field(None, description="When it happened (offline capture); default now")
+    next_followup_at: SaneDatetime | None = None
 
 
 class ReleaseIn(RequestModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: MultiLine = Field(min_length=1, max_length=500)
 
 
 class AssignIn(RequestModel):
     owner_id: str = Field(pattern=OBJECT_ID_PATTERN)
-    reason: str | None = Field(None, max_length=500)
+    reason: MultiLine | None = Field(None, max_length=500)
 
 
 class PoolQuery(PageQuery):
-    tag: str | None = Field(None, max_length=32)
+    tag: SingleLine | None = Field(None, max_length=32)
 
 
 class FollowupOut(OutModel):

@@ -6,19 +6,19 @@ from datetime import date
 
 from pydantic import ConfigDict, Field
 
-from server.schemas.common import IsoDatetime, OutModel, QueryModel
+from server.schemas.common import IsoDatetime, OutModel, QueryModel, SaneDate, SingleLine
 
 
 class ReportRange(QueryModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
 
-    from_: date = Field(alias="from", description="First day (YYYY-MM-DD, business time zone), inclusive")
-    to: date = Field(description="Last day (YYYY-MM-DD, business time zone), inclusive; at most 366 days after from")
-    team_id: str | None = Field(None, max_length=64, description="Admins: one team (default all); managers: their own only")
+    from_: SaneDate = Field(alias="from", description="First day (YYYY-MM-DD, business time zone), inclusive")
+    to: SaneDate = Field(description="Last day (YYYY-MM-DD, business time zone), inclusive; at most 366 days after from")
+    team_id: SingleLine | None = Field(None, max_length=64, description="Admins: one team (default all); managers: their own only")
 
 
 class TeamQuery(QueryModel):
-    team_id: str | None = Field(None, max_length=64)
+    team_id: SingleLine | None = Field(None, max_length=64)
 
 
 class StageRow(OutModel):

@@ -2,40 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
+from server.schemas.common import IsoDatetime, OutModel, PageQuery, PatchModel, RequestModel, SaneDatetime, SingleLine, Versioned
 from server.schemas.users import OBJECT_ID_PATTERN
 
 TaskStatus = Literal["open", "done"]
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise ValueError("give a UTC offset, e.g. 2026-11-23T09:00:00+08:00")
-    return value
-
-
 class TaskCreate(RequestModel):
-    title: str = Field(min_length=1, max_length=100)
-    lead_id: str | None = Field(None, min_length=1, max_length=64)
+    title: SingleLine = Field(min_length=1, max_length=100)
+    lead_id: SingleLine | None = Field(None, min_length=1, max_length=64)
     assignee_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN, description="Default: you")
-    due_at: datetime
-    remind_at: datetime | None = Field(None, description="Must not be after due_at")
-
-    _tz = field_validator("due_at", "remind_at")(_aware)
+    due_at: SaneDatetime
+    remind_at: SaneDatetime | None = Field(None, description="Must not be after due_at")
 
 
-class TaskUpdate(Versioned):
-    title: str | None = Field(None, min_length=1, max_length=100)
+class TaskUpdate(PatchModel):
+    """Only ``remind_at`` may be cleared; a task always has a title, an assignee and a due time."""
+
+    nullable = frozenset({"remind_at"})
+    title: SingleLine | None = Field(None, min_length=1, max_length=100)
     assignee_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
-    due_at: datetime | None = None
-    remind_at: datetime | None = None
-
-    _tz = field_validator("due_at", "remind_at")(_aware)
+    due_at: SaneDatetime | None = None
+    remind_at: SaneDatetime | None = None
 
 
 class TaskComplete(Versioned):
@@ -44,9 +36,7 @@ class TaskComplete(Versioned):
 
 class TaskQuery(PageQuery):
     status: TaskStatus | None = None
-    due_before: datetime | None = None
-
-    _tz = field_validator("due_before")(_aware)
+    due_before: SaneDatetime | None = None
 
 
 class TaskOut(OutModel):

@@ -4,11 +4,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from server.schemas.common import IsoDatetime, OutModel, PageQuery, RequestModel, Versioned
+from server.schemas.common import IsoDatetime, MultiLine, OutModel, PageQuery, PatchModel, RequestModel, SingleLine
 
 StaffRole = Literal["rep", "manager", "admin"]
 Role = Literal["customer", "rep", "manager", "admin"]
-Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^$.]+$")]
+Tag = Annotated[SingleLine, Field(min_length=1, max_length=32, pattern=r"^[^$.]+$")]
 Username = Field(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
 
@@ -16,7 +16,7 @@ OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
 class UserCreate(RequestModel):
     username: str = Username
     password: str | None = Field(None, min_length=8, max_length=128)
-    name: str = Field(min_length=1, max_length=64)
+    name: SingleLine = Field(min_length=1, max_length=64)
     role: StaffRole
     team_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
     tags: list[Tag] = Field(default_factory=list, max_length=32)
@@ -25,8 +25,11 @@ class UserCreate(RequestModel):
     active: bool = True
 
 
-class UserUpdate(Versioned):
-    name: str | None = Field(None, min_length=1, max_length=64)
+class UserUpdate(PatchModel):
+    """Only ``team_id`` may be cleared (null), and only where the role allows it (an admin)."""
+
+    nullable = frozenset({"team_id"})
+    name: SingleLine | None = Field(None, min_length=1, max_length=64)
     password: str | None = Field(None, min_length=8, max_length=128)
     role: StaffRole | None = None
     team_id: str | None = Field(None, pattern=OBJECT_ID_PATTERN)
@@ -76,7 +79,7 @@ class ReclaimSettings(RequestModel):
 
     enabled: bool = True
     no_followup_days: int = Field(7, ge=1, le=365, description="Days without a follow-up since assignment or last activity")
-    no_followup_days_by_level: dict[Literal["A", "B", "C"], int] = Field(default_factory=dict, description="Per customer level, e.g. {\"A\": 30}")
+    no_followup_days_by_level: dict[Literal["A", "B", "C"], Annotated[int, Field(ge=1, le=365)]] = Field(default_factory=dict, description="Per customer level, e.g. {\"A\": 30}")
     no_conversion_days: int | None = Field(30, ge=1, le=365, description="Days after a claim without becoming a customer")
     warn_days_before: int = Field(2, ge=0, le=30, description="Warn the owner this many days before")
 
@@ -88,16 +91,17 @@ class ReclaimSettings(RequestModel):
 
 
 class TeamCreate(RequestModel):
-    name: str = Field(min_length=1, max_length=64)
-    description: str | None = Field(None, max_length=500)
+    name: SingleLine = Field(min_length=1, max_length=64)
+    description: MultiLine | None = Field(None, max_length=500)
     active: bool = True
     pool: PoolSettings = Field(default_factory=PoolSettings)
     reclaim: ReclaimSettings = Field(default_factory=ReclaimSettings)
 
 
-class TeamUpdate(Versioned):
-    name: str | None = Field(None, min_length=1, max_length=64)
-    description: str | None = Field(None, max_length=500)
+class TeamUpdate(PatchModel):
+    nullable = frozenset({"description"})
+    name: SingleLine | None = Field(None, min_length=1, max_length=64)
+    description: MultiLine | None = Field(None, max_length=500)
     active: bool | None = None
     pool: PoolSettings | None = None
     reclaim: ReclaimSettings | None = None

@@ -28,9 +28,10 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
 
-from server.actor import Actor, require_role
+from server.actor import SYSTEM, Actor, require_role
 from server.clock import Clock
 from server.errors import Invalid, NotFound, VersionMismatch
+from server.i18n import LANGUAGES
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
 from server.schemas.allocation import PreviewIn, RuleCreate, RuleUpdate
@@ -61,7 +62,7 @@ class Decision:
     rule: dict | None
     owner: Member | None
     strategy: str
-    reason: str
+    reason: dict[str, str]  # {"zh-CN": ..., "en": ...}: see Reason
     turn_used: bool = False
 
 
@@ -92,7 +93,68 @@ def swrr_order(weights: list[int]) -> list[int]:
     return order
 
 
-def rule_matches(rule: dict, lead: dict) -> str | None:
+# The phrases of an allocation reason, in both languages. A reason is stored in both
+# ({"zh-CN": ..., "en": ...}) on the lead's assignment, the timeline event and the preview, and the
+# API answers in the caller's Accept-Language (server/i18n.py).
+REASON_TEXTS: dict[str, dict[str, str]] = {
+    "rule": {"zh-CN": "规则 {rule}：{why}", "en": "rule {rule} {why}"},
+    "matched_tag": {"zh-CN": "匹配标签 {tag}", "en": "matched tag {tag}"},
+    "matched_tag_source": {"zh-CN": "匹配标签 {tag} 和来源 {source}", "en": "matched tag {tag} and source {source}"},
+    "matched_source": {"zh-CN": "匹配来源 {source}", "en": "matched source {source}"},
+    "matches_all": {"zh-CN": "匹配所有线索", "en": "matches every lead"},
+    "no_match": {"zh-CN": "不匹配这些标签和来源", "en": "does not match these tags and source"},
+    "no_members": {"zh-CN": "规则没有成员", "en": "it has no members"},
+    "nobody_available": {"zh-CN": "无人可分配", "en": "nobody available"},
+    "least_loaded": {"zh-CN": "负载最低：{open}/{capacity} 条未结线索", "en": "least loaded: {open}/{capacity} open leads"},
+    "weighted": {"zh-CN": "按权重 {weight}/{total}，第 {turn}/{turns} 轮", "en": "weighted {weight}/{total}, turn {turn} of {turns}"},
+    "round_robin": {"zh-CN": "轮询第 {turn}/{turns} 位", "en": "round-robin turn {turn} of {turns}"},
+    "skipped": {"zh-CN": "跳过 {items}", "en": "skipped {items}"},
+    "skipped_item": {"zh-CN": "{name}（{problem}）", "en": "{name}: {problem}"},
+    "pool": {"zh-CN": "没有匹配的分配规则，已进入团队公海", "en": "no allocation rule matched; sent to the team's pool"},
+    # why a member was skipped
+    "inactive": {"zh-CN": "已停用", "en": "inactive"},
+    "moved_team": {"zh-CN": "已调至其他团队", "en": "moved to another team"},
+    "at_capacity": {"zh-CN": "已达保有量上限 {open}/{capacity}", "en": "at capacity {open}/{capacity}"},
+    "daily_quota": {"zh-CN": "今日配额已满 {assigned}/{quota}", "en": "daily quota {assigned}/{quota} reached"},
+    "off_hours": {"zh-CN": "不在工作时间", "en": "outside working hours"},
+}
+_SEPARATOR = {"zh-CN": "；", "en": "; "}
+_LIST_SEPARATOR = {"zh-CN": "、", "en": ", "}
+
+Phrase = tuple[str, dict[str, Any]]
+
+
+def _say(language: str, phrase: Phrase) -> str:
+    code, params = phrase
+    return REASON_TEXTS[code][language].format(**params)
+
+
+@dataclass
+class Reason:
+    """Why a lead went where it went, as phrases (code + params), written out in every language."""
+
+    rule: str | None = None
+    why: Phrase | None = None
+    steps: list[Phrase] = field(default_factory=list)
+    skipped: list[tuple[str, Phrase]] = field(default_factory=list)  # (member name, problem)
+
+    def text(self, language: str) -> str:
+        parts = []
+        if self.rule is not None and self.why is not None:
+            parts.append(REASON_TEXTS["rule"][language].format(rule=self.rule, why=_say(language, self.why)))
+        parts += [_say(language, step) for step in self.steps]
+        if self.skipped:
+            items = _LIST_SEPARATOR[language].join(
+                REASON_TEXTS["skipped_item"][language].format(name=name, problem=_say(language, problem)) for name, problem in self.skipped
+            )
+            parts.append(REASON_TEXTS["skipped"][language].format(items=items))
+        return _SEPARATOR[language].join(parts)
+
+    def texts(self) -> dict[str, str]:
+        return {language: self.text(language) for language in LANGUAGES}
+
+
+def rule_matches(rule: dict, lead: dict) -> Phrase | None:
     """Why the rule matches the lead (a phrase for the reason), or None."""
     match = rule.get("match") or {}
     source = match.get("source")
@@ -103,8 +165,8 @@ def rule_matches(rule: dict, lead: dict) -> str | None:
         hit = [t for t in wanted if t in (lead.get("tags") or [])]
         if not hit:
             return None
-        return f"matched tag {hit[0]}" + (f" and source {source}" if source else "")
-    return f"matched source {source}" if source else "matches every lead"
+        return ("matched_tag_source", {"tag": hit[0], "source": source}) if source else ("matched_tag", {"tag": hit[0]})
+    return ("matched_source", {"source": source}) if source else ("matches_all", {})
 
 
 class AllocationService:
@@ -192,7 +254,7 @@ class AllocationService:
         lead = {"tags": data.tags, "source": {"form_slug": data.source}, "team_id": rule["team_id"]}
         why = rule_matches(rule, lead)
         if why is None:
-            return {"matched": False, "rule_id": str(rule["_id"]), "reason": f"rule {rule['name']} does not match these tags and source"}
+            return {"matched": False, "rule_id": str(rule["_id"]), "reason": Reason(rule["name"], ("no_match", {})).texts()}
         now = self._clock.now()
         members = await self._members([rule], now)
         owner, reason = self._pick(rule, rule.get("turn", 0) + 1, members, now, why)
@@ -245,7 +307,7 @@ class AllocationService:
         teams = sorted({lead.get("team_id") for lead in leads if lead.get("team_id")})
         rules = await self._rules.find({"team_id": {"$in": teams}, "active": True}).sort("priority", 1).to_list(None) if teams else []
         members = await self._members(rules, now)
-        by_rule: dict[Any, list[tuple[dict, str]]] = {}
+        by_rule: dict[Any, list[tuple[dict, Phrase]]] = {}
         decisions: list[Decision] = []
         for lead in leads:
             for rule in rules:
@@ -255,7 +317,7 @@ class AllocationService:
                         by_rule.setdefault(rule["_id"], []).append((lead, why))
                         break
             else:
-                decisions.append(Decision(lead, None, None, "pool", "no allocation rule matched; sent to the team's pool"))
+                decisions.append(Decision(lead, None, None, "pool", Reason(steps=[("pool", {})]).texts()))
         rules_by_id = {r["_id"]: r for r in rules}
         for rule_id, group in by_rule.items():
             rule = rules_by_id[rule_id]
@@ -293,52 +355,53 @@ class AllocationService:
     def _today(self, now: datetime) -> str:
         return now.astimezone(self._tz).date().isoformat()
 
-    def _unavailable(self, rule: dict, member: Member | None, now: datetime) -> str | None:
+    def _unavailable(self, rule: dict, member: Member | None, now: datetime) -> Phrase | None:
         if member is None or not member.active:
-            return "inactive"
+            return ("inactive", {})
         if member.team_id != rule["team_id"]:
-            return "moved to another team"
+            return ("moved_team", {})
         if member.open_leads >= member.capacity:
-            return f"at capacity {member.open_leads}/{member.capacity}"
+            return ("at_capacity", {"open": member.open_leads, "capacity": member.capacity})
         quota = rule.get("daily_quota")
         if quota and member.assigned_today >= quota:
-            return f"daily quota {member.assigned_today}/{quota} reached"
+            return ("daily_quota", {"assigned": member.assigned_today, "quota": quota})
         hours = rule.get("working_hours")
         if hours:
             local = now.astimezone(self._tz)
             start, end = (time.fromisoformat(hours["start"]), time.fromisoformat(hours["end"]))
             if local.isoweekday() not in hours["days"] or not (start <= local.time() < end):
-                return "outside working hours"
+                return ("off_hours", {})
         return None
 
-    def _pick(self, rule: dict, turn: int, members: dict[str, Member], now: datetime, why: str) -> tuple[Member | None, str]:
+    def _pick(self, rule: dict, turn: int, members: dict[str, Member], now: datetime, why: Phrase) -> tuple[Member | None, dict[str, str]]:
+        """The member whose turn it is, and why, in every language."""
         ids = rule.get("members") or []
-        head = f"rule {rule['name']} {why}"
-        skipped: list[str] = []
-
-        def skip_text() -> str:
-            return ("; skipped " + ", ".join(skipped)) if skipped else ""
+        reason = Reason(rule["name"], why)
 
         def check(member_id: str) -> Member | None:
             member = members.get(member_id)
             problem = self._unavailable(rule, member, now)
             if problem:
-                text = f"{member.name if member else member_id}: {problem}"
-                if text not in skipped:
-                    skipped.append(text)
+                item = (member.name if member else member_id, problem)
+                if item not in reason.skipped:
+                    reason.skipped.append(item)
                 return None
             return member
 
+        def answer(member: Member | None, step: Phrase) -> tuple[Member | None, dict[str, str]]:
+            reason.steps.append(step)
+            return member, reason.texts()
+
         if not ids:
-            return None, f"{head}; it has no members"
+            return answer(None, ("no_members", {}))
         strategy = rule["strategy"]
         if strategy == "least_loaded":
             available = [m for m in (check(i) for i in ids) if m is not None]
             if not available:
-                return None, f"{head}; nobody available{skip_text()}"
+                return answer(None, ("nobody_available", {}))
             epoch = datetime.min.replace(tzinfo=now.tzinfo)
             best = min(available, key=lambda m: (m.open_leads, m.last_assigned_at or epoch, ids.index(m.id)))
-            return best, f"{head}; least loaded: {best.open_leads}/{best.capacity} open leads{skip_text()}"
+            return answer(best, ("least_loaded", {"open": best.open_leads, "capacity": best.capacity}))
         if strategy == "weighted":
             weights = rule.get("weights") or [1] * len(ids)
             order = swrr_order(weights)
@@ -348,15 +411,15 @@ class AllocationService:
                 member = check(ids[order[position]])
                 if member is not None:
                     w = weights[order[position]]
-                    return member, f"{head}; weighted {w}/{sum(weights)}, turn {position + 1} of {total}{skip_text()}"
-            return None, f"{head}; nobody available{skip_text()}"
+                    return answer(member, ("weighted", {"weight": w, "total": sum(weights), "turn": position + 1, "turns": total}))
+            return answer(None, ("nobody_available", {}))
         n = len(ids)
         for k in range(n):
             position = (turn - 1 + k) % n
             member = check(ids[position])
             if member is not None:
-                return member, f"{head}; round-robin turn {position + 1} of {n}{skip_text()}"
-        return None, f"{head}; nobody available{skip_text()}"
+                return answer(member, ("round_robin", {"turn": position + 1, "turns": n}))
+        return answer(None, ("nobody_available", {}))
 
     async def _apply(self, decisions: list[Decision], now: datetime, stats: SweepStats) -> None:
         today = self._today(now)
@@ -396,7 +459,7 @@ class AllocationService:
                 counters[d.owner.id] = counters.get(d.owner.id, 0) + 1
             events.append(_event(lead_id, "assigned", now, {"owner_id": d.owner.id, "rule_id": assignment["rule_id"], "strategy": d.strategy, "reason": d.reason}))
             notes.append(notification(
-                d.owner.id, "lead_assigned", "新线索分配", f"{d.lead.get('name', '')}: {d.reason}"[:200],
+                d.owner.id, "lead_assigned", "新线索分配", f"{d.lead.get('name', '')}：{d.reason['zh-CN']}"[:200],
                 f"assigned:{lead_id}:{d.owner.id}", data={"lead_id": lead_id},
             ))
         if stuck:
@@ -420,11 +483,11 @@ class AllocationService:
             for m in managers:
                 if m["team_id"] == d.lead.get("team_id"):
                     notes.append(notification(
-                        str(m["_id"]), "allocation_stuck", "线索待分配", f"{d.lead.get('name', '')}: {d.reason}"[:200],
+                        str(m["_id"]), "allocation_stuck", "线索待分配", f"{d.lead.get('name', '')}：{d.reason['zh-CN']}"[:200],
                         f"alloc-stuck:{d.lead['_id']}:{today}:{m['_id']}", data={"lead_id": d.lead["_id"]},
                     ))
         return notes
 
 
 def _event(lead_id: str, kind: str, at: datetime, data: dict) -> dict:
-    return {"_id": ObjectId(), "lead_id": lead_id, "kind": kind, "at": at, "actor_id": "system", "actor_role": "system", "data": data}
+    return {"_id": ObjectId(), "lead_id": lead_id, "kind": kind, "at": at, "actor_id": SYSTEM.id, "actor_role": SYSTEM.role, "data": data}

@@ -35,7 +35,12 @@ class AuthService:
         wechat: WechatClient,
         audit: AuditService,
         refresh_ttl_s: int,
+        *,
+        limiter=None,
+        login_limits: tuple[int, int, int] = (10, 30, 300),
     ) -> None:
+        self._limiter = limiter  # RateLimiter: password logins per username and per client address
+        self._user_limit, self._ip_limit, self._login_window_s = login_limits
         self._users_col = db["users"]
         self._refresh = db["refresh_tokens"]
         self._bind_codes = db["bind_codes"]
@@ -65,6 +70,15 @@ class AuthService:
             raise Unauthorized("auth.invalid_token")
         return Actor.from_user(user), user
 
+    async def public_caller(self, access_token: str) -> tuple[Actor | None, dict | None]:
+        """Who calls a public endpoint: a forged or malformed token is 401, but a genuine token of a
+        user who is deactivated, gone or signed out (``token_version``) is treated as no token."""
+        try:
+            return await self.authenticate(access_token)
+        except Unauthorized:
+            self.actor_from_token(access_token)  # raises again when the token itself is bad
+            return None, None
+
     def actor_from_token(self, access_token: str) -> Actor:
         """The caller named by a valid token, without a database read: for public endpoints, and for
         operations whose first write re-checks the user (active, same ``token_version``) itself."""
@@ -75,7 +89,13 @@ class AuthService:
         return Actor(id=claims.user_id, role=claims.role, team_id=claims.team_id, token_version=claims.token_version)
 
     # ------------------------------------------------------------ logins
-    async def password_login(self, username: str, password: str) -> dict:
+    async def password_login(self, username: str, password: str, client_ip: str | None = None) -> dict:
+        """Throttled per client address and per username before anything else (every attempt
+        counts, right or wrong, so a success resets nothing); only then the user and Argon2."""
+        if self._limiter is not None:
+            if client_ip:
+                await self._limiter.hit("login-ip", client_ip, self._ip_limit, self._login_window_s)
+            await self._limiter.hit("login-user", token_hash(username.casefold())[:32], self._user_limit, self._login_window_s)
         user = await self._users.by_username(username)
         ok = await self._passwords.verify(user.get("password_hash") if user else None, password)
         if not ok or user is None or not user.get("active") or user.get("role") not in STAFF_ROLES:

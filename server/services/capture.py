@@ -1,11 +1,16 @@
 """A customer's form submission, end to end: rate limits, the form, the phone (typed or from the
 WeChat phone button), answer validation, idempotency, and one lead per person.
 
+The submitter gets a receipt of the submission itself (its id, status and time), the same for a new
+phone and a known one: a public caller learns nothing about leads they did not create.
+
 Commands for a new person with an Idempotency-Key: rate limit, form, idempotency claim, phone
 lookup, lead insert, timeline event — six.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from bson import ObjectId
 
@@ -20,6 +25,16 @@ from server.services.ratelimit import RateLimiter
 from server.services.wechat import WechatCallError, WechatClient
 
 
+@dataclass(frozen=True)
+class Submission:
+    """``receipt`` is all the submitter is told; ``lead_id`` (None on a replay) is for the server's
+    own follow-up work (allocation after capture) and never goes back to the caller."""
+
+    receipt: dict
+    lead_id: str | None
+    replayed: bool
+
+
 class CaptureService:
     def __init__(self, settings: Settings, forms: FormService, leads: LeadService, limiter: RateLimiter, idempotency: IdempotencyService, wechat: WechatClient) -> None:
         self._settings = settings
@@ -32,8 +47,7 @@ class CaptureService:
     async def submit(
         self, slug: str, body: SubmissionIn, *, client_ip: str, customer: Actor | None,
         idempotency_key: str | None, fingerprint: str,
-    ) -> tuple[dict, bool]:
-        """Returns ``(response, replayed)``."""
+    ) -> Submission:
         await self._limiter.hit("submit-ip", client_ip, self._settings.public_submit_limit)
         form = await self._forms.public(slug)
         submission_id = ObjectId()
@@ -47,12 +61,12 @@ class CaptureService:
                 lambda rid: self._submission_exists(rid),
             )
             if claim.replay:
-                return await self._leads.submission_result(claim.resource_id), True
+                return Submission(await self._leads.submission_result(claim.resource_id), None, True)
             submission_id = ObjectId(claim.resource_id)
         try:
             phone_from_code = await self._resolve_phone_code(body.phone_code) if body.phone_code else None
             clean = validate_answers(form, body.answers, phone_from_code)
-            lead_id, _ = await self._leads.capture_submission(
+            lead_id, _, receipt = await self._leads.capture_submission(
                 form=form, clean=clean, submission_id=submission_id, channel=body.source_channel,
                 campaign=body.campaign, customer_id=customer.id if customer else None,
                 phone_limit_per_minute=self._settings.public_phone_limit,
@@ -61,7 +75,7 @@ class CaptureService:
             if claim is not None:
                 await self._idempotency.abandon(claim)
             raise
-        return {"submission_id": str(submission_id), "lead_id": lead_id}, False
+        return Submission(receipt, lead_id, False)
 
     async def _submission_exists(self, resource_id: str) -> bool:
         return await self._leads.submission_result(resource_id) is not None

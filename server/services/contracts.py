@@ -20,11 +20,12 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from config.settings import ApprovalTier, Settings
-from server.actor import Actor
+from server.actor import SYSTEM, Actor
 from server.clock import Clock
 from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid
 from server.paging import Page, paginate
+from server.schemas.common import DATE_MAX
 from server.schemas.contracts import ContractCreate, ContractListQuery, ContractUpdate, PaymentIn
 from server.services.audit import AuditService
 from server.services.idempotency import IdempotencyService
@@ -33,6 +34,8 @@ from server.services.lifecycle import CUSTOMER_STAGES, TRANSITIONS
 from server.services.notifications import NotificationService, notification
 
 DECISIONS = ("approve", "reject", "return")
+APPROVER_ROLES = ("manager", "admin")
+NAMED = "named"  # a step decided by the people it names (any_of / all_of), not by a role
 EVENT_KINDS = {"approve": "contract_approved", "reject": "contract_rejected", "return": "contract_returned"}
 # Stages a lead is never walked *through* on its way to customer / retained.
 _NO_PASSING = {"lost", "at_risk", "churned"}
@@ -77,6 +80,31 @@ def _next_due(plan: list[dict]) -> str | None:
     return min(open_) if open_ else None
 
 
+def _renewal_terms(old: dict) -> tuple[date, date, list[dict]]:
+    """The renewal's start, end and payment plan: the same length (whole years stay whole years
+    across leap days), starting the day after ``old`` ends. Refused (422) when any date would fall
+    after DATE_MAX — a contract ending 9999-12-31 has no next day at all."""
+    start, end = _d(old["start_date"]), _d(old["end_date"])
+    try:
+        new_start = end + timedelta(days=1)
+        shift = new_start - start
+        new_end = new_start + (end - start)
+        for years in range(1, 11):
+            try:
+                if start.replace(year=start.year + years) - timedelta(days=1) == end:
+                    new_end = new_start.replace(year=new_start.year + years) - timedelta(days=1)
+                    break
+            except ValueError:
+                break
+        plan = [{"due_date": _d(i["due_date"]) + shift, "amount_fen": i["amount_fen"]} for i in old["payment_plan"]]
+    except OverflowError:
+        plan, new_end = [], date.max
+    if new_end > DATE_MAX or any(i["due_date"] > DATE_MAX for i in plan):
+        raise Invalid("contract.renewal_out_of_range", params={"max": DATE_MAX.isoformat()},
+                      details=[{"field": "end_date", "code": "date_range", "message": f"the renewal would end after {DATE_MAX.isoformat()}"}])
+    return new_start, new_end, plan
+
+
 class ContractService:
     def __init__(
         self, db, clock: Clock, settings: Settings, leads: LeadService, audit: AuditService,
@@ -110,10 +138,36 @@ class ContractService:
         return contract.get("owner_id") == actor.id
 
     def _visible(self, actor: Actor, contract: dict) -> bool:
+        """In the caller's scope, or waiting for the caller's decision now, or naming the caller as
+        an approver (``any_of``/``all_of``) while they still approve at all."""
         scope = self.scope(actor)
         if all(contract.get(k) == v for k, v in scope.items()) and "_id" not in scope:
             return True
-        return actor.id in contract.get("approver_ids", [])
+        if self.holds_current_step(actor, contract):
+            return True
+        return actor.role in APPROVER_ROLES and actor.id in contract.get("approver_ids", [])
+
+    @staticmethod
+    def holds_current_step(actor: Actor, contract: dict) -> bool:
+        """Whether the caller may decide the contract's current step *now*.
+
+        A ``manager`` step belongs to whoever is a manager of the contract's team now, an ``admin``
+        step to whoever is an admin now (roles and teams come from the user read on this request),
+        so a manager moved to another team loses the old team's pending contracts at once and the
+        team's new manager gets them. Named steps (``any_of``/``all_of``) belong to the people named
+        who have not yet signed, while they still hold an approver's role. Nobody decides a contract
+        they own or submitted.
+        """
+        if contract.get("status") != "pending" or contract.get("current_step") is None:
+            return False
+        if actor.id in (contract.get("owner_id"), contract.get("submitted_by")):
+            return False
+        holder = contract.get("current_role") or NAMED
+        if holder == "manager":
+            return actor.is_manager and bool(actor.team_id) and actor.team_id == contract.get("team_id")
+        if holder == "admin":
+            return actor.is_admin
+        return actor.role in APPROVER_ROLES and actor.id in contract.get("current_approvers", [])
 
     async def get(self, actor: Actor, contract_id: str) -> dict:
         """The contract, for those in its scope and for anyone asked to approve it; else 404."""
@@ -171,6 +225,7 @@ class ContractService:
             "payment_ids": [],
             "steps": [],
             "current_step": None,
+            "current_role": None,
             "current_approvers": [],
             "approver_ids": [],
             "round": 0,
@@ -206,10 +261,7 @@ class ContractService:
             raise Conflict("contract.not_draft")
         if doc["version"] != version:
             raise VersionMismatch("contract.version_mismatch")
-        changes = data.model_dump(exclude_unset=True, exclude={"version", "payment_plan"})
-        for key in ("title", "amount_fen", "start_date", "end_date"):
-            if key in changes and changes[key] is None:
-                raise Invalid("request.invalid", details=[{"field": key, "code": "null", "message": "may not be null"}])
+        changes = data.model_dump(exclude_unset=True, exclude={"version", "payment_plan"})  # nulls: notes only (ContractUpdate)
         amount = changes.get("amount_fen", doc["amount_fen"])
         start = changes.get("start_date") or _d(doc["start_date"])
         end = changes.get("end_date") or _d(doc["end_date"])
@@ -276,11 +328,12 @@ class ContractService:
             note = None
             if not people:
                 note = "no eligible approver (own contract or nobody configured)"
-            steps.append({"type": rule.type, "mode": "all" if rule.type == "all_of" else "any", "approvers": list(people), "note": note})
+            holder = rule.type if rule.type in ("manager", "admin") else NAMED
+            steps.append({"type": rule.type, "mode": "all" if rule.type == "all_of" else "any", "holder": holder, "approvers": list(people), "note": note})
         if steps and not steps[-1]["approvers"]:
             # The last step has nobody: an admin decides instead (unless an earlier step already has someone).
             if admins:
-                steps[-1].update(approvers=admins, mode="any", note=(steps[-1]["note"] or "") + "; passed to the admins")
+                steps[-1].update(approvers=admins, mode="any", holder="admin", note=(steps[-1]["note"] or "") + "; passed to the admins")
             elif any(s["approvers"] for s in steps):
                 pass
         if not any(s["approvers"] for s in steps):
@@ -291,6 +344,10 @@ class ContractService:
                 "index": index,
                 "type": step["type"],
                 "mode": step["mode"],
+                # Who decides: "manager" / "admin" — whoever holds that role (in the contract's team)
+                # when deciding; "named" — the people in ``approvers``. For a role step ``approvers``
+                # is who held the role at submission (they are notified when the step starts).
+                "holder": step["holder"],
                 "approvers": step["approvers"],
                 "approver_names": {u: by_id[u].get("name", "") for u in step["approvers"]},
                 "approved_by": [],
@@ -325,9 +382,11 @@ class ContractService:
                 step["state"] = "current"
                 step["started_at"] = now
                 contract["current_step"] = step["index"]
+                contract["current_role"] = step.get("holder") or NAMED
                 contract["current_approvers"] = list(step["approvers"])
                 return step
         contract["current_step"] = None
+        contract["current_role"] = None
         contract["current_approvers"] = []
         return None
 
@@ -347,7 +406,8 @@ class ContractService:
             submitted_at=now, lead_name=(lead or {}).get("name", doc.get("lead_name", "")), return_comment=None,
         )
         new["steps"] = await self._build_steps(new, actor, now)
-        new["approver_ids"] = sorted({*doc.get("approver_ids", []), *(u for s in new["steps"] for u in s["approvers"])})
+        # Named approvers may read the contract they are asked to sign; role steps follow the role.
+        new["approver_ids"] = sorted({*doc.get("approver_ids", []), *(u for s in new["steps"] if s["holder"] == NAMED for u in s["approvers"])})
         first = self._activate_step(new, 0, now)
         saved = await self._replace(doc, new)
         await self._leads.add_event(doc["lead_id"], "contract_submitted", actor, {"contract_id": doc["_id"], "title": doc["title"], "amount_fen": doc["amount_fen"], "steps": len(new["steps"])}, at=now)
@@ -366,7 +426,7 @@ class ContractService:
             raise Conflict("contract.not_pending", params={"status": doc["status"]})
         if doc["version"] != version:
             raise VersionMismatch("contract.version_mismatch")
-        if actor.id not in doc.get("current_approvers", []):
+        if not self.holds_current_step(actor, doc):
             raise Forbidden("contract.not_your_step")
         comment = (comment or "").strip()
         if decision in ("reject", "return") and not comment:
@@ -392,6 +452,7 @@ class ContractService:
             step["state"] = "rejected" if decision == "reject" else "returned"
             step["decided_at"] = now
             new["current_step"] = None
+            new["current_role"] = None
             new["current_approvers"] = []
             new["status"] = "rejected" if decision == "reject" else "draft"
             if decision == "return":
@@ -443,13 +504,26 @@ class ContractService:
 
     # ------------------------------------------------------------ the inbox
     async def inbox(self, actor: Actor, limit: int, cursor: str | None) -> Page:
-        """What waits for the caller: one query, the names were copied onto the contract at submit."""
+        """What waits for the caller now (``holds_current_step``): steps of the caller's role in
+        their team (managers) or anywhere (admins), and named steps still waiting for the caller.
+        One query; the names were copied onto the contract at submit."""
+        held: list[dict] = [{"current_role": NAMED, "current_approvers": actor.id}]
+        if actor.is_manager and actor.team_id:
+            held.append({"current_role": "manager", "team_id": actor.team_id})
+        if actor.is_admin:
+            held.append({"current_role": "admin"})
+        # The caller's own contracts (owner or submitter) are dropped below, not with $ne: nx-27017
+        # answers $ne on a null field (a contract of an unowned lead) with nothing.
+        filter_ = {"status": "pending", "$or": held}
         page = await paginate(
-            self._col, {"current_approvers": actor.id, "status": "pending"}, limit=limit, cursor=cursor, descending=False,
-            projection={"title": 1, "lead_id": 1, "lead_name": 1, "amount_fen": 1, "steps": 1, "current_step": 1, "submitted_by": 1, "submitter_name": 1, "version": 1},
+            self._col, filter_, limit=limit, cursor=cursor, descending=False,
+            projection={"title": 1, "lead_id": 1, "lead_name": 1, "amount_fen": 1, "steps": 1, "current_step": 1, "submitted_by": 1, "submitter_name": 1, "version": 1,
+                        "status": 1, "owner_id": 1, "team_id": 1, "current_role": 1, "current_approvers": 1},
         )
         items = []
         for c in page.items:
+            if not self.holds_current_step(actor, c):
+                continue
             step = c["steps"][c["current_step"]]
             items.append({
                 "contract_id": c["_id"], "title": c["title"], "lead_id": c["lead_id"], "lead_name": c.get("lead_name", ""),
@@ -467,18 +541,7 @@ class ContractService:
             raise Conflict("contract.not_renewable")
         if old.get("renewed_by"):
             raise Conflict("contract.already_renewed", details=[{"field": "renewed_by", "code": "exists", "message": old["renewed_by"]}])
-        start, end = _d(old["start_date"]), _d(old["end_date"])
-        new_start = end + timedelta(days=1)
-        shift = new_start - start
-        new_end = new_start + (end - start)
-        for years in range(1, 11):  # whole years stay whole years across leap days
-            try:
-                if start.replace(year=start.year + years) - timedelta(days=1) == end:
-                    new_end = new_start.replace(year=new_start.year + years) - timedelta(days=1)
-                    break
-            except ValueError:
-                break
-        plan = [{"due_date": _d(i["due_date"]) + shift, "amount_fen": i["amount_fen"]} for i in old["payment_plan"]]
+        new_start, new_end, plan = _renewal_terms(old)
         data = ContractCreate.model_construct(
             lead_id=old["lead_id"], title=old["title"], amount_fen=old["amount_fen"], start_date=new_start,
             end_date=new_end, notes=old.get("notes"), payment_plan=[_Inst(**p) for p in plan],
@@ -548,13 +611,15 @@ class ContractService:
             lead_ids = sorted({c["lead_id"] for c in ended})
             still = {c["lead_id"] for c in await self._col.find({"lead_id": {"$in": lead_ids}, "status": "active", "end_date": {"$gte": today}}, {"lead_id": 1}).to_list(None)}
             leads = {l["_id"]: l for l in await self._leads_col.find({"_id": {"$in": lead_ids}}).to_list(None)}
-            system = Actor(id="system", role="system", name="system")
             for c in ended:
                 lead = leads.get(c["lead_id"])
                 if c.get("renewal_active") or c["lead_id"] in still or lead is None or "at_risk" not in TRANSITIONS.get(lead["stage"], ()):
                     continue
                 try:
-                    leads[c["lead_id"]] = await self._leads.move_stage(lead, "at_risk", system, reason=f"合同《{c['title']}》已于 {c['end_date']} 到期且未续约")
+                    leads[c["lead_id"]] = await self._leads.move_stage(lead, "at_risk", SYSTEM, reason={
+                        "zh-CN": f"合同《{c['title']}》已于 {c['end_date']} 到期且未续约",
+                        "en": f"contract {c['title']} ended on {c['end_date']} with no renewal",
+                    })
                     moved += 1
                 except (Conflict, VersionMismatch):
                     continue  # another instance moved it first

@@ -17,9 +17,10 @@ from pymongo.errors import DuplicateKeyError
 
 from server.actor import Actor, require_role
 from server.clock import Clock
-from server.errors import Conflict, Invalid, NotFound, VersionMismatch
+from server.errors import Conflict, Invalid, NotFound, VersionMismatch, detail
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
+from server.schemas.common import DATE_MAX, DATE_MIN, INT64_MAX, text_problem
 from server.schemas.forms import DEFAULT_MAX_LENGTH, FormCreate, FormUpdate
 from server.security import normalise_mainland_mobile
 from server.services.audit import AuditService
@@ -37,14 +38,26 @@ class CleanAnswers:
     tags: list[str]
 
 
-def _bad(field: str, code: str, message: str) -> dict:
-    return {"field": f"answers.{field}", "code": code, "message": message}
+def _num(value: Any) -> Any:
+    """18.0 reads as 18 to a customer."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _p(message: str, text: str, **params: Any) -> tuple[str, str, dict]:
+    """A problem with an answer: its English message, and its entry in ``DETAIL_MESSAGES`` (with
+    params) from which the customer's language is rendered."""
+    return message, text, params
+
+
+def _bad(field: str, code: str, problem: tuple[str, str, dict]) -> dict:
+    message, text, params = problem
+    return {**detail(f"answers.{field}", code, text=text, **params), "message": message}
 
 
 def validate_answers(form: dict, answers: dict[str, Any], phone_from_code: str | None = None) -> CleanAnswers:
     """Check answers against the form's own definition; every problem is named by its field."""
     fields = {f["key"]: f for f in form["fields"]}
-    errors = [_bad(key, "unknown_field", "not a field of this form") for key in answers if key not in fields]
+    errors = [_bad(key, "unknown_field", _p("not a field of this form", "answer_unknown")) for key in answers if key not in fields]
     clean: dict[str, Any] = {}
     phone = phone_from_code
     lead_fields: dict[str, str] = {}
@@ -55,7 +68,7 @@ def validate_answers(form: dict, answers: dict[str, Any], phone_from_code: str |
             value = phone_from_code
         if value is None or value == "" or value == []:
             if spec.get("required"):
-                errors.append(_bad(key, "required", "this field is required"))
+                errors.append(_bad(key, "required", _p("this field is required", "answer_required")))
             continue
         ok, result, message = _check_value(spec, value)
         if not ok:
@@ -75,48 +88,57 @@ def validate_answers(form: dict, answers: dict[str, Any], phone_from_code: str |
     return CleanAnswers(answers=clean, phone=phone, lead_fields=lead_fields, tags=sorted(set(tags)))
 
 
-def _check_value(spec: dict, value: Any) -> tuple[bool, Any, str]:
+def _check_value(spec: dict, value: Any) -> tuple[bool, Any, Any]:
     kind = spec["type"]
     if kind in ("text", "textarea", "email"):
         if not isinstance(value, str):
-            return False, None, "must be text"
+            return False, None, _p("must be text", "answer_text")
         value = value.strip()
+        if kind == "textarea":
+            value = value.replace("\r\n", "\n").replace("\r", "\n")
+        if text_problem(value, multiline=kind == "textarea"):
+            return False, None, _p("control characters are not allowed" + (" (tab and newline are)" if kind == "textarea" else ""), "answer_control_multiline" if kind == "textarea" else "answer_control")
         limit = spec.get("max_length") or DEFAULT_MAX_LENGTH[kind]
         if len(value) > limit:
-            return False, None, f"longer than {limit} characters"
+            return False, None, _p(f"longer than {limit} characters", "answer_too_long", limit=limit)
         if spec.get("min_length") and len(value) < spec["min_length"]:
-            return False, None, f"shorter than {spec['min_length']} characters"
+            return False, None, _p(f"shorter than {spec['min_length']} characters", "answer_too_short", limit=spec["min_length"])
         if kind == "email" and not _EMAIL_RE.match(value):
-            return False, None, "not an email address"
+            return False, None, _p("not an email address", "answer_email")
         return True, value, ""
     if kind == "phone":
         normal = normalise_mainland_mobile(value) if isinstance(value, str) else None
-        return (True, normal, "") if normal else (False, None, "not a mainland mobile number")
+        return (True, normal, "") if normal else (False, None, _p("not a mainland mobile number", "answer_phone"))
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
-            return False, None, "must be a number"
+            return False, None, _p("must be a number", "answer_number")
+        if isinstance(value, int) and abs(value) > INT64_MAX:
+            return False, None, _p("too large", "answer_too_large")
         if spec.get("min") is not None and value < spec["min"]:
-            return False, None, f"below {spec['min']}"
+            return False, None, _p(f"below {_num(spec['min'])}", "answer_below", min=_num(spec["min"]))
         if spec.get("max") is not None and value > spec["max"]:
-            return False, None, f"above {spec['max']}"
+            return False, None, _p(f"above {_num(spec['max'])}", "answer_above", max=_num(spec["max"]))
         return True, value, ""
     options = {o["value"] for o in spec.get("options") or []}
     if kind == "select":
-        return (True, value, "") if isinstance(value, str) and value in options else (False, None, "not one of the options")
+        return (True, value, "") if isinstance(value, str) and value in options else (False, None, _p("not one of the options", "answer_option"))
     if kind == "multiselect":
         if not isinstance(value, list) or not all(isinstance(v, str) and v in options for v in value):
-            return False, None, "every choice must be one of the options"
+            return False, None, _p("every choice must be one of the options", "answer_options")
         if len(set(value)) != len(value):
-            return False, None, "a choice is repeated"
+            return False, None, _p("a choice is repeated", "answer_repeated")
         return True, value, ""
     if kind == "date":
         if not isinstance(value, str) or len(value) != 10:
-            return False, None, "use YYYY-MM-DD"
+            return False, None, _p("use YYYY-MM-DD", "answer_date")
         try:
-            return True, date.fromisoformat(value).isoformat(), ""
+            day = date.fromisoformat(value)
         except ValueError:
-            return False, None, "use YYYY-MM-DD"
-    return False, None, "unsupported field type"  # pragma: no cover - the schema allows no other type
+            return False, None, _p("use YYYY-MM-DD", "answer_date")
+        if not DATE_MIN <= day <= DATE_MAX:
+            return False, None, _p(f"must be between {DATE_MIN.isoformat()} and {DATE_MAX.isoformat()}", "answer_date_range", min=DATE_MIN.isoformat(), max=DATE_MAX.isoformat())
+        return True, day.isoformat(), ""
+    return False, None, _p("unsupported field type", "answer_type")  # pragma: no cover - the schema allows no other type
 
 
 class FormService:
@@ -143,10 +165,7 @@ class FormService:
     async def update(self, actor: Actor, form_id: str, data: FormUpdate, version: int) -> dict:
         require_role(actor, "admin")
         oid = parse_oid(form_id, "form.not_found")
-        changes = data.model_dump(exclude_unset=True, exclude={"version"})
-        nulls = [k for k, v in changes.items() if v is None and k != "description"]
-        if nulls:  # only the description may be cleared; a null title/fields/team would break the form
-            raise Invalid("request.invalid", details=[{"field": k, "code": "null", "message": "may not be null"} for k in nulls])
+        changes = data.model_dump(exclude_unset=True, exclude={"version"})  # only the description may be null (FormUpdate)
         if data.fields is not None:  # exclude_unset is recursive: dump fields whole so defaults (required=False) are stored
             changes["fields"] = [f.model_dump() for f in data.fields]
         if changes.get("team_id"):

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import logging
+import re
+import struct
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,9 +33,11 @@ from pymongo.errors import BulkWriteError
 from server.actor import Actor
 from server.clock import Clock, as_utc
 from server.errors import ApiError, Forbidden, Invalid, NotFound
-from server.security import normalise_mainland_mobile
+from server.schemas.common import text_problem
+from server.security import FieldCipher, normalise_mainland_mobile
 from server.services.audit import AuditService
 from server.services.leads import LeadService, new_lead_id
+from server.workers import BoundedExecutor
 
 log = logging.getLogger("mpcrm.imports")
 
@@ -52,12 +57,62 @@ HEADER_ALIASES = {
 MAX_LENGTH = {"name": 64, "company": 100, "email": 254, "city": 64, "notes": 2000}
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 EXPORT_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_COLUMNS = ("id", "name", "company", "phone", "stage", "owner_id", "tags", "created_at")
+EXPORT_COLUMNS = ("id", "name", "company", "phone", "city", "level", "stage", "owner", "tags", "next_followup_at", "created_at")
+# What a person reads in the first row, in the caller's Accept-Language. The zh-CN names of the
+# columns an import knows are the import's own (姓名, 手机, 公司, 城市, 等级, 标签).
+EXPORT_HEADERS = {
+    "zh-CN": ("编号", "姓名", "公司", "手机", "城市", "等级", "阶段", "负责人", "标签", "下次跟进", "创建时间"),
+    "en": ("ID", "Name", "Company", "Phone", "City", "Level", "Stage", "Owner", "Tags", "Next follow-up", "Created"),
+}
+STAGE_LABELS = {
+    "zh-CN": {
+        "new": "新线索", "contacted": "已联系", "qualified": "有意向", "customer": "客户", "retained": "留存",
+        "at_risk": "流失预警", "churned": "已流失", "won_back": "已挽回", "lost": "已丢失",
+    },
+    "en": {
+        "new": "New", "contacted": "Contacted", "qualified": "Qualified", "customer": "Customer", "retained": "Retained",
+        "at_risk": "At risk", "churned": "Churned", "won_back": "Won back", "lost": "Lost",
+    },
+}
+EXPORT_TIME_FORMAT = "%Y-%m-%d %H:%M"  # in the business time zone (MPCRM_TIMEZONE)
+# Characters XML 1.0 (so XLSX) cannot hold. Data stored before text refused control characters may
+# still contain them; the export drops them (in CSV too, for the same file either way).
+UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+REJECTED_DATA_TTL = timedelta(days=30)  # how long errors.csv still carries the rejected rows' cells
 STALLED_AFTER = timedelta(minutes=10)  # progress is saved every 500 rows, far more often
 
 
 # ---------------------------------------------------------------- parsing (pure, runs in a thread)
+@dataclass(frozen=True)
+class ParseLimits:
+    """What an upload may unpack to, checked on the zip's central directory before any XML is read."""
+
+    max_unzipped: int = 64 * 1024 * 1024
+    max_member: int = 32 * 1024 * 1024
+    max_shared_strings: int = 8 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings) -> ParseLimits:
+        return cls(settings.import_max_unzipped, settings.import_max_member, settings.import_max_shared_strings)
+
+
+MAX_SHEET_ROWS = MAX_ROWS + 1  # the header and MAX_ROWS rows; blank rows and gaps count
+MAX_MEMBERS = 1000  # an XLSX has a few dozen parts
+MAX_CENTRAL_DIRECTORY = 1024 * 1024
+MAX_CONTENT_TYPES = 1024 * 1024
+PROLOG_WINDOW = 4096
+KEPT_CELL = 4096  # characters of each cell kept for errors.csv (every valid field is shorter)
+SHARED_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+# An XML part's prolog: declaration, whitespace, comments and processing instructions, then the root
+# element. No DOCTYPE (so no entity of any kind, internal or external) gets past this.
+_PROLOG = re.compile(
+    rb"\A(?:<\?xml(?P<decl>(?:(?!\?>).)*)\?>)?(?:\s|<!--(?:(?!-->).)*-->|<\?(?:(?!\?>).)*\?>)*<[A-Za-z_:]", re.S
+)
+_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_PLAIN_ENCODINGS = {b"utf-8", b"utf8", b"us-ascii", b"ascii"}
+
+
 @dataclass
 class Cell:
     value: str
@@ -71,6 +126,7 @@ class CleanRow:
     phone: str | None
     fields: dict[str, Any]
     tags: list[str]
+    cells: list[str] = field(default_factory=list)  # the row as uploaded, for errors.csv
 
     def dedupe_key(self) -> tuple:
         if self.phone:
@@ -83,7 +139,8 @@ class ParsedUpload:
     format: str
     total: int
     rows: list[CleanRow] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)
+    rejected: list[dict] = field(default_factory=list)  # {row, code, field, cells}
+    header: list[str] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -138,17 +195,106 @@ def _csv_rows(data: bytes):
         raise Invalid("import.bad_file") from None
 
 
-def _xlsx_rows(data: bytes):
+def _too_large(limit: int) -> Invalid:
+    return Invalid("import.unpacked_too_large", params={"limit": limit})
+
+
+def _central_directory_is_small(data: bytes) -> bool:
+    """The end-of-central-directory record, read before ``zipfile`` builds an object per member: a
+    directory of a million entries (or a ZIP64 one) is refused without being walked."""
+    at = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
+    if at < 0 or len(data) < at + 22:
+        return False
+    entries, size = struct.unpack("<HI", data[at + 10:at + 16])
+    return 0 < entries <= MAX_MEMBERS and size <= MAX_CENTRAL_DIRECTORY
+
+
+def _plain_xml(head: bytes) -> bool:
+    """True unless the part's first bytes are XML with a DOCTYPE, an encoding other than UTF-8/ASCII,
+    or a prolog longer than the window. Non-XML parts (images) pass; openpyxl never parses them."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head[:4]:
+        return False  # UTF-16/32: the checks below could not read it
+    head = head.lstrip(b" \t\r\n")
+    if not head.startswith(b"<"):
+        return True
+    match = _PROLOG.match(head)
+    if match is None:
+        return False
+    declared = _ENCODING.search(match.group("decl") or b"")
+    return declared is None or declared.group(1).lower() in _PLAIN_ENCODINGS
+
+
+def _shared_strings_parts(archive: zipfile.ZipFile, names: set[str]) -> set[str]:
+    """The parts openpyxl reads as shared strings: found by content type, as openpyxl finds them."""
+    if "[Content_Types].xml" not in names:
+        return set()
+    from defusedxml.ElementTree import fromstring  # refuses entities even if a check above missed one
+
+    raw = archive.read("[Content_Types].xml")
+    root = fromstring(raw)
+    parts = set()
+    for node in root:
+        if node.tag.endswith("}Override") and node.get("ContentType") == SHARED_STRINGS_TYPE:
+            parts.add((node.get("PartName") or "").lstrip("/"))
+    return parts
+
+
+def check_xlsx(data: bytes, limits: ParseLimits) -> None:
+    """Bounds checked before openpyxl touches the file: member count, every member's and the total
+    uncompressed size (from the central directory; zipfile never inflates past the declared size),
+    the shared strings (held in memory whole) and every XML part's prolog (no DTD, no entities)."""
+    if not _central_directory_is_small(data):
+        raise Invalid("import.bad_file")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = archive.infolist()
+        total = 0
+        for info in members:
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+                raise Invalid("import.bad_file")  # other compressions, encryption: not a spreadsheet
+            if info.file_size > limits.max_member:
+                raise _too_large(limits.max_member)
+            total += info.file_size
+            if total > limits.max_unzipped:
+                raise _too_large(limits.max_unzipped)
+        names = {info.filename for info in members}
+        if "[Content_Types].xml" in names and archive.getinfo("[Content_Types].xml").file_size > MAX_CONTENT_TYPES:
+            raise _too_large(MAX_CONTENT_TYPES)
+        for info in members:
+            if info.is_dir():
+                continue
+            with archive.open(info) as member:
+                if not _plain_xml(member.read(PROLOG_WINDOW)):
+                    raise Invalid("import.bad_file")
+        for name in _shared_strings_parts(archive, names):
+            if name in names and archive.getinfo(name).file_size > limits.max_shared_strings:
+                raise _too_large(limits.max_shared_strings)
+    except ApiError:
+        raise
+    except Exception:  # a hostile or broken archive: whatever zipfile or the XML parser says
+        raise Invalid("import.bad_file") from None
+
+
+def _xlsx_rows(data: bytes, limits: ParseLimits):
+    check_xlsx(data, limits)
     from openpyxl import load_workbook  # imported on use: only imports need it
 
     try:
         book = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError):
+    except Exception:
         raise Invalid("import.bad_file") from None
     try:
         sheet = book.worksheets[0]
-        for cells in sheet.iter_rows(max_col=MAX_COLUMNS):
+        # max_row bounds the rows openpyxl makes up for gaps (a row numbered 1,000,000 after row 2),
+        # whatever the sheet's declared dimension; one past the limit says "too many".
+        for cells in sheet.iter_rows(max_row=MAX_SHEET_ROWS + 1, max_col=MAX_COLUMNS):
             yield [Cell(_text(c.value), getattr(c, "data_type", None) == "f") for c in cells]
+    except ApiError:
+        raise
+    except Exception:  # malformed XML, a forbidden entity, a broken member: the file, not us
+        raise Invalid("import.bad_file") from None
     finally:
         book.close()
 
@@ -162,55 +308,74 @@ def _is_formula(column: str | None, cell: Cell) -> bool:
     return not (column == "phone" and normalise_mainland_mobile(cell.value) is not None)
 
 
+def _kept(cells: list[Cell]) -> list[str]:
+    values = [c.value[:KEPT_CELL] for c in cells]
+    while values and not values[-1]:
+        values.pop()
+    return values
+
+
 def _check_row(row_number: int, columns: list[str | None], cells: list[Cell]) -> CleanRow | dict:
     values: dict[str, str] = {}
+
+    def rejected(code: str, column: str | None) -> dict:
+        return {"row": row_number, "code": code, "field": column, "cells": _kept(cells)}
+
     for column, cell in zip(columns, cells):
         if column is None:
             continue
+        if cell.value[:1] == "'" and cell.value[1:2] in EXPORT_DANGEROUS and not cell.formula:
+            cell = Cell(cell.value[1:])  # neutralised by our own export or errors.csv: the text itself
         if _is_formula(column, cell):
-            return {"row": row_number, "code": "import.formula", "field": column}
+            return rejected("import.formula", column)
+        if text_problem(cell.value, multiline=column == "notes"):
+            return rejected("import.control_character", column)
         values[column] = cell.value
     name = values.get("name", "")
     if not name:
-        return {"row": row_number, "code": "import.name_required", "field": "name"}
+        return rejected("import.name_required", "name")
     if len(name) > MAX_LENGTH["name"]:
-        return {"row": row_number, "code": "import.name_too_long", "field": "name"}
+        return rejected("import.name_too_long", "name")
     phone = None
     if values.get("phone"):
         phone = normalise_mainland_mobile(values["phone"])
         if phone is None:
-            return {"row": row_number, "code": "import.bad_phone", "field": "phone"}
+            return rejected("import.bad_phone", "phone")
     for column, limit in MAX_LENGTH.items():
         if len(values.get(column) or "") > limit:
-            return {"row": row_number, "code": "import.field_too_long", "field": column}
+            return rejected("import.field_too_long", column)
     level = (values.get("level") or "").upper() or None
     if level not in (None, "A", "B", "C"):
-        return {"row": row_number, "code": "import.bad_level", "field": "level"}
+        return rejected("import.bad_level", "level")
     tags = sorted({t.strip() for t in (values.get("tags") or "").replace("，", ",").split(",") if t.strip()})
     if len(tags) > 32 or any(len(t) > 32 or "$" in t or "." in t for t in tags):
-        return {"row": row_number, "code": "import.bad_tag", "field": "tags"}
+        return rejected("import.bad_tag", "tags")
     fields = {k: (values.get(k) or None) for k in ("company", "email", "city", "notes")}
     fields["level"] = level
-    return CleanRow(row=row_number, name=name, phone=phone, fields=fields, tags=tags)
+    return CleanRow(row=row_number, name=name, phone=phone, fields=fields, tags=tags, cells=_kept(cells))
 
 
-def parse_upload(data: bytes, filename: str | None) -> ParsedUpload:
-    """Header and row checks. Raises for problems with the whole file; rejects single rows."""
+def parse_upload(data: bytes, filename: str | None, limits: ParseLimits = ParseLimits()) -> ParsedUpload:
+    """Header and row checks. Raises for problems with the whole file; rejects single rows.
+
+    Every row of the sheet counts towards the limit, blank ones and gaps included, so the work is
+    bounded by the limit whatever the file claims; blank rows are not imported."""
     is_xlsx = data[:4] == b"PK\x03\x04" or (filename or "").lower().endswith(".xlsx")
-    rows = _xlsx_rows(data) if is_xlsx else _csv_rows(data)
+    rows = _xlsx_rows(data, limits) if is_xlsx else _csv_rows(data)
     parsed = ParsedUpload(format="xlsx" if is_xlsx else "csv", total=0)
     columns: list[str | None] | None = None
     for number, cells in enumerate(rows, start=1):
+        if number > MAX_SHEET_ROWS:
+            raise Invalid("import.too_many_rows", params={"limit": MAX_ROWS})
         if columns is None:
             if not any(c.value for c in cells):
                 raise Invalid("import.bad_header", details=[{"field": "name", "code": "missing", "message": "the first row must be the header"}])
             columns = _header_map([c.value for c in cells])
+            parsed.header = _kept(cells)
             continue
         if not any(c.value or c.formula for c in cells):
-            continue  # blank lines are not rows
+            continue  # blank lines are not imported (but they count towards the limit)
         parsed.total += 1
-        if parsed.total > MAX_ROWS:
-            raise Invalid("import.too_many_rows", params={"limit": MAX_ROWS})
         checked = _check_row(number, columns, cells)
         if isinstance(checked, CleanRow):
             parsed.rows.append(checked)
@@ -235,20 +400,40 @@ def csv_bytes(rows: list[list[Any]]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _export_row(doc: dict) -> list[Any]:
-    created = doc.get("created_at")
-    return [
-        doc["_id"], doc.get("name"), doc.get("company"), doc.get("phone_masked"), doc.get("stage"),
-        doc.get("owner_id"), ",".join(doc.get("tags") or []), as_utc(created).isoformat() if created else None,
+def export_language(language: str) -> str:
+    return language if language in EXPORT_HEADERS else "zh-CN"
+
+
+def printable(value: Any) -> Any:
+    return UNPRINTABLE.sub("", value) if isinstance(value, str) else value
+
+
+def _local_time(value: Any, tz) -> str | None:
+    if not isinstance(value, datetime):
+        return None
+    moment = as_utc(value)
+    return (moment.astimezone(tz) if tz is not None else moment).strftime(EXPORT_TIME_FORMAT)
+
+
+def _export_row(doc: dict, owners: dict[str, str], language: str, tz) -> list[Any]:
+    """One lead as a person reads it: the owner's name, local times, the stage in words."""
+    owner = doc.get("owner_id")
+    stage = doc.get("stage")
+    row = [
+        doc["_id"], doc.get("name"), doc.get("company"), doc.get("phone_masked"), doc.get("city"), doc.get("level"),
+        STAGE_LABELS[language].get(stage, stage), owners.get(owner, owner) if owner else None,
+        ",".join(str(t) for t in doc.get("tags") or []),
+        _local_time(doc.get("next_followup_at"), tz), _local_time(doc.get("created_at"), tz),
     ]
+    return [printable(v) for v in row]
 
 
-def _xlsx_file(rows: list[list[Any]]) -> bytes:
+def _xlsx_file(rows: list[list[Any]], language: str = "zh-CN") -> bytes:
     from openpyxl import Workbook
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("leads")
-    sheet.append(list(EXPORT_COLUMNS))
+    sheet.append(list(EXPORT_HEADERS[export_language(language)]))
     for row in rows:
         sheet.append([neutralise(v) for v in row])  # a string starting with "=" would become a formula
     out = io.BytesIO()
@@ -284,9 +469,19 @@ def _oid(value: str) -> ObjectId:
 
 # ---------------------------------------------------------------- the service
 class ImportService:
-    def __init__(self, db, clock: Clock, leads: LeadService, audit: AuditService, default_language: str = "zh-CN") -> None:
+    def __init__(
+        self, db, clock: Clock, leads: LeadService, audit: AuditService, default_language: str = "zh-CN", tz=None, *,
+        cipher: FieldCipher | None = None, limits: ParseLimits = ParseLimits(), parse_queue: int = 2,
+    ) -> None:
         self._imports = db["imports"]
+        self._rejects = db["import_rejects"]  # rejected rows' cells (encrypted), for errors.csv
+        self._cipher = cipher
+        self._limits = limits
+        # One parser thread of its own, and a short queue: uploads beyond it get 503 at once.
+        self._parser = BoundedExecutor("import-parse", workers=1, queue=parse_queue)
         self._leads = db["leads"]
+        self._users = db["users"]
+        self._tz = tz  # business time zone: exported times are local
         self._events = db["lead_events"]
         self._teams = db["teams"]
         self._clock = clock
@@ -299,13 +494,14 @@ class ImportService:
     async def start(self, actor: Actor, *, data: bytes, filename: str | None, team_id: str | None) -> str:
         """Check the file, record the import as queued and process it in the background."""
         team = await self._import_team(actor, team_id)
-        parsed = await asyncio.to_thread(parse_upload, data, filename)
+        parsed = await self._parser.run(parse_upload, data, filename, self._limits)
         import_id = ObjectId()
         await self._imports.insert_one({
             "_id": import_id,
             "status": "queued",
             "format": parsed.format,
             "filename": (filename or "")[:200] or None,
+            "header": parsed.header,
             "team_id": team,
             "total": parsed.total,
             "done": 0,
@@ -349,6 +545,7 @@ class ImportService:
         # One task writes each import, so progress is written whole with $set (nx-27017 stores
         # sub-documents added with $push as JSON strings; see the report of this change).
         progress = _Progress()
+        cells = {r.row: r.cells for r in parsed.rows} | {r["row"]: r["cells"] for r in parsed.rejected}
         try:
             pending = [self._reject(r["row"], r["code"], r["field"]) for r in parsed.rejected]
             unique: list[CleanRow] = []
@@ -361,22 +558,46 @@ class ImportService:
                     seen.add(key)
                     unique.append(row)
             progress.add(0, 0, pending)
+            await self._keep_rejected(import_id, pending, cells)
             await self._save(import_id, progress, "running")
             for start in range(0, len(unique), CHUNK):
                 chunk = unique[start:start + CHUNK]
                 created, merged, rejected = await self._write_chunk(import_id, actor, team_id, chunk)
                 progress.add(created, merged, rejected, rows=[r.row for r in chunk])
+                await self._keep_rejected(import_id, rejected, cells)
                 await self._save(import_id, progress, "running")
             await self._save(import_id, progress, "done")
         except Exception:
             log.exception("import failed", extra={"import_id": str(import_id)})
             # Every row not yet accounted for is listed as aborted, so the report still adds up.
             rows = sorted(({r.row for r in parsed.rows} | {r["row"] for r in parsed.rejected}) - progress.rows)
-            progress.add(0, 0, [self._reject(n, "import.aborted", None) for n in rows])
+            aborted = [self._reject(n, "import.aborted", None) for n in rows]
+            progress.add(0, 0, aborted)
             try:
+                await self._keep_rejected(import_id, aborted, cells)
                 await self._save(import_id, progress, "failed")
             except Exception:  # pragma: no cover - the database is gone; the import stays "running"
                 log.exception("could not record the failed import", extra={"import_id": str(import_id)})
+
+    async def _keep_rejected(self, import_id: ObjectId, rejected: list[dict], cells: dict[int, list[str]]) -> None:
+        """Each rejected row's cells as uploaded, encrypted (they hold phone numbers) and kept for
+        ``REJECTED_DATA_TTL``, so errors.csv can give the row back to be fixed and uploaded again."""
+        if not rejected or self._cipher is None:
+            return
+        expires = self._clock.now() + REJECTED_DATA_TTL
+        docs = []
+        for r in rejected:
+            doc_id = f"{import_id}:{r['row']:06d}"
+            docs.append({
+                "_id": doc_id, "import_id": str(import_id), "row": r["row"],
+                "cells": self._cipher.encrypt(json.dumps(cells.get(r["row"], []), ensure_ascii=False), doc_id),
+                "expires_at": expires,
+            })
+        try:
+            await self._rejects.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:  # a row kept already (only duplicates may fail here)
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def _save(self, import_id: ObjectId, progress: _Progress, status: str) -> None:
         update: dict[str, Any] = {"$set": {
@@ -501,16 +722,28 @@ class ImportService:
         }
 
     async def errors_csv(self, actor: Actor, import_id: str, language: str) -> bytes:
-        doc = await self._imports.find_one({"_id": _oid(import_id), **self._scope(actor)}, {"rejected": 1})
+        doc = await self._imports.find_one({"_id": _oid(import_id), **self._scope(actor)}, {"rejected": 1, "header": 1})
         if doc is None:
             raise NotFound("import.not_found")
-        rows = [["row", "code", "field", "message"]]
-        rows += [[r["row"], r["code"], r.get("field") or "", ApiError(r["code"]).message(language)] for r in sorted(doc.get("rejected") or [], key=lambda r: r["row"])]
+        kept: dict[int, list[str]] = {}
+        async for item in self._rejects.find({"import_id": str(doc["_id"])}).sort("row", 1):
+            kept[item["row"]] = json.loads(self._cipher.decrypt(item["cells"], item["_id"])) if self._cipher else []
+        # The row number and the reason, then the row as uploaded under the file's own header.
+        rows = [["row", "code", "field", "message", *(doc.get("header") or [])]]
+        rows += [
+            [r["row"], r["code"], r.get("field") or "", ApiError(r["code"]).message(language), *kept.get(r["row"], [])]
+            for r in sorted(doc.get("rejected") or [], key=lambda r: r["row"])
+        ]
+        # The rows carry what was uploaded, phone numbers included: the download is on the record.
+        await self._audit.record(actor, "import.errors_csv", target_type="import", target_id=str(doc["_id"]), details={"rows": len(rows) - 1})
         return "\ufeff".encode() + csv_bytes(rows)
 
     # ------------------------------------------------------------ export
     async def _export_docs(self, actor: Actor) -> AsyncIterator[list[dict]]:
-        projection = {"name": 1, "company": 1, "phone_masked": 1, "stage": 1, "owner_id": 1, "tags": 1, "created_at": 1}
+        projection = {
+            "name": 1, "company": 1, "phone_masked": 1, "city": 1, "level": 1, "stage": 1, "owner_id": 1, "tags": 1,
+            "next_followup_at": 1, "created_at": 1,
+        }
         cursor = self._leads.find(LeadService.scope(actor), projection).sort("_id", 1).limit(EXPORT_MAX_ROWS).batch_size(EXPORT_BATCH)
         batch: list[dict] = []
         async for doc in cursor:
@@ -521,23 +754,36 @@ class ImportService:
         if batch:
             yield batch
 
-    async def export_csv(self, actor: Actor) -> AsyncIterator[bytes]:
+    async def _export_rows(self, actor: Actor, language: str) -> AsyncIterator[list[list[Any]]]:
+        """Rows in batches; the owners' names are read once per batch for owners not seen yet."""
+        owners: dict[str, str] = {}
+        async for batch in self._export_docs(actor):
+            unseen = {d["owner_id"] for d in batch if d.get("owner_id") and d["owner_id"] not in owners}
+            oids = [ObjectId(i) for i in unseen if ObjectId.is_valid(i)]
+            if oids:
+                for user in await self._users.find({"_id": {"$in": oids}}, {"name": 1, "username": 1}).to_list(None):
+                    owners[str(user["_id"])] = user.get("name") or user.get("username") or str(user["_id"])
+            yield [_export_row(d, owners, language, self._tz) for d in batch]
+
+    async def export_csv(self, actor: Actor, language: str | None = None) -> AsyncIterator[bytes]:
         """UTF-8 CSV with a BOM (Excel), in batches; audited with the row count when it ends."""
+        language = export_language(language or self._language)
         rows = 0
         outcome = "interrupted"
         try:
-            yield "\ufeff".encode() + csv_bytes([list(EXPORT_COLUMNS)])
-            async for batch in self._export_docs(actor):
+            yield "\ufeff".encode() + csv_bytes([list(EXPORT_HEADERS[language])])
+            async for batch in self._export_rows(actor, language):
                 rows += len(batch)
-                yield csv_bytes([_export_row(d) for d in batch])
+                yield csv_bytes(batch)
             outcome = "ok"
         finally:
             await self._audit.record(actor, "lead.export", target_type="lead", target_id="*", outcome=outcome, details={"format": "csv", "rows": rows})
 
-    async def export_xlsx(self, actor: Actor) -> bytes:
+    async def export_xlsx(self, actor: Actor, language: str | None = None) -> bytes:
+        language = export_language(language or self._language)
         rows: list[list[Any]] = []
-        async for batch in self._export_docs(actor):
-            rows.extend(_export_row(d) for d in batch)
-        data = await asyncio.to_thread(_xlsx_file, rows)
+        async for batch in self._export_rows(actor, language):
+            rows.extend(batch)
+        data = await asyncio.to_thread(_xlsx_file, rows, language)
         await self._audit.record(actor, "lead.export", target_type="lead", target_id="*", details={"format": "xlsx", "rows": len(rows)})
         return data

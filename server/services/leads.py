@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from server.actor import Actor, scope_filter
 from server.clock import Clock
-from server.errors import Conflict, Invalid, NotFound, VersionMismatch
+from server.errors import ApiError, Conflict, Invalid, NotFound, VersionMismatch
 from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.leads import LeadCreate, LeadListQuery, LeadUpdate, StageChange
@@ -48,14 +48,23 @@ def scope_exit_update(lead_ids: list[str], at: datetime) -> dict:
     return {"$push": {"scope_exits": {"$each": [f"{stamp}:{lead_id}" for lead_id in lead_ids], "$slice": -SCOPE_EXITS_KEPT}}}
 
 
+def submission_receipt(submission_id: ObjectId, at: datetime) -> dict:
+    """What a public submitter is told: the submission itself, the same whether their phone was new
+    or already had a lead (no lead id, nothing that tells the two apart)."""
+    # Milliseconds, as the database keeps them: a replay reads the time back and answers the same.
+    return {"submission_id": str(submission_id), "status": "received", "submitted_at": at.replace(microsecond=at.microsecond // 1000 * 1000)}
+
+
 def new_lead_id() -> str:
     """Server-made lead ids are ObjectId hex strings; clients may send their own UUIDs instead."""
     return str(ObjectId())
 
 
 class LeadService:
-    def __init__(self, db, clock: Clock, cipher: FieldCipher, audit: AuditService, tasks=None) -> None:
+    def __init__(self, db, clock: Clock, cipher: FieldCipher, audit: AuditService, tasks=None, *, limiter=None, reveal_limit: tuple[int, int] = (60, 3600)) -> None:
         self._tasks = tasks  # TaskService: keeps the follow-up task in step with next_followup_at
+        self._limiter = limiter  # RateLimiter: reveals per user, across instances
+        self._reveal_limit, self._reveal_window_s = reveal_limit
         self._leads = db["leads"]
         self._events = db["lead_events"]
         self._users = db["users"]
@@ -84,7 +93,15 @@ class LeadService:
         }
 
     async def reveal(self, actor: Actor, lead_id: str, field: str) -> str:
-        """The full value, for those whose scope covers the lead; every attempt is audited."""
+        """The full value, for those whose scope covers the lead; every attempt is audited. Reveals
+        are throttled per user (``MPCRM_REVEAL_LIMIT`` per ``MPCRM_REVEAL_WINDOW_S``): past it, 429
+        and the refusal is on the record too."""
+        if self._limiter is not None:
+            try:
+                await self._limiter.hit("reveal", actor.id, self._reveal_limit, self._reveal_window_s)
+            except ApiError:
+                await self._audit.record(actor, "lead.reveal", target_type="lead", target_id=str(lead_id)[:64], outcome="refused", details={"field": field, "reason": "throttled"})
+                raise
         doc = await self._leads.find_one({"_id": str(lead_id)[:64], **self.scope(actor)}, {"phone": 1})
         if doc is None or not doc.get("phone"):
             await self._audit.record(actor, "lead.reveal", target_type="lead", target_id=str(lead_id)[:64], outcome="refused", details={"field": field})
@@ -104,11 +121,12 @@ class LeadService:
         campaign: str | None,
         customer_id: str | None,
         phone_limit_per_minute: int,
-    ) -> tuple[str, bool]:
+    ) -> tuple[str, bool, dict]:
         """One lead per person: a known phone adds a ``resubmitted`` event instead of a second lead.
 
-        Returns ``(lead_id, created)``. The phone's own rate limit is kept on its lead (the last
-        few submission times), which costs no extra command.
+        Returns ``(lead_id, created, receipt)``; only the receipt (``submission_receipt``) is for
+        the submitter. The phone's own rate limit is kept on its lead (the last few submission
+        times), which costs no extra command.
         """
         now = self._clock.now()
         answers = {k: v for k, v in clean.answers.items() if not _is_phone_field(form, k)}
@@ -124,7 +142,7 @@ class LeadService:
                 )
                 if existing is not None:
                     await self._resubmitted(existing, now, phone_limit_per_minute, submission_id, event_data, customer_id)
-                    return existing["_id"], False
+                    return existing["_id"], False, submission_receipt(submission_id, now)
                 try:
                     lead_id = await self._insert_form_lead(form, clean, answers, now, channel, campaign, customer_id, bidx)
                     break
@@ -135,7 +153,7 @@ class LeadService:
         else:
             lead_id = await self._insert_form_lead(form, clean, answers, now, channel, campaign, customer_id, None)
         await self.add_event(lead_id, "created", None, event_data, event_id=submission_id, customer_id=customer_id, at=now)
-        return lead_id, True
+        return lead_id, True, submission_receipt(submission_id, now)
 
     async def _resubmitted(self, lead: dict, now: datetime, limit: int, submission_id: ObjectId, data: dict, customer_id: str | None) -> None:
         recent = lead.get("recent_submits") or []  # epoch seconds of the last few submissions
@@ -182,6 +200,8 @@ class LeadService:
         self, lead_id: str, kind: str, actor: Actor | None, data: dict | None = None, *,
         event_id: ObjectId | None = None, customer_id: str | None = None, at: datetime | None = None,
     ) -> dict:
+        """One timeline event. ``actor`` None is the public form only (a customer, or anonymous);
+        jobs pass ``server.actor.SYSTEM``."""
         event = {
             "_id": event_id or ObjectId(),
             "lead_id": lead_id,
@@ -197,22 +217,34 @@ class LeadService:
         return event
 
     async def submission_result(self, submission_id: str) -> dict | None:
-        """The response of an earlier submission, for an idempotent replay."""
-        event = await self._events.find_one({"_id": ObjectId(submission_id)}, {"lead_id": 1})
-        return {"submission_id": submission_id, "lead_id": event["lead_id"]} if event else None
+        """The receipt of an earlier submission, for an idempotent replay."""
+        event = await self._events.find_one({"_id": ObjectId(submission_id)}, {"at": 1})
+        return submission_receipt(ObjectId(submission_id), event["at"]) if event else None
 
     async def my_submissions(self, actor: Actor, limit: int, cursor: str | None) -> Page:
-        """A customer's own submissions with each lead's public status; never staff data."""
+        """A customer's own submissions and what they did; never staff data, never another lead.
+
+        A submission that reached a lead this customer started (``created_by``) shows that lead's
+        public status; one that reached a lead somebody else started (their phone was already
+        known) shows only ``received``, so the list tells nothing about other people's leads.
+        """
         page = await paginate(self._events, {"customer_id": actor.id}, limit=limit, cursor=cursor, projection={"kind": 1, "lead_id": 1, "at": 1, "data": 1})
         lead_ids = list({e["lead_id"] for e in page.items})
-        stages = {d["_id"]: d["stage"] for d in await self._leads.find({"_id": {"$in": lead_ids}}, {"stage": 1}).to_list(None)} if lead_ids else {}
+        leads = {d["_id"]: d for d in await self._leads.find({"_id": {"$in": lead_ids}}, {"stage": 1, "created_by": 1}).to_list(None)} if lead_ids else {}
+
+        def status(lead_id: str) -> str:
+            lead = leads.get(lead_id)
+            if lead is None or lead.get("created_by") != actor.id:
+                return "received"
+            return public_status(lead.get("stage", "new"))
+
         page.items = [
             {
                 "submission_id": str(e["_id"]),
                 "form_slug": e["data"].get("form_slug", ""),
                 "form_title": e["data"].get("form_title"),
                 "submitted_at": e["at"],
-                "status": public_status(stages.get(e["lead_id"], "new")),
+                "status": status(e["lead_id"]),
             }
             for e in page.items
             if e.get("kind") in SUBMISSION_KINDS
@@ -223,8 +255,10 @@ class LeadService:
     async def create(self, actor: Actor, data: LeadCreate, lead_id: str | None = None) -> tuple[dict, bool]:
         """A rep captures a lead on the go; they own it. Returns ``(lead, created)``.
 
-        A client-made id that already exists and was made by the same person is a retry from an
-        offline phone: the existing lead comes back and nothing is written twice.
+        A client-made id that already exists, was made by the same person and is still in their
+        scope is a retry from an offline phone: the existing lead comes back and nothing is written
+        twice. Any other collision (someone else's lead, or the caller's own lead since reassigned
+        or moved to another team) is 409 ``lead.id_taken`` and tells nothing of that lead.
         """
         lead_id = data.id or lead_id or new_lead_id()
         now = self._clock.now()
@@ -244,7 +278,7 @@ class LeadService:
             "pool": False,
             "next_followup_at": data.next_followup_at,
             "touched_at": now,
-            "assignment": {"owner_id": actor.id, "rule_id": None, "strategy": "self", "reason": "captured by the owner", "at": now}
+            "assignment": {"owner_id": actor.id, "rule_id": None, "strategy": "self", "reason": {"zh-CN": "本人录入", "en": "captured by the owner"}, "at": now}
             if actor.role in ("rep", "manager") else None,
             "customer_ids": [],
             "version": 1,
@@ -260,7 +294,7 @@ class LeadService:
         try:
             await self._leads.insert_one(doc)
         except DuplicateKeyError as exc:
-            existing = await self._leads.find_one({"_id": lead_id, "created_by": actor.id})
+            existing = await self._leads.find_one({"_id": lead_id, "created_by": actor.id, **self.scope(actor)})
             if existing is not None:
                 return existing, False
             if data.phone and "phone_bidx" in str(exc):
@@ -336,8 +370,12 @@ class LeadService:
         lead = await self.get(actor, lead_id)
         return await self.move_stage(lead, change.to, actor, reason=change.reason, expected_version=change.version)
 
-    async def move_stage(self, lead: dict, to: str, actor: Actor | None, *, reason: str | None = None, expected_version: int | None = None, extra: dict | None = None) -> dict:
-        """The one place stages change: checks the machine, writes atomically, records the event."""
+    async def move_stage(self, lead: dict, to: str, actor: Actor, *, reason: str | dict[str, str] | None = None, expected_version: int | None = None, extra: dict | None = None) -> dict:
+        """The one place stages change: checks the machine, writes atomically, records the event.
+        Someone always moves a stage: a person, or ``SYSTEM`` for jobs (never the "public" of a
+        form submission). A reason the system writes is given in both languages (server/i18n.py)."""
+        if actor is None:
+            raise ValueError("a stage change needs an actor: the person, or server.actor.SYSTEM in jobs")
         current = lead["stage"]
         if to not in allowed_targets(current):
             raise Conflict("lead.invalid_transition", params={"from": current, "to": to}, details=[{"field": "to", "code": "allowed", "message": ",".join(allowed_targets(current))}])

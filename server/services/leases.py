@@ -33,7 +33,9 @@ class LeaseService:
         now = self._clock.now()
         try:
             result = await self._col.replace_one(
-                {"_id": name, "$or": [{"lease_until": {"$lt": now}}, {"owner": self.owner}]},
+                # One $and, not `_id` beside a top-level $or: nx-27017 drops the `_id` condition of
+                # that form and would replace another lease of ours (docs/mongodb-compat.md).
+                {"$and": [{"_id": name}, {"$or": [{"lease_until": {"$lt": now}}, {"owner": self.owner}]}]},
                 {"_id": name, "owner": self.owner, "lease_until": now + timedelta(seconds=ttl_s), "acquired_at": now},
                 upsert=True,
             )

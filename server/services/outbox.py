@@ -5,7 +5,7 @@ writes it; this service only moves ``delivery`` on). A notification's ``delivery
 (always written whole — it holds datetimes) goes through these states::
 
     pending ──claim──▶ sending ──▶ sent
-       ▲                  │  ├──▶ failed        (43101 refused, 40003/47003, other errcodes, or gave up)
+       ▲                  │  ├──▶ failed        (43101 refused, 40003/40037/41030/47003, other errcodes, or gave up)
        └── retry/quiet ───┘  └──▶ in_app_only   (no openid, no template for the kind, no subscription left)
 
 Exactly once across instances: a worker first *claims* a notification with a conditional update
@@ -20,11 +20,17 @@ accept that rare duplicate rather than lose reminders (keep ``MPCRM_OUTBOX_CLAIM
 Budgets: each user accepts one-time subscriptions per template in the mini-program, which reports
 them (``POST /me/subscriptions``); each send atomically takes one (``remaining > 0``, ``$inc -1``)
 and gives it back if WeChat did not deliver (except 43101: WeChat says there is none; we zero it).
+
+Values are shaped to WeChat's rules for their keyword's type before sending (``shape_value``), so a
+well-configured template never gets 47003; a 47003, 40037 (unknown template), 41030 (page not in
+the mini-program) or 40003 (bad openid) is a permanent failure, logged with the errcode. Busy (-1),
+rate limits (45009/45011), HTTP trouble and timeouts are retried with back-off.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -32,6 +38,7 @@ from typing import Any
 from pymongo import ReturnDocument
 
 from config.settings import Settings
+from config.wechat_templates import keyword_type, load_templates
 from server.actor import Actor
 from server.clock import Clock, as_utc
 from server.ids import maybe_oid
@@ -39,51 +46,77 @@ from server.services.wechat import WechatCallError, WechatClient
 
 log = logging.getLogger("mpcrm.outbox")
 
-# Placeholder template ids: set the real ones of your mini-program with MPCRM_WECHAT_TEMPLATES.
-_TASK_FIELDS = {"title": "thing1", "due_at": "time2", "body": "thing3"}
-_TEXT_FIELDS = {"title": "thing1", "body": "thing2"}
-# Every notification kind has a template; the ids are placeholders to replace with the ones from
-# the mini-program's WeChat admin console (MPCRM_WECHAT_TEMPLATES). Pages are the mini-program's.
-DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = {
-    "task_reminder": {"template_id": "TASK_REMINDER_TEMPLATE_ID", "page": "pages/tasks/tasks", "fields": _TASK_FIELDS},
-    "task_escalated": {"template_id": "TASK_ESCALATED_TEMPLATE_ID", "page": "pages/tasks/tasks", "fields": _TASK_FIELDS},
-    "task_assigned": {"template_id": "TASK_ASSIGNED_TEMPLATE_ID", "page": "pages/tasks/tasks", "fields": _TASK_FIELDS},
-    "churn_warning": {"template_id": "CHURN_WARNING_TEMPLATE_ID", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2", "last_activity_at": "date3"}},
-    "lead_assigned": {"template_id": "LEAD_ASSIGNED_TEMPLATE_ID", "page": "pages/lead/lead", "fields": _TEXT_FIELDS},
-    "allocation_stuck": {"template_id": "ALLOCATION_STUCK_TEMPLATE_ID", "page": "pages/leads/leads", "fields": _TEXT_FIELDS},
-    "reclaim_warning": {"template_id": "RECLAIM_WARNING_TEMPLATE_ID", "page": "pages/lead/lead", "fields": _TEXT_FIELDS},
-    "lead_reclaimed": {"template_id": "LEAD_RECLAIMED_TEMPLATE_ID", "page": "pages/pool/pool", "fields": _TEXT_FIELDS},
-    "approval_pending": {"template_id": "APPROVAL_PENDING_TEMPLATE_ID", "page": "pages/approvals/approvals", "fields": _TEXT_FIELDS},
-    "approval_decided": {"template_id": "APPROVAL_DECIDED_TEMPLATE_ID", "page": "pages/approvals/approvals", "fields": _TEXT_FIELDS},
-    "renewal_due": {"template_id": "RENEWAL_DUE_TEMPLATE_ID", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2", "days_left": "number3"}},
-    "payment_due": {"template_id": "PAYMENT_DUE_TEMPLATE_ID", "page": "pages/lead/lead", "fields": _TEXT_FIELDS},
-}
+# The built-in templates are the mini-program's own catalogue (miniprogram_stub/miniprogram/templates.js:
+# the ids config.js asks users to accept, and the ones the fake WeChat knows); MPCRM_WECHAT_TEMPLATES
+# is merged over them. Put your own template ids there for production.
+DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = load_templates()
 
-# WeChat's limits on subscribe-message values, by the key's type prefix (thing1 → thing).
+# WeChat's limits on subscribe-message values by keyword type (thing1 → thing): lengths in characters.
 VALUE_LIMITS = {"thing": 20, "name": 10, "phrase": 5, "character_string": 32, "number": 32, "letter": 32, "symbol": 5, "phone_number": 17, "car_number": 8, "amount": 11}
 RETRY_ERRCODES = {None, -1, 45009, 45011}  # network, 5xx, timeouts, malformed answers, busy, quota
 REFUSED = 43101  # the user refused (or has no subscription left on WeChat's side)
+FAILURE_REASONS = {REFUSED: "refused", 40003: "bad_openid", 40037: "unknown_template", 41030: "bad_page", 47003: "bad_data"}
+# A value that would be empty (WeChat refuses empty values) is sent as this, by keyword type.
+EMPTY_VALUE = {"phrase": "无", "number": "0", "amount": "0", "letter": "NA"}
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
 def value_type(key: str) -> str:
-    return key.rstrip("0123456789")
+    return keyword_type(key)
 
 
-def cut_value(key: str, value: Any, tz) -> str:
-    """A value shaped for a WeChat data key: times formatted, text cut to the type's limit."""
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shape_value(key: str, value: Any, tz) -> str:
+    """A value shaped for a WeChat keyword: times formatted in business time, text cut (or filtered)
+    to the rules of the keyword's type. May return "" when nothing usable is left."""
     kind = value_type(key)
     if kind in ("time", "date"):
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            y, m, d = (int(x) for x in value.split("-"))
+            return f"{y}年{m}月{d}日"  # a calendar day: no time zone to apply
         moment = value if isinstance(value, datetime) else _parse_time(value)
         if moment is None:
-            return str(value or "")[:32]
+            return ""
         local = as_utc(moment).astimezone(tz)
         day = f"{local.year}年{local.month}月{local.day}日"
         return day if kind == "date" else f"{day} {local:%H:%M}"
     text = " ".join(str(value if value is not None else "").split())
     limit = VALUE_LIMITS.get(kind, 20)
-    if kind in ("number", "amount", "character_string", "letter", "phone_number", "car_number"):
-        return text[:limit]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if kind == "phrase":
+        return "".join(re.findall(f"[{_HAN}]", text))[:limit]  # only Chinese characters
+    if kind == "name":
+        if re.search(f"[{_HAN}]", text):
+            return _cut(text, limit)
+        return _cut(re.sub(r"[^A-Za-z\s.\-·'_]", "", text).strip(), 20)
+    if kind == "number":
+        match = re.search(r"\d+(\.\d+)?", text)
+        return match.group(0)[:limit].rstrip(".") if match else ""
+    if kind == "letter":
+        return re.sub(r"[^A-Za-z]", "", text)[:limit]
+    if kind == "character_string":
+        return re.sub(r"[^\x21-\x7e]", "", text)[:limit]
+    if kind == "amount":
+        match = re.search(r"[¥￥$€£]?\d{1,10}(\.\d{1,2})?元?", text.replace(",", ""))
+        return match.group(0) if match else ""
+    if kind == "phone_number":
+        return re.sub(r"[^\d+\-()\s]", "", text).strip()[:limit]
+    if kind == "symbol":
+        return re.sub(f"[0-9A-Za-z{_HAN}\\s]", "", text)[:limit]
+    if kind == "car_number":
+        return text.replace(" ", "")[:limit]
+    return _cut(text, limit)
+
+
+def cut_value(key: str, value: Any, tz, fallback: Any = None) -> str:
+    """``shape_value``, never empty: time/date keys fall back to ``fallback`` (the notification's
+    time), other keys to a placeholder WeChat accepts for their type."""
+    shaped = shape_value(key, value, tz)
+    if not shaped and fallback is not None and value_type(key) in ("time", "date"):
+        shaped = shape_value(key, fallback, tz)
+    return shaped or EMPTY_VALUE.get(value_type(key), "-")
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -205,7 +238,7 @@ class OutboxService:
         try:
             answer = await self._wechat.send_subscribe_message(self.message(item, user["openid"], template))
         except WechatCallError as exc:
-            if exc.errcode == REFUSED:
+            if exc.errcode == REFUSED:  # WeChat has no acceptance left for this template: neither do we
                 await self._subs.update_one({"_id": sub_id}, {"$set": {"remaining": 0}})
             else:
                 await self._subs.update_one({"_id": sub_id}, {"$inc": {"remaining": 1}})  # WeChat did not use it
@@ -213,8 +246,12 @@ class OutboxService:
                 delay = timedelta(seconds=self._settings.outbox_retry_base_s * 2 ** (attempts - 1))
                 await self._finish(item["_id"], token, {**d, "state": "pending", "attempts": attempts, "errcode": exc.errcode, "next_attempt_at": now + delay})
                 return "retry"
-            reason = "gave_up" if exc.errcode in RETRY_ERRCODES else ("refused" if exc.errcode == REFUSED else "rejected")
-            await self._finish(item["_id"], token, {**d, "state": "failed", "attempts": attempts, "errcode": exc.errcode, "reason": reason, "failed_at": now})
+            reason = "gave_up" if exc.errcode in RETRY_ERRCODES else FAILURE_REASONS.get(exc.errcode, "rejected")
+            log.warning("wechat did not deliver the message", extra={
+                "notification_id": str(item["_id"]), "kind": item["kind"], "template_id": template["template_id"],
+                "errcode": exc.errcode, "reason": reason, "attempts": attempts})
+            await self._finish(item["_id"], token, {**d, "state": "failed", "attempts": attempts, "errcode": exc.errcode, "reason": reason,
+                                                    "template_id": template["template_id"], "failed_at": now})
             return "failed"
         await self._finish(item["_id"], token, {**d, "state": "sent", "attempts": attempts, "msgid": answer.get("msgid"), "template_id": template["template_id"], "sent_at": now})
         return "sent"
@@ -222,8 +259,9 @@ class OutboxService:
     def message(self, item: dict, openid: str, template: dict) -> dict:
         data = item.get("data") or {}
         sources = {"title": item.get("title"), "body": item.get("body"), "created_at": item.get("created_at"), **data}
-        values = {key: {"value": cut_value(key, sources.get(source), self._settings.tz)} for source, key in (template.get("fields") or {}).items()}
-        target = data.get("task_id") or data.get("lead_id")
+        values = {key: {"value": cut_value(key, sources.get(source), self._settings.tz, item.get("created_at"))}
+                  for source, key in (template.get("fields") or {}).items()}
+        target = data.get("task_id") or data.get("lead_id") or data.get("contract_id")
         page = template.get("page")
         if page and target:
             page = f"{page}?id={target}"

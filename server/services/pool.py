@@ -53,13 +53,15 @@ class PoolService:
                 "team_id": actor.team_id or "-",
                 "pool": True,
                 "owner_id": None,
-                "$or": [{f"cooldowns.{actor.id}": {"$exists": False}}, {f"cooldowns.{actor.id}": {"$lte": now}}],
+                # Inside $and: beside a top-level $or, nx-27017 drops `_id` and would hand over
+                # another pool lead whose cool-down is over (docs/mongodb-compat.md).
+                "$and": [{"$or": [{f"cooldowns.{actor.id}": {"$exists": False}}, {f"cooldowns.{actor.id}": {"$lte": now}}]}],
             },
             {
                 "$set": {
                     "owner_id": actor.id,
                     "pool": False,
-                    "assignment": {"owner_id": actor.id, "rule_id": None, "strategy": "claim", "reason": f"{rep.get('name') or actor.id} claimed it from the pool", "at": now},
+                    "assignment": {"owner_id": actor.id, "rule_id": None, "strategy": "claim", "reason": {"zh-CN": f"{rep.get('name') or actor.id} 从公海领取", "en": f"{rep.get('name') or actor.id} claimed it from the pool"}, "at": now},
                 },
                 "$currentDate": {"updated_at": True, "touched_at": True},
                 "$inc": {"version": 1},
@@ -163,7 +165,7 @@ class PoolService:
             raise Invalid("pool.bad_assignee", details=[{"field": "owner_id", "code": "not_in_team", "message": "not an active member of the lead's team"}])
         now = self._clock.now()
         previous = lead.get("owner_id")
-        text = reason or f"assigned by {actor.name or actor.id}"
+        text = reason or {"zh-CN": f"由 {actor.name or actor.id} 分配", "en": f"assigned by {actor.name or actor.id}"}
         updated = await self._leads_col.find_one_and_update(
             {"_id": lead["_id"], "owner_id": previous},
             {

@@ -16,14 +16,18 @@ class RateLimiter:
         self._clock = clock
         self._window = window_s
 
-    async def hit(self, kind: str, key: str, limit: int) -> None:
-        """Count one event; raise 429 with ``Retry-After`` once ``limit`` per window is passed."""
+    async def hit(self, kind: str, key: str, limit: int, window_s: int | None = None) -> None:
+        """Count one event; raise 429 with ``Retry-After`` once ``limit`` per window is passed.
+
+        Every attempt counts, refused ones included, so hammering during a refusal gains nothing;
+        nothing resets a window before it ends. ``window_s`` defaults to the limiter's window."""
+        size = window_s or self._window
         now = self._clock.now()
-        window = int(now.timestamp()) // self._window
-        window_end = datetime.fromtimestamp((window + 1) * self._window, timezone.utc)
+        window = int(now.timestamp()) // size
+        window_end = datetime.fromtimestamp((window + 1) * size, timezone.utc)
         # The expiry sits in the filter: an upsert copies equality fields into the new document.
         doc = await self._col.find_one_and_update(
-            {"_id": f"{kind}:{key}:{window}", "expires_at": window_end + timedelta(seconds=self._window)},
+            {"_id": f"{kind}:{size}:{key}:{window}", "expires_at": window_end + timedelta(seconds=size)},
             {"$inc": {"count": 1}},
             upsert=True,
             return_document=ReturnDocument.AFTER,

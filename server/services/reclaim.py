@@ -17,6 +17,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import UpdateOne
 
+from server.actor import SYSTEM
 from server.clock import Clock
 from server.schemas.users import PoolSettings, ReclaimSettings
 from server.services.leads import LeadService, scope_exit_update
@@ -97,8 +98,8 @@ class ReclaimService:
                 continue
             stats["reclaimed"] += 1
             open_counts[owner] = open_counts.get(owner, 0) + 1
-            events.append({"_id": ObjectId(), "lead_id": lead["_id"], "kind": "reclaimed", "at": now, "actor_id": "system",
-                           "actor_role": "system", "data": {"previous_owner_id": owner, "reason": reason}})
+            events.append({"_id": ObjectId(), "lead_id": lead["_id"], "kind": "reclaimed", "at": now, "actor_id": SYSTEM.id,
+                           "actor_role": SYSTEM.role, "data": {"previous_owner_id": owner, "reason": reason}})
             exits.setdefault(owner, []).append(lead["_id"])
             notes.append(notification(owner, "lead_reclaimed", "线索已回收", f"{lead.get('name', '')}: {reason}"[:200],
                                       f"reclaimed:{lead['_id']}:{lead['version']}", data={"lead_id": lead["_id"]}))

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from config.settings import Settings
+from server.actor import SYSTEM
 from server.clock import Clock, as_utc
 from server.errors import ApiError
 from server.services.leads import LeadService
@@ -86,7 +87,7 @@ class ReminderService:
                 moved = False
                 if lead is not None and "at_risk" in allowed_targets(lead["stage"]):
                     try:
-                        await self._leads.move_stage(lead, "at_risk", None, reason=f"task overdue {days} days")
+                        await self._leads.move_stage(lead, "at_risk", SYSTEM, reason={"zh-CN": f"待办逾期 {days} 天", "en": f"task overdue {days} days"})
                         moved = True
                         flagged += 1
                     except ApiError:
@@ -134,7 +135,9 @@ class ReminderService:
                 if full is None:
                     continue  # changed since the read; the next run looks again
                 try:
-                    await self._leads.move_stage(full, "at_risk", None, reason=f"no follow-up for {silent.days} days (threshold {days})")
+                    await self._leads.move_stage(full, "at_risk", SYSTEM, reason={
+                        "zh-CN": f"已 {silent.days} 天未跟进（阈值 {days} 天）", "en": f"no follow-up for {silent.days} days (threshold {days})",
+                    })
                     moved += 1
                 except ApiError:
                     continue

@@ -56,6 +56,7 @@ from bson.errors import InvalidId
 from server.actor import Actor
 from server.clock import Clock
 from server.errors import ApiError, Forbidden
+from server.paging import and_filter
 from server.services.leads import LIST_PROJECTION, SCOPE_EXITS_KEPT, LeadService
 from server.services.tasks import TaskService
 
@@ -206,11 +207,13 @@ class SyncService:
         returns them and the new position (the last ``_id``, or DONE at the end)."""
         if after is DONE:
             return [], DONE
-        query = dict(filter_)
+        bounds: dict[str, Any] = {}
         if since is not None:
-            query[stamp] = {"$gte": since}
+            bounds[stamp] = {"$gte": since}
         if after is not None:
-            query["_id"] = {"$gt": after}
+            bounds["_id"] = {"$gt": after}
+        # ANDed with the scope: a cursor can never replace a key of the scope.
+        query = and_filter(filter_, bounds)
         docs = await collection.find(query, projection).sort("_id", 1).limit(limit + 1).to_list(None)
         if len(docs) > limit:
             docs = docs[:limit]

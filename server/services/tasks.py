@@ -169,14 +169,10 @@ class TaskService:
             raise Conflict("task.managed_by_lead", details=[_detail("lead_id", "followup", "change the lead's next_followup_at instead")])
         if task["status"] != "open":
             raise Conflict("task.closed")
-        changes = data.model_dump(exclude_unset=True, exclude={"version"})
-        if "due_at" in changes and changes["due_at"] is None:
-            raise Invalid("request.invalid", details=[_detail("due_at", "required", "a task needs a due time")])
-        if changes.get("assignee_id"):
+        changes = data.model_dump(exclude_unset=True, exclude={"version"})  # TaskUpdate refuses null but for remind_at
+        if "assignee_id" in changes:
             assignee = await self._assignee(actor, changes["assignee_id"])
             changes["team_id"] = assignee["team_id"] or task.get("team_id")
-        elif "assignee_id" in changes:
-            changes.pop("assignee_id")
         new = {**task, **changes}
         self._check_times(as_utc(new["due_at"]), as_utc(new["remind_at"]) if new.get("remind_at") else None)
         now = self._clock.now()

@@ -109,11 +109,19 @@ class UserService:
         return await paginate(self._users, filter_, limit=query.limit, cursor=query.cursor)
 
     async def update_user(self, actor: Actor, user_id: str, data: UserUpdate, version: int) -> dict:
+        """The whole change is checked against the user as it is (null fields were refused by the
+        schema) before the one version-guarded write: a 4xx means nothing was written."""
         require_role(actor, "admin")
         oid = parse_oid(user_id, "user.not_found")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
         if changes.get("active") is False and str(oid) == actor.id:
             raise Invalid("user.cannot_deactivate_self", details=[_detail("active", "self")])
+        current = await self._users.find_one({"_id": oid})
+        if current is None:
+            raise NotFound("user.not_found")
+        if current["version"] != version:
+            raise VersionMismatch("user.version_mismatch")
+        _check_user_change(current, changes)
         if changes.get("team_id"):
             await self._existing_team(changes["team_id"])
         if "tags" in changes:
@@ -132,9 +140,6 @@ class UserService:
         )
         if doc is None:
             await self._raise_missing_or_stale(self._users, oid, "user")
-        if doc["role"] in ("rep", "manager") and not doc.get("team_id"):
-            # Cannot happen through this endpoint's checks unless the team was cleared explicitly.
-            raise Invalid("user.team_required")
         if logs_out:
             await self._refresh.update_many({"user_id": str(oid)}, {"$set": {"revoked": True}})
         await self._audit.record(
@@ -229,6 +234,17 @@ class UserService:
         if await collection.find_one({"_id": oid}, {"_id": 1}) is None:
             raise NotFound(f"{kind}.not_found")
         raise VersionMismatch(f"{kind}.version_mismatch")
+
+
+def _check_user_change(current: dict, changes: dict) -> None:
+    """Rules across fields, on the user as it would be after the change."""
+    if current.get("role") == "customer" and ("role" in changes or changes.get("team_id")):
+        # Customers sign in with WeChat; staff are created as staff (POST /users).
+        field = "role" if "role" in changes else "team_id"
+        raise Invalid("user.customer_role", details=[_detail(field, "customer")])
+    after = {**current, **changes}
+    if after.get("role") in ("rep", "manager") and not after.get("team_id"):
+        raise Invalid("user.team_required", details=[_detail("team_id", "required")])
 
 
 def _detail(field: str, code: str) -> dict:

@@ -1,6 +1,8 @@
 """The WeChat server API client: code2Session, the stable access token, phone numbers, subscribe
 messages. Every call has a timeout; WeChat's error codes become our stable error codes. The
-AppSecret and ``session_key`` never reach a response or a log line.
+AppSecret and ``session_key`` never reach a response or a log line, and the cached access token is
+stored sealed with the field cipher (AES-256-GCM, like ``session_key``): a dump of the database
+does not contain it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -20,6 +23,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from config.settings import Settings
 from server.clock import Clock, as_utc
 from server.errors import ApiError, Unauthorized
+from server.security import FieldCipher
 
 log = logging.getLogger("mpcrm.wechat")
 
@@ -27,6 +31,7 @@ log = logging.getLogger("mpcrm.wechat")
 _LOGIN_ERRORS = {
     40029: ("auth.wechat_code_invalid", 401),  # invalid code
     40163: ("auth.wechat_code_invalid", 401),  # code been used
+    41008: ("auth.wechat_code_invalid", 401),  # missing code (empty, or not a code at all)
     40226: ("auth.wechat_user_blocked", 401),  # risky user
     45011: ("wechat.rate_limited", 503),  # API minute-quota reached
     -1: ("wechat.unavailable", 503),  # system busy
@@ -51,12 +56,13 @@ class WechatSession:
 
 
 class WechatClient:
-    def __init__(self, settings: Settings, db, clock: Clock) -> None:
+    def __init__(self, settings: Settings, db, clock: Clock, cipher: FieldCipher | None = None) -> None:
         self._base = settings.wechat_api_base.rstrip("/")
         self._appid = settings.wechat_appid
         self._secret = settings.wechat_secret
         self._timeout = settings.wechat_timeout_s
         self._tokens = db["wechat_tokens"]
+        self._cipher = cipher or FieldCipher(settings)
         self._clock = clock
         self._http = AsyncHTTPClient()
 
@@ -99,6 +105,10 @@ class WechatClient:
 
     # ------------------------------------------------------------ login
     async def code2session(self, code: str) -> WechatSession:
+        if not code or not code.isascii() or not code.isprintable() or code.strip() != code:
+            # wx.login codes are printable ASCII; anything else (control characters, spaces) is
+            # not a code: refused here, as WeChat would (41008), without asking it.
+            raise Unauthorized("auth.wechat_code_invalid")
         data = await self._call(
             "GET",
             "/sns/jscode2session",
@@ -122,7 +132,9 @@ class WechatClient:
         if not force_refresh:
             cached = await self._tokens.find_one({"_id": self._appid})
             if cached and as_utc(cached["expires_at"]) - _TOKEN_MARGIN > now:
-                return cached["token"]
+                token = self._unseal(cached)
+                if token is not None:
+                    return token
         data = await self._call(
             "POST",
             "/cgi-bin/stable_token",
@@ -134,10 +146,26 @@ class WechatClient:
             raise WechatCallError("wechat.unavailable", 503, None)
         await self._tokens.replace_one(
             {"_id": self._appid},
-            {"_id": self._appid, "token": token, "expires_at": now + timedelta(seconds=expires_in), "fetched_at": now},
+            {"_id": self._appid, "sealed": self._cipher.encrypt(token, self._token_aad()),
+             "expires_at": now + timedelta(seconds=expires_in), "fetched_at": now},
             upsert=True,
         )
         return token
+
+    def _token_aad(self) -> str:
+        return f"wechat_tokens:{self._appid}"
+
+    def _unseal(self, cached: dict) -> str | None:
+        """The cached token, or None when it cannot be read (an older plaintext entry, a retired
+        field key): the caller then fetches a new one and seals that."""
+        sealed = cached.get("sealed")
+        if not isinstance(sealed, dict):
+            return None
+        try:
+            return self._cipher.decrypt(sealed, self._token_aad())
+        except (InvalidTag, KeyError, ValueError, TypeError):
+            log.warning("cached wechat access token unreadable; fetching a new one")
+            return None
 
     async def call_with_token(self, path: str, body: dict) -> dict:
         """POST with the access token; on 40001/42001 refresh it once and retry."""

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from allocation_kit import RULES, capture, make_form, owners
+from capture_kit import lead_of
 
 
 def rule_body(team_id: str, members, **changes) -> dict:
@@ -101,10 +102,12 @@ async def test_preview_explains_the_next_pick_and_assigns_nothing(api, people, c
     leads = await capture(ctx, "north-expo", 1)
 
     for _ in range(2):
-        r = await api.post(f"{RULES}/{rule['id']}/preview", json={"tags": ["north"]}, token=manager.token)
+        r = await api.post(f"{RULES}/{rule['id']}/preview", json={"tags": ["north"]}, token=manager.token, headers={"Accept-Language": "en"})
         assert r.status == 200, r.body
         assert r.json["owner_id"] == a.id and r.json["owner_name"] == "李雷" and r.json["matched"] is True
         assert r.json["reason"] == "rule 华北大客户 matched tag north; round-robin turn 1 of 2"
+    r = await api.post(f"{RULES}/{rule['id']}/preview", json={"tags": ["north"]}, token=manager.token)
+    assert r.json["reason"] == "规则 华北大客户：匹配标签 north；轮询第 1/2 位", "no Accept-Language: zh-CN"
     assert owners(raw_db, leads) == {leads[0]: None}
     assert (await api.get(RULES, token=admin.token)).json["items"][0]["turn"] == 0
 
@@ -112,7 +115,7 @@ async def test_preview_explains_the_next_pick_and_assigns_nothing(api, people, c
     assert r.status == 200 and r.json["matched"] is False and r.json["owner_id"] is None
 
     await ctx.allocation.sweep(ctx.clock.now())
-    r = await api.post(f"{RULES}/{rule['id']}/preview", json={"tags": ["north"]}, token=admin.token)
+    r = await api.post(f"{RULES}/{rule['id']}/preview", json={"tags": ["north"]}, token=admin.token, headers={"Accept-Language": "en"})
     assert r.json["owner_id"] == b.id and "turn 2 of 2" in r.json["reason"], "after one assignment the next is 韩梅梅"
 
 
@@ -122,7 +125,7 @@ def settings_overrides():
 
 
 @pytest.mark.gen_test
-async def test_a_form_lead_is_assigned_right_after_capture_and_the_owner_sees_why(api, people, ctx):
+async def test_a_form_lead_is_assigned_right_after_capture_and_the_owner_sees_why(api, people, ctx, raw_db):
     admin = await people.admin()
     team = await people.team()
     rep = await people.rep(name="张三")
@@ -131,7 +134,7 @@ async def test_a_form_lead_is_assigned_right_after_capture_and_the_owner_sees_wh
     await make_form(ctx, team)
     r = await api.post("/api/v1/public/forms/north-expo/submissions", json={"answers": {"name": "王老板", "mobile": "13612345678"}})
     assert r.status == 201, r.body
-    lead_id = r.json["lead_id"]
+    lead_id = lead_of(raw_db, r)
 
     for _ in range(40):  # allocation runs after the response: usually well within a second
         r = await api.get(f"/api/v1/leads/{lead_id}", token=rep.token)
@@ -141,8 +144,15 @@ async def test_a_form_lead_is_assigned_right_after_capture_and_the_owner_sees_wh
     assert r.status == 200, "the rep can open the lead: it is theirs"
     assignment = r.json["assignment"]
     assert assignment["owner_id"] == rep.id and assignment["rule_id"] == rule["id"] and assignment["strategy"] == "round_robin"
-    assert assignment["reason"] == "rule 华北大客户 matched tag north; round-robin turn 1 of 1"
+    assert assignment["reason"] == "规则 华北大客户：匹配标签 north；轮询第 1/1 位"
+    r = await api.get(f"/api/v1/leads/{lead_id}", token=rep.token, headers={"Accept-Language": "en"})
+    assert r.json["assignment"]["reason"] == "rule 华北大客户 matched tag north; round-robin turn 1 of 1"
     r = await api.get(f"/api/v1/leads/{lead_id}/timeline", token=rep.token)
     assert [e["kind"] for e in r.json["items"]].count("assigned") == 1
+    [assigned] = [e for e in r.json["items"] if e["kind"] == "assigned"]
+    assert assigned["actor_role"] == "system" and assigned["data"]["reason"] == "规则 华北大客户：匹配标签 north；轮询第 1/1 位"
+    r = await api.get(f"/api/v1/leads/{lead_id}/timeline", token=rep.token, headers={"Accept-Language": "en"})
+    [assigned] = [e for e in r.json["items"] if e["kind"] == "assigned"]
+    assert assigned["data"]["reason"] == "rule 华北大客户 matched tag north; round-robin turn 1 of 1"
     r = await api.get("/api/v1/notifications", token=rep.token)
     assert [n["kind"] for n in r.json["items"]] == ["lead_assigned"], r.body

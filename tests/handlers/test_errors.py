@@ -149,6 +149,66 @@ async def test_accept_language_changes_message_not_code(api):
 
 
 @pytest.mark.gen_test
+async def test_details_follow_accept_language_like_the_message(api, people):
+    rep = await people.rep()
+    body = {"name": "x" * 65, "colour": "red", "level": "Z"}
+    zh = await api.post("/api/v1/leads", json=body, token=rep.token)
+    en = await api.post("/api/v1/leads", json=body, token=rep.token, headers={"Accept-Language": "en"})
+    assert zh.status == en.status == 422 and zh.error_code == en.error_code == "request.invalid"
+    by_field = {lang: {d["field"]: d for d in r.json["error"]["details"]} for lang, r in (("zh", zh), ("en", en))}
+    assert set(by_field["zh"]) == set(by_field["en"]) == {"name", "colour", "level"}
+    for field in ("name", "colour", "level"):  # the code never changes, the message does
+        assert by_field["zh"][field]["code"] == by_field["en"][field]["code"]
+        assert by_field["zh"][field]["message"] != by_field["en"][field]["message"]
+        assert set(by_field["zh"][field]) == {"field", "code", "message"}  # no internal params leak
+    assert by_field["zh"]["name"]["code"] == "string_too_long" and by_field["zh"]["name"]["message"] == "最多 64 个字符"
+    assert by_field["en"]["name"]["message"] == "String should have at most 64 characters"
+    assert by_field["zh"]["colour"]["message"] == "不允许的字段"
+    assert by_field["zh"]["level"]["message"] == "应为 'A', 'B', 'C' 之一"
+    assert by_field["en"]["level"]["message"] == "Input should be 'A', 'B' or 'C'"  # pydantic's own, as before
+    # query strings and the version rule too
+    r = await api.get("/api/v1/leads?stage=new&stage=lost", token=rep.token)
+    assert r.json["error"]["details"][0]["message"] == "该参数只能出现一次"
+    r = await api.get("/api/v1/leads?stage=new&stage=lost", token=rep.token, headers={"Accept-Language": "en"})
+    assert r.json["error"]["details"][0]["message"] == "give this parameter once"
+
+
+@pytest.mark.gen_test
+async def test_a_customers_form_problems_are_in_their_language(api, form):
+    from capture_kit import answers, submit
+
+    body = {"answers": answers(name="张" * 21, age=7, interest="tea", colour="red", mobile="12345")}
+    zh = await submit(api, body)
+    en = await submit(api, body, headers={"Accept-Language": "en"})
+    assert zh.error_code == en.error_code == "submission.invalid_answers"
+    messages = {lang: {d["field"]: (d["code"], d["message"]) for d in r.json["error"]["details"]} for lang, r in (("zh", zh), ("en", en))}
+    assert messages["zh"] == {
+        "answers.colour": ("unknown_field", "不是此表单的字段"),
+        "answers.name": ("invalid", "不能超过 20 个字"),
+        "answers.mobile": ("invalid", "不是有效的中国大陆手机号"),
+        "answers.age": ("invalid", "不能小于 18"),
+        "answers.interest": ("invalid", "请从选项中选择"),
+    }
+    assert messages["en"] == {
+        "answers.colour": ("unknown_field", "not a field of this form"),
+        "answers.name": ("invalid", "longer than 20 characters"),
+        "answers.mobile": ("invalid", "not a mainland mobile number"),
+        "answers.age": ("invalid", "below 18"),
+        "answers.interest": ("invalid", "not one of the options"),
+    }
+
+
+def test_every_detail_code_has_zh_and_en_messages():
+    from server.errors import DETAIL_MESSAGES
+
+    formatter = string.Formatter()
+    for code, texts in DETAIL_MESSAGES.items():
+        assert texts.get("zh-CN") and texts.get("en"), code
+        fields = {lang: {f for _, f, _, _ in formatter.parse(text) if f} for lang, text in texts.items()}
+        assert fields["zh-CN"] <= fields["en"], f"{code}: the Chinese text names a value the English one lacks"
+
+
+@pytest.mark.gen_test
 async def test_request_id_is_echoed_or_generated(api, people):
     rep = await people.rep()
     cases = [("GET", ME, rep.token), ("GET", ME, None), ("GET", "/api/v1/nope", None), ("DELETE", ME, rep.token), ("GET", "/healthz", None),

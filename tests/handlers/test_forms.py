@@ -10,7 +10,7 @@ import copy
 import pytest
 from bson import ObjectId
 
-from capture_kit import FORMS, PHONE, answers, create_form, detail_fields, expo_form, submit
+from capture_kit import FORMS, PHONE, answers, create_form, detail_fields, expo_form, lead_of, submit
 
 pytestmark = pytest.mark.gen_test
 
@@ -117,7 +117,7 @@ async def test_edit_makes_a_new_version_and_keeps_the_old_definition(api, people
     form = await create_form(api, admin, await people.team())
     r = await submit(api, {"answers": answers()})
     assert r.status == 201, r.body
-    first_lead = r.json["lead_id"]
+    first_lead = lead_of(raw_db, r)
 
     new_fields = [f for f in expo_form()["fields"] if f["key"] != "age"] + [
         {"key": "budget", "label": "预算（万元）", "type": "number", "required": True, "min": 0},
@@ -143,12 +143,12 @@ async def test_edit_makes_a_new_version_and_keeps_the_old_definition(api, people
 
     # Each submission records the version it was made against, on the lead and on the event.
     assert raw_db.leads.find_one({"_id": first_lead})["source"]["form_version"] == 1
-    assert raw_db.leads.find_one({"_id": second["lead_id"]})["source"]["form_version"] == 2
+    assert raw_db.leads.find_one({"_id": lead_of(raw_db, second)})["source"]["form_version"] == 2
     assert raw_db.lead_events.find_one({"_id": ObjectId(second["submission_id"])})["data"]["form_version"] == 2
 
     # A resubmission by the first person under version 2 records version 2 on its event.
     r = await submit(api, {"answers": answers(age=None, budget=10)})
-    assert r.status == 201 and r.json["lead_id"] == first_lead
+    assert r.status == 201 and lead_of(raw_db, r) == first_lead
     event = raw_db.lead_events.find_one({"_id": ObjectId(r.json["submission_id"])})
     assert event["kind"] == "resubmitted" and event["data"]["form_version"] == 2
 

@@ -109,8 +109,41 @@ async def test_csv_import_creates_pool_leads_with_sealed_phones(api, people, raw
     errors = await api.get(f"/api/v1/imports/{r.json['import_id']}/errors.csv", token=admin.token, headers={"Accept-Language": "en"})
     assert errors.status == 200 and errors.headers["Content-Type"].startswith("text/csv")
     lines = list(csv.reader(io.StringIO(errors.body.decode("utf-8-sig"))))
-    assert lines[0] == ["row", "code", "field", "message"]
-    assert [line[:2] for line in lines[1:]] == [["4", "import.name_required"], ["5", "import.bad_phone"]]
+    # Each rejected row comes back whole, under the file's own header, to be fixed and uploaded again.
+    assert lines[0] == ["row", "code", "field", "message", "姓名", "手机", "公司", "邮箱", "城市", "标签", "备注", "等级"]
+    assert [line[:3] for line in lines[1:]] == [["4", "import.name_required", "name"], ["5", "import.bad_phone", "phone"]]
+    assert lines[1][4:] == ["", "13700137000", "无名公司"] and lines[2][4:] == ["王五", "12345"], lines
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_errors_csv_gives_back_every_rejected_row_to_fix_and_upload_again(api, people, raw_db):
+    manager = await people.manager()
+    data = xlsx_file([
+        ["姓名", "手机", "公司", "备注"],
+        ["张三", "13800138000", "华为", "老客户"],
+        ["张三 again", "+86 138 0013 8000", "华为", "same phone"],  # a duplicate, found while writing
+        ["李四", "12345", "=1+2", "bad phone"],
+        ["王五", "+86 139 0013 9000", "", ""],
+    ])
+    r = await upload(api, manager, data, filename="old.xlsx")
+    assert r.status == 202, r.body
+    report = await wait_done(api, manager, r.json["import_id"])
+    assert {(x["row"], x["code"]) for x in report["rejected"]} == {(3, "import.duplicate_row"), (4, "import.formula")}, report
+    # Stored encrypted: the database holds no plaintext phone of the rejected rows.
+    kept = list(raw_db.import_rejects.find({}))
+    assert len(kept) == 2 and "13800138000" not in str(kept) and "12345" not in str(kept)
+    errors = await api.get(f"/api/v1/imports/{r.json['import_id']}/errors.csv", token=manager.token)
+    assert errors.status == 200, errors.body
+    lines = list(csv.reader(io.StringIO(errors.body.decode("utf-8-sig"))))
+    assert lines[0][4:] == ["姓名", "手机", "公司", "备注"]
+    assert lines[1][0] == "3" and lines[1][4:] == ["张三 again", "'+86 138 0013 8000", "华为", "same phone"], lines
+    assert lines[2][0] == "4" and lines[2][4:] == ["李四", "12345", "'=1+2", "bad phone"], lines
+    assert raw_db.audit_log.count_documents({"action": "import.errors_csv", "actor_id": manager.id}) == 1
+    # Fixed in place (the cells our CSV neutralised with ' read back as text) and uploaded again.
+    fixed = csv_file([lines[0][4:], [lines[2][4], "13700137000", "Acme", lines[2][7]], ["赵六", lines[1][5], "", ""]])
+    r = await upload(api, manager, fixed)
+    report = await wait_done(api, manager, r.json["import_id"])
+    assert (report["created"], report["merged"], report["rejected_count"]) == (1, 1, 0), report
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -301,13 +334,13 @@ async def test_rep_exports_only_their_leads_masked_and_neutralised(api, people, 
     assert r.headers["Content-Disposition"].startswith("attachment;")
     assert r.body.startswith("\ufeff".encode())
     rows = list(csv.DictReader(io.StringIO(r.body.decode("utf-8-sig"))))
-    assert list(rows[0]) == ["id", "name", "company", "phone", "stage", "owner_id", "tags", "created_at"]
-    by_name = {row["name"]: row for row in rows}
+    assert list(rows[0]) == ["编号", "姓名", "公司", "手机", "城市", "等级", "阶段", "负责人", "标签", "下次跟进", "创建时间"]
+    by_name = {row["姓名"]: row for row in rows}
     assert set(by_name) == {"Mine", "Also mine"}
-    assert by_name["Mine"]["phone"] == "138****8000" and "13800138000" not in r.body.decode("utf-8-sig")
-    assert by_name["Mine"]["company"] == '\'=HYPERLINK("http://evil.example","x")'
-    assert by_name["Also mine"]["company"] == "'-1+2"
-    assert by_name["Mine"]["tags"] == "a,b" and by_name["Mine"]["owner_id"] == rep.id
+    assert by_name["Mine"]["手机"] == "138****8000" and "13800138000" not in r.body.decode("utf-8-sig")
+    assert by_name["Mine"]["公司"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert by_name["Also mine"]["公司"] == "'-1+2"
+    assert by_name["Mine"]["标签"] == "a,b" and by_name["Mine"]["负责人"] == rep.user["name"]
     audit = list(raw_db.audit_log.find({"action": "lead.export"}))
     assert len(audit) == 1 and audit[0]["actor_id"] == rep.id and audit[0]["details"] == {"format": "csv", "rows": 2}
 
@@ -323,7 +356,7 @@ async def test_xlsx_export_opens_and_holds_no_formulas(api, people, ctx, raw_db)
     assert r.headers["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     sheet = load_workbook(io.BytesIO(r.body)).active
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == ("id", "name", "company", "phone", "stage", "owner_id", "tags", "created_at")
+    assert rows[0] == ("编号", "姓名", "公司", "手机", "城市", "等级", "阶段", "负责人", "标签", "下次跟进", "创建时间")
     assert sorted(row[1] for row in rows[1:]) == ["A", "B"]
     assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
     a = next(row for row in rows[1:] if row[1] == "A")
@@ -331,6 +364,31 @@ async def test_xlsx_export_opens_and_holds_no_formulas(api, people, ctx, raw_db)
     assert raw_db.audit_log.find_one({"action": "lead.export"})["details"] == {"format": "xlsx", "rows": 2}
     r = await api.get("/api/v1/leads/export?format=pdf", token=admin.token)
     assert r.status == 422
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_export_speaks_the_callers_language_with_owner_names_and_local_times(api, people, ctx):
+    from datetime import datetime, timezone
+
+    rep = await people.rep(name="李雷")
+    manager = await people.manager()
+    follow_up = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)  # 11:00 in Shanghai
+    lead = await lead_as(ctx, rep, name="王先生", city="北京", level="A", next_followup_at=follow_up)
+    created_local = lead["created_at"].astimezone(ctx.settings.tz).strftime("%Y-%m-%d %H:%M")
+    # A manager's export, in English.
+    r = await api.get("/api/v1/leads/export?format=csv", token=manager.token, headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert r.status == 200, r.body
+    [row] = list(csv.DictReader(io.StringIO(r.body.decode("utf-8-sig"))))
+    assert list(row) == ["ID", "Name", "Company", "Phone", "City", "Level", "Stage", "Owner", "Tags", "Next follow-up", "Created"]
+    assert row["Name"] == "王先生" and row["City"] == "北京" and row["Level"] == "A" and row["Stage"] == "New"
+    assert row["Owner"] == "李雷" and row["Next follow-up"] == "2030-01-07 11:00" and row["Created"] == created_local
+    # The same in Chinese, and in XLSX.
+    r = await api.get("/api/v1/leads/export?format=xlsx", token=manager.token, headers={"Accept-Language": "zh-CN"})
+    assert r.status == 200, r.body
+    header, values = list(load_workbook(io.BytesIO(r.body)).active.iter_rows(values_only=True))
+    got = dict(zip(header, values))
+    assert got["姓名"] == "王先生" and got["城市"] == "北京" and got["等级"] == "A" and got["阶段"] == "新线索"
+    assert got["负责人"] == "李雷" and got["下次跟进"] == "2030-01-07 11:00" and got["创建时间"] == created_local
 
 
 @pytest.mark.gen_test(timeout=60)

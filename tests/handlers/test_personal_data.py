@@ -15,7 +15,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from capture_kit import (
-    MOBILE_IN_TEXT, PHONE, PHONE_DISPLAY, PHONE_MASKED, answers, create_form, submit,
+    MOBILE_IN_TEXT, PHONE, PHONE_DISPLAY, PHONE_MASKED, answers, create_form, lead_of, submit,
 )
 from conftest import Api
 from config.settings import Settings
@@ -38,16 +38,16 @@ def reveal_path(lead_id: str) -> str:
     return f"/api/v1/leads/{lead_id}/reveal"
 
 
-async def new_lead(api, phone: str = PHONE_DISPLAY, **kw) -> str:
+async def new_lead(api, raw_db, phone: str = PHONE_DISPLAY, **kw) -> str:
     r = await submit(api, {"answers": answers(mobile=phone, **kw)})
     assert r.status == 201, r.body
-    return r.json["lead_id"]
+    return lead_of(raw_db, r)
 
 
 # ---------------------------------------------------------------- at rest
 async def test_phone_is_encrypted_at_rest_with_a_blind_index_and_a_mask(api, form, ctx, raw_db):
-    lead_id = await new_lead(api)
-    other_id = await new_lead(api, "13900139000")
+    lead_id = await new_lead(api, raw_db)
+    other_id = await new_lead(api, raw_db, "13900139000")
     lead = raw_db.leads.find_one({"_id": lead_id})
     assert set(lead["phone"]) == {"v", "n", "c"} and lead["phone"]["v"] == 1
     assert lead["phone_masked"] == PHONE_MASKED
@@ -66,7 +66,7 @@ async def test_phone_is_encrypted_at_rest_with_a_blind_index_and_a_mask(api, for
 async def test_phone_is_masked_in_every_response(api, form, people, raw_db):
     admin = await people.admin()
     manager = await people.manager()
-    lead_id = await new_lead(api)
+    lead_id = await new_lead(api, raw_db)
     for token in (admin.token, manager.token):
         r = await api.get(f"/api/v1/leads/{lead_id}", token=token)
         assert r.status == 200, r.body
@@ -82,7 +82,7 @@ async def test_phone_is_masked_in_every_response(api, form, people, raw_db):
 
 # ---------------------------------------------------------------- reveal
 async def test_admin_and_the_teams_manager_may_reveal(api, form, people, raw_db):
-    lead_id = await new_lead(api)
+    lead_id = await new_lead(api, raw_db)
     admin = await people.admin()
     manager = await people.manager()  # the form's team
     for person in (admin, manager):
@@ -97,7 +97,7 @@ async def test_admin_and_the_teams_manager_may_reveal(api, form, people, raw_db)
 
 
 async def test_the_owning_rep_may_reveal(api, form, people, raw_db):
-    lead_id = await new_lead(api)
+    lead_id = await new_lead(api, raw_db)
     rep = await people.rep()
     raw_db.leads.update_one({"_id": lead_id}, {"$set": {"owner_id": rep.id}})  # setup: assigned to this rep
     r = await api.post(reveal_path(lead_id), json={"field": "phone"}, token=rep.token)
@@ -106,7 +106,7 @@ async def test_the_owning_rep_may_reveal(api, form, people, raw_db):
 
 
 async def test_refused_reveals_are_audited(api, form, people, wechat, raw_db):
-    lead_id = await new_lead(api)
+    lead_id = await new_lead(api, raw_db)
     rep = await people.rep()  # same team, does not own it
     other_manager = await people.manager("华南销售部")
     customer = await people.customer(wechat[0])
@@ -131,7 +131,7 @@ async def test_refused_reveals_are_audited(api, form, people, wechat, raw_db):
 
 @pytest.mark.parametrize("body", [{"field": "email"}, {"field": "phone", "why": "x"}, {}, {"field": {"$ne": None}}])
 async def test_reveal_takes_only_the_phone_field(api, form, people, raw_db, body):
-    lead_id = await new_lead(api)
+    lead_id = await new_lead(api, raw_db)
     admin = await people.admin()
     r = await api.post(reveal_path(lead_id), json=body, token=admin.token)
     assert r.status == 422 and PHONE.encode() not in r.body
@@ -142,7 +142,7 @@ async def test_reveal_of_a_lead_without_a_phone_is_404(api, people, raw_db):
     admin = await people.admin()
     await create_form(api, admin, await people.team(), slug="survey", fields=[{"key": "name", "label": "姓名", "type": "text", "required": True}])
     r = await submit(api, {"answers": {"name": "王五"}}, slug="survey")
-    lead_id = r.json["lead_id"]
+    lead_id = lead_of(raw_db, r)
     r = await api.post(reveal_path(lead_id), json={"field": "phone"}, token=admin.token)
     assert r.status == 404
     assert raw_db.audit_log.count_documents({"action": "lead.reveal", "outcome": "refused", "target_id": lead_id}) == 1
@@ -162,7 +162,7 @@ def _settings_with_new_key(old: Settings) -> tuple[Settings, str]:
 
 async def test_key_rotation_re_encrypts_everything_and_keeps_it_readable(api, form, people, ctx, wechat, io_loop, mongo_uri, db_name, raw_db):
     phones = ["13800138000", "13900139000", "15000150000"]
-    lead_ids = {phone: await new_lead(api, phone) for phone in phones}
+    lead_ids = {phone: await new_lead(api, raw_db, phone) for phone in phones}
     customer = await people.customer(wechat[0])  # a sealed WeChat session key in users
     before = {d["_id"]: d["phone"] for d in raw_db.leads.find()}
     assert {p["v"] for p in before.values()} == {1}
@@ -194,8 +194,8 @@ async def test_key_rotation_re_encrypts_everything_and_keeps_it_readable(api, fo
             r = await new_api.post(reveal_path(lead_id), json={"field": "phone"}, token=admin.token)
             assert r.status == 200 and r.json["value"] == phone, r.body
         r = await submit(new_api, {"answers": answers(mobile="+86 139-0013-9000")})
-        assert r.status == 201 and r.json["lead_id"] == lead_ids["13900139000"]
-        new_id = (await submit(new_api, {"answers": answers(mobile="18600186000")})).json["lead_id"]
+        assert r.status == 201 and lead_of(raw_db, r) == lead_ids["13900139000"]
+        new_id = lead_of(raw_db, await submit(new_api, {"answers": answers(mobile="18600186000")}))
         assert raw_db.leads.find_one({"_id": new_id})["phone"]["v"] == 2
 
         # A second run finds nothing left to do.
@@ -216,7 +216,7 @@ async def test_no_plaintext_phone_anywhere_in_the_database_or_the_logs(api, form
     used = [PHONE, "13900139000", "13700137000", "15800158000", "18612345678"]
     typed = ["+86 138-0013-8000", "139 0013 9000", "0086-158-0015-8000", "138-0013-8000", "139-0013-9000"]
 
-    lead_id = await new_lead(api, typed[0])
+    lead_id = await new_lead(api, raw_db, typed[0])
     assert (await submit(api, {"answers": answers(mobile=typed[1])}, token=customer.token, key="plain-scan-0001")).status == 201
     assert (await submit(api, {"answers": answers(mobile=None), "phone_code": state.issue_phone_code(used[2])["code"]})).status == 201
     assert (await submit(api, {"answers": answers(mobile=typed[2], name="赵六")}, headers={"X-Forwarded-For": "203.0.113.9"})).status == 201

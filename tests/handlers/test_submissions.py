@@ -17,7 +17,7 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from capture_kit import (
-    PHONE, PHONE_MASKED, answers, create_form, detail_fields, submit, submit_path, unique_phone,
+    PHONE, PHONE_MASKED, answers, create_form, detail_fields, lead_of, submit, submit_path, unique_phone,
 )
 from conftest import Api
 from miniprogram_stub.wechat_api import PATH_PHONE_NUMBER, Fault
@@ -73,9 +73,9 @@ async def test_new_person_becomes_an_unassigned_new_lead_with_a_created_event(ap
         r = await submit(api, body, key="first-try-0001")
     assert r.status == 201, r.body
     assert len(cmds) <= 6, cmds  # rate limit, form, idempotency claim, phone lookup, lead, event
-    assert set(r.json) == {"submission_id", "lead_id"}
+    assert set(r.json) == {"submission_id", "status", "submitted_at"} and r.json["status"] == "received"
 
-    lead = raw_db.leads.find_one({"_id": r.json["lead_id"]})
+    lead = raw_db.leads.find_one({"_id": lead_of(raw_db, r)})
     assert lead["stage"] == "new" and lead["owner_id"] is None and lead["team_id"] == form["team_id"]
     assert lead["name"] == "张三" and lead["company"] == "北京某某科技有限公司" and lead["notes"] == "想了解一下价格"
     # Default tags plus the tags of the chosen options, no tag for untagged options.
@@ -109,10 +109,10 @@ async def test_known_person_gets_a_resubmitted_event_not_a_second_lead(api, form
     assert first.status == 201
     second = await submit(api, {"answers": answers(mobile="138 0013 8000", interest="erp", name="张三丰"), "campaign": "autumn"})
     assert second.status == 201, second.body
-    assert second.json["lead_id"] == first.json["lead_id"]
+    assert lead_of(raw_db, second) == lead_of(raw_db, first)
     assert second.json["submission_id"] != first.json["submission_id"]
     assert raw_db.leads.count_documents({}) == 1
-    kinds = [e["kind"] for e in raw_db.lead_events.find({"lead_id": first.json["lead_id"]}).sort("_id", 1)]
+    kinds = [e["kind"] for e in raw_db.lead_events.find({"lead_id": lead_of(raw_db, first)}).sort("_id", 1)]
     assert kinds == ["created", "resubmitted"]
     event = raw_db.lead_events.find_one({"_id": ObjectId(second.json["submission_id"])})
     assert event["data"]["campaign"] == "autumn" and event["data"]["answers"]["interest"] == "erp"
@@ -131,10 +131,10 @@ async def test_written_forms_of_one_mobile_number_are_one_person(api, form, raw_
 
 async def test_churned_customer_coming_back_is_flagged_for_winback(api, form, people, raw_db):
     first = await submit(api, {"answers": answers()})
-    lead_id = first.json["lead_id"]
+    lead_id = lead_of(raw_db, first)
     raw_db.leads.update_one({"_id": lead_id}, {"$set": {"stage": "churned"}})  # test setup only
     r = await submit(api, {"answers": answers()})
-    assert r.status == 201 and r.json["lead_id"] == lead_id
+    assert r.status == 201 and lead_of(raw_db, r) == lead_id
     lead = raw_db.leads.find_one({"_id": lead_id})
     # nx-27017 stores a top-level $set boolean as 1 (MongoDB keeps true); queries match either.
     assert lead["winback_candidate"] in (True, 1) and lead["stage"] == "churned" and lead["version"] == 2
@@ -149,7 +149,7 @@ async def test_churned_customer_coming_back_is_flagged_for_winback(api, form, pe
 async def test_concurrent_first_submissions_of_one_phone_make_one_lead(api, form, raw_db):
     responses = await asyncio.gather(*(submit(api, {"answers": answers(name=f"张三{i}")}) for i in range(5)))
     assert [r.status for r in responses] == [201] * 5, [r.body for r in responses]
-    assert len({r.json["lead_id"] for r in responses}) == 1
+    assert len({lead_of(raw_db, r) for r in responses}) == 1
     assert raw_db.leads.count_documents({}) == 1
     kinds = sorted(e["kind"] for e in raw_db.lead_events.find())
     assert kinds == ["created"] + ["resubmitted"] * 4
@@ -158,7 +158,7 @@ async def test_concurrent_first_submissions_of_one_phone_make_one_lead(api, form
 async def test_form_without_a_phone_still_makes_a_lead_each_time(api, people, raw_db):
     admin = await people.admin()
     await create_form(api, admin, await people.team(), slug="survey", fields=[{"key": "name", "label": "姓名", "type": "text", "required": True, "maps_to": "name"}])
-    ids = {(await submit(api, {"answers": {"name": "王五"}}, slug="survey")).json["lead_id"] for _ in range(2)}
+    ids = {lead_of(raw_db, await submit(api, {"answers": {"name": "王五"}}, slug="survey")) for _ in range(2)}
     assert len(ids) == 2 and raw_db.leads.count_documents({"phone_bidx": {"$exists": True}}) == 0
     one_event_per_lead(raw_db)
 
@@ -214,7 +214,7 @@ async def test_keys_belong_to_their_client(api, form, wechat, people, raw_db):
     a = await submit(api, {"answers": answers()}, key="shared-key-00001")
     b = await submit(api, {"answers": answers(mobile="13900002222")}, key="shared-key-00001", token=customer.token)
     assert a.status == 201 and b.status == 201, b.body
-    assert a.json["lead_id"] != b.json["lead_id"] and raw_db.leads.count_documents({}) == 2
+    assert lead_of(raw_db, a) != lead_of(raw_db, b) and raw_db.leads.count_documents({}) == 2
 
 
 @pytest.mark.parametrize("key", ["short", "has space in it", "x" * 129, "emoji-🙂-key"])
@@ -313,7 +313,7 @@ async def test_phone_code_fills_the_phone(api, form, wechat, ctx, raw_db):
     assert ctx.cipher.decrypt(lead["phone"], lead["_id"]) == "13700137000" and lead["phone_masked"] == "137****7000"
     # The same person typing their number later is the same lead.
     r2 = await submit(api, {"answers": answers(mobile="137-0013-7000")})
-    assert r2.json["lead_id"] == r.json["lead_id"] and raw_db.leads.count_documents({}) == 1
+    assert lead_of(raw_db, r2) == lead_of(raw_db, r) and raw_db.leads.count_documents({}) == 1
 
 
 async def test_reused_phone_code_is_refused(api, form, wechat, raw_db):
@@ -404,12 +404,12 @@ async def test_customer_sees_own_submissions_and_their_status_only(api, people, 
     b1 = await submit(api, {"answers": answers(mobile="13600006666")}, token=bob.token)
     anonymous = await submit(api, {"answers": answers(mobile="13500005555")})
     assert all(r.status == 201 for r in (a1, a2, a3, again, b1, anonymous))
-    assert again.json["lead_id"] == a1.json["lead_id"]
+    assert lead_of(raw_db, again) == lead_of(raw_db, a1)
 
     # Staff work on the leads; the customer only sees a coarse status, never staff data.
     rep = await people.rep()
-    raw_db.leads.update_one({"_id": a1.json["lead_id"]}, {"$set": {"stage": "contacted", "owner_id": rep.id, "notes": "内部备注：预算紧张，压价", "level": "A"}})
-    raw_db.leads.update_one({"_id": a2.json["lead_id"]}, {"$set": {"stage": "lost"}})
+    raw_db.leads.update_one({"_id": lead_of(raw_db, a1)}, {"$set": {"stage": "contacted", "owner_id": rep.id, "notes": "内部备注：预算紧张，压价", "level": "A"}})
+    raw_db.leads.update_one({"_id": lead_of(raw_db, a2)}, {"$set": {"stage": "lost"}})
 
     r = await api.get(MINE, token=alice.token)
     assert r.status == 200, r.body
@@ -423,7 +423,7 @@ async def test_customer_sees_own_submissions_and_their_status_only(api, people, 
     assert by_id[a3.json["submission_id"]]["status"] == "received"
     assert set(items[0]) == {"submission_id", "form_slug", "form_title", "submitted_at", "status"}
     text = r.body.decode()
-    for secret in ("内部备注", rep.id, "contacted", "owner", "phone", PHONE, PHONE_MASKED, "13900001234", "****", "lead_id", a1.json["lead_id"]):
+    for secret in ("内部备注", rep.id, "contacted", "owner", "phone", PHONE, PHONE_MASKED, "13900001234", "****", "lead_id", lead_of(raw_db, a1)):
         assert secret not in text, secret
 
     r = await api.get(MINE, token=bob.token)

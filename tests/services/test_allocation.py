@@ -108,7 +108,7 @@ async def test_weighted_3_1_alternates_within_every_window_of_4_leads(ctx, peopl
     for start in range(len(sequence) - 3):
         assert Counter(sequence[start:start + 4]) == {a.id: 3, b.id: 1}, sequence
     reason = raw_db.leads.find_one({"_id": leads[0]})["assignment"]["reason"]
-    assert "weighted 3/4, turn 1 of 4" in reason, reason
+    assert "weighted 3/4, turn 1 of 4" in reason["en"] and "按权重 3/4，第 1/4 轮" in reason["zh-CN"], reason
 
 
 @pytest.mark.gen_test
@@ -130,7 +130,10 @@ async def test_capacity_counts_open_leads_and_is_named_in_the_reason(ctx, people
     # turn 3 was 李雷's, but he was full by then
     third = ordered[2]["assignment"]
     assert third["owner_id"] == other.id
-    assert third["reason"] == "rule 华北大客户 matched tag north; round-robin turn 2 of 2; skipped 李雷: at capacity 2/2", third
+    assert third["reason"] == {
+        "en": "rule 华北大客户 matched tag north; round-robin turn 2 of 2; skipped 李雷: at capacity 2/2",
+        "zh-CN": "规则 华北大客户：匹配标签 north；轮询第 2/2 位；跳过 李雷（已达保有量上限 2/2）",
+    }, third
 
 
 @pytest.mark.gen_test
@@ -149,7 +152,7 @@ async def test_daily_quota_is_respected_and_resets_the_next_day(ctx, people, raw
     waiting = [d for d in in_order(raw_db, leads) if d["owner_id"] is None]
     assert len(waiting) == 2 and all(d["awaiting_allocation"] for d in waiting)
     note = raw_db.notifications.find_one({"kind": "allocation_stuck", "user_id": manager.id, "data.lead_id": waiting[0]["_id"]})
-    assert note is not None and "daily quota 2/2 reached" in note["body"], note
+    assert note is not None and "今日配额已满 2/2" in note["body"], note
 
     stats = await ctx.allocation.sweep(NOW + timedelta(days=1))
     assert stats["assigned"] == 2
@@ -170,7 +173,7 @@ async def test_least_loaded_picks_fewest_open_leads_then_longest_wait(ctx, peopl
     lead = raw_db.leads.find_one({"_id": first[0]})
     assert lead["owner_id"] == b.id, "乙 had no open leads"
     assert lead["assignment"]["strategy"] == "least_loaded"
-    assert "least loaded: 0/200 open leads" in lead["assignment"]["reason"]
+    assert "least loaded: 0/200 open leads" in lead["assignment"]["reason"]["en"]
 
     # now 乙 and 丙 have one each, 甲 two: 丙 has waited longest (never assigned) → 丙
     second = await capture(ctx, "north-expo", 1, prefix="二")
@@ -210,7 +213,8 @@ async def test_inactive_members_are_skipped_and_named(ctx, people, raw_db):
     assert counts(raw_db, leads, [a, b, c]) == [2, 0, 4]
     second = in_order(raw_db, leads)[1]["assignment"]
     assert second["owner_id"] == c.id
-    assert second["reason"] == "rule 华北大客户 matched tag north; round-robin turn 3 of 3; skipped 乙: inactive", second
+    assert second["reason"]["en"] == "rule 华北大客户 matched tag north; round-robin turn 3 of 3; skipped 乙: inactive", second
+    assert second["reason"]["zh-CN"] == "规则 华北大客户：匹配标签 north；轮询第 3/3 位；跳过 乙（已停用）", second
 
 
 @pytest.mark.gen_test
@@ -232,7 +236,7 @@ async def test_outside_working_hours_lead_waits_and_managers_are_told_once_a_day
     for m in managers:
         notes = list(raw_db.notifications.find({"kind": "allocation_stuck", "user_id": m.id}))
         assert sorted(n["data"]["lead_id"] for n in notes) == sorted(leads), "one per lead per manager"
-        assert all("outside working hours" in n["body"] for n in notes)
+        assert all("不在工作时间" in n["body"] for n in notes)
     assert raw_db.notifications.count_documents({"user_id": other_team_manager.id}) == 0
     assert raw_db.notifications.count_documents({"kind": "allocation_stuck"}) == 4
 
@@ -258,7 +262,8 @@ async def test_no_matching_rule_sends_the_lead_to_its_teams_pool(ctx, people, ra
     lead = raw_db.leads.find_one({"_id": leads[0]})
     assert lead["pool"] and lead["owner_id"] is None and not lead["awaiting_allocation"]
     events = list(raw_db.lead_events.find({"lead_id": leads[0], "kind": "pooled"}))
-    assert len(events) == 1 and "no allocation rule matched" in events[0]["data"]["reason"]
+    assert len(events) == 1 and "no allocation rule matched" in events[0]["data"]["reason"]["en"]
+    assert events[0]["data"]["reason"]["zh-CN"] == "没有匹配的分配规则，已进入团队公海"
     page = await ctx.pool.list(Actor.from_user(rep.user), 20, None, None)
     assert [d["_id"] for d in page.items] == leads
     assert (await ctx.allocation.sweep(NOW))["considered"] == 0, "a pooled lead is no longer waiting"
@@ -300,12 +305,12 @@ async def test_every_assignment_has_a_reason_an_event_and_a_notification(ctx, pe
     for turn, (lead, rep) in enumerate(zip(ordered, reps), start=1):
         a = lead["assignment"]
         assert a["owner_id"] == rep.id and a["rule_id"] == str(rule["_id"]) and a["strategy"] == "round_robin"
-        assert a["reason"] == f"rule 华北大客户 matched tag north; round-robin turn {turn} of 3"
+        assert a["reason"] == {"en": f"rule 华北大客户 matched tag north; round-robin turn {turn} of 3", "zh-CN": f"规则 华北大客户：匹配标签 north；轮询第 {turn}/3 位"}
         events = list(raw_db.lead_events.find({"lead_id": lead["_id"], "kind": "assigned"}))
         assert len(events) == 1 and events[0]["data"]["owner_id"] == rep.id and events[0]["data"]["reason"] == a["reason"]
         notes = list(raw_db.notifications.find({"kind": "lead_assigned", "data.lead_id": lead["_id"]}))
         assert [n["user_id"] for n in notes] == [rep.id]
-        assert a["reason"] in notes[0]["body"]
+        assert a["reason"]["zh-CN"] in notes[0]["body"]  # notifications speak Chinese
 
 
 @pytest.mark.gen_test
@@ -320,7 +325,7 @@ async def test_preview_says_who_is_next_and_assigns_nothing(ctx, people, raw_db)
     for _ in range(2):
         answer = await ctx.allocation.preview(ADMIN, str(rule["_id"]), PreviewIn(tags=["north"]))
         assert answer["owner_id"] == b.id and answer["owner_name"] == "乙"
-        assert answer["reason"] == "rule 华北大客户 matched tag north; round-robin turn 2 of 2; skipped 甲: at capacity 0/0"
+        assert answer["reason"]["en"] == "rule 华北大客户 matched tag north; round-robin turn 2 of 2; skipped 甲: at capacity 0/0"
     assert raw_db.allocation_rules.find_one({"_id": rule["_id"]})["turn"] == 0
     assert owners(raw_db, leads) == {leads[0]: None}
     assert raw_db.lead_events.count_documents({"kind": "assigned"}) == 0

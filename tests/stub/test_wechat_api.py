@@ -2,6 +2,8 @@
 
 import base64
 import json
+import shutil
+import subprocess
 import time
 from urllib.parse import urlencode
 
@@ -9,6 +11,7 @@ import pytest
 
 from tornado.testing import bind_unused_port
 
+from config.wechat_templates import MINIPROGRAM_DIR, load_templates, miniprogram_pages
 from miniprogram_stub.wechat_api import (
     DEFAULT_APPID,
     DEFAULT_SECRET,
@@ -16,6 +19,7 @@ from miniprogram_stub.wechat_api import (
     make_stub_app,
     parse_phone,
     start_stub,
+    value_error,
 )
 
 START = 1_700_000_000.0
@@ -108,12 +112,21 @@ async def phone_code(http_client, base_url, phone="13800138000"):
     return body["code"]
 
 
+TEMPLATE = "DEMO_TASK_REMINDER"  # thing1, time2, thing3 (miniprogram/templates.js)
+
+
+async def accept(http_client, base_url, openid="o_user_1", template_ids=(TEMPLATE,), times=1, **extra):
+    for _ in range(times):
+        response, body = await post(http_client, base_url, "/__stub__/subscriptions", {"openid": openid, "template_ids": list(template_ids), **extra})
+    return response, body
+
+
 async def send_message(http_client, base_url, token, **overrides):
     body = {
         "touser": "o_user_1",
-        "template_id": "TPL_ORDER_SHIPPED",
-        "page": "pages/order/detail?id=42",
-        "data": {"thing1": {"value": "Order #42"}, "time2": {"value": "2024-05-01 10:00"}},
+        "template_id": TEMPLATE,
+        "page": "pages/tasks/tasks?id=42",
+        "data": {"thing1": {"value": "回访张三"}, "time2": {"value": "2024年5月1日 10:00"}, "thing3": {"value": "明天上午十点前"}},
         "miniprogram_state": "developer",
         "lang": "zh_CN",
     }
@@ -155,7 +168,7 @@ async def test_login_code_is_single_use(http_client, base_url):
     _, second = await code2session(http_client, base_url, code)
 
     assert first["openid"] == "o_user_1"
-    assert second == {"errcode": 40029, "errmsg": "invalid code"}
+    assert second == {"errcode": 40163, "errmsg": "code been used"}  # as WeChat answers a re-used code
 
 
 @pytest.mark.gen_test
@@ -355,6 +368,7 @@ def test_parse_phone_formats():
 @pytest.mark.gen_test
 async def test_subscribe_send_is_recorded(http_client, base_url, clock):
     await login_code(http_client, base_url, openid="o_user_1")
+    await accept(http_client, base_url, times=2)
     token = await access_token(http_client, base_url)
     clock.advance(5)
 
@@ -369,9 +383,9 @@ async def test_subscribe_send_is_recorded(http_client, base_url, clock):
     first_msg = listed["messages"][0]
     assert len(listed["messages"]) == 2
     assert first_msg["touser"] == "o_user_1"
-    assert first_msg["template_id"] == "TPL_ORDER_SHIPPED"
-    assert first_msg["page"] == "pages/order/detail?id=42"
-    assert first_msg["data"]["thing1"] == {"value": "Order #42"}
+    assert first_msg["template_id"] == TEMPLATE
+    assert first_msg["page"] == "pages/tasks/tasks?id=42"
+    assert first_msg["data"]["thing1"] == {"value": "回访张三"}
     assert first_msg["msgid"] == body["msgid"]
     assert first_msg["received_at"] == START + 5
 
@@ -410,6 +424,7 @@ async def test_subscribe_send_token_expired_by_time(http_client, base_url, clock
 @pytest.mark.gen_test
 async def test_subscribe_send_validation_errors(http_client, base_url, state):
     await login_code(http_client, base_url, openid="o_user_1")
+    await accept(http_client, base_url)
     token = await access_token(http_client, base_url)
 
     _, unknown_user = await send_message(http_client, base_url, token, touser="o_stranger")
@@ -573,3 +588,173 @@ async def test_start_stub_listens_with_given_state(http_client):
         server.stop()
     assert body["expires_in"] == 7200
     assert body["access_token"] in state.tokens
+
+
+# ------------------------------------------------- WeChat's refusals (issue 6)
+
+
+@pytest.mark.gen_test
+async def test_one_acceptance_allows_one_message(http_client, base_url, state):
+    await login_code(http_client, base_url)
+    token = await access_token(http_client, base_url)
+    _, none_yet = await send_message(http_client, base_url, token)
+    response, answer = await accept(http_client, base_url, template_ids=[TEMPLATE, "DEMO_LEAD_ASSIGNED"], decisions={"DEMO_LEAD_ASSIGNED": "reject"})
+    _, listed = await get(http_client, base_url, "/__stub__/subscriptions", openid="o_user_1")
+    _, first = await send_message(http_client, base_url, token)
+    _, second = await send_message(http_client, base_url, token)
+    _, rejected = await send_message(http_client, base_url, token, template_id="DEMO_LEAD_ASSIGNED", page="pages/lead/lead",
+                                     data={"thing1": {"value": "新线索"}, "thing2": {"value": "王先生"}})
+
+    assert none_yet == {"errcode": 43101, "errmsg": "user refuse to accept the msg"}
+    assert response.code == 200
+    assert answer == {"errMsg": "requestSubscribeMessage:ok", TEMPLATE: "accept", "DEMO_LEAD_ASSIGNED": "reject"}
+    assert listed == {"subscriptions": {TEMPLATE: 1}}
+    assert first["errcode"] == 0
+    assert second["errcode"] == 43101 and rejected["errcode"] == 43101
+    assert len(state.messages) == 1 and state.subscriptions_left("o_user_1") == {TEMPLATE: 0}
+
+
+@pytest.mark.gen_test
+async def test_request_subscribe_message_refuses_what_wx_refuses(http_client, base_url):
+    unknown, body = await accept(http_client, base_url, template_ids=["NOT_A_TEMPLATE"])
+    four, _ = await accept(http_client, base_url, template_ids=["DEMO_LEAD_ASSIGNED", "DEMO_TASK_REMINDER", "DEMO_RENEWAL_DUE", "DEMO_PAYMENT_DUE"])
+    garbage, _ = await post(http_client, base_url, "/__stub__/subscriptions", {"openid": "o_user_1"})
+    assert unknown.code == four.code == garbage.code == 400
+    assert body["errMsg"].startswith("requestSubscribeMessage:fail")
+
+
+@pytest.mark.gen_test
+async def test_unknown_template_is_40037_and_page_outside_app_json_is_41030(http_client, base_url, state):
+    await login_code(http_client, base_url)
+    await accept(http_client, base_url)
+    token = await access_token(http_client, base_url)
+    _, unknown = await send_message(http_client, base_url, token, template_id="TASK_REMINDER_TEMPLATE_ID")
+    _, bad_page = await send_message(http_client, base_url, token, page="pages/tasks/detail?id=42")
+    _, no_page = await send_message(http_client, base_url, token, page=None)  # no page: the card does not open anything
+
+    assert unknown == {"errcode": 40037, "errmsg": "invalid template_id"}
+    assert bad_page["errcode"] == 41030
+    assert no_page["errcode"] == 0 and len(state.messages) == 1
+
+
+def test_the_stub_knows_the_mini_programs_templates_and_pages():
+    state = StubState()
+    catalogue = load_templates()
+    assert state.pages == set(miniprogram_pages())
+    assert "pages/contract/contract" in state.pages
+    assert state.templates == {t["template_id"]: list(t["fields"].values()) for t in catalogue.values()}
+    for kind, template in catalogue.items():
+        assert template["page"] in state.pages, f"{kind} opens {template['page']}, which app.json does not have"
+
+
+@pytest.mark.parametrize("key, value, ok", [
+    ("thing1", "一" * 20, True), ("thing1", "一" * 21, False), ("thing1", "", False), ("thing1", "  ", False),
+    ("phrase2", "配送中", True), ("phrase2", "货物配送中了", False), ("phrase2", "ok", False),
+    ("name3", "张三", True), ("name3", "欧阳" * 6, False), ("name3", "Alexander Hamilton", True), ("name3", "A" * 21, False),
+    ("character_string4", "A" * 32, True), ("character_string4", "A" * 33, False), ("character_string4", "订单", False),
+    ("number5", "30", True), ("number5", "3.5", True), ("number5", "-3", False), ("number5", "1" * 33, False), ("number5", "三", False),
+    ("letter6", "abc", True), ("letter6", "ab1", False),
+    ("time7", "15:01", True), ("time7", "2019年10月1日 15:01", True), ("time7", "2019年10月01日 15:01", True),
+    ("time7", "2019年10月1日 15:01~2019年10月1日 16:00", True), ("time7", "2019-10-01 15:01", False), ("time7", "25:00", False),
+    ("date8", "2019年10月1日", True), ("date8", "2019年10月1日 15:01", True), ("date8", "2019-10-01", False), ("date8", "明天", False),
+    ("amount9", "¥100.50", True), ("amount9", "100元", True), ("amount9", "12345678901", False),
+    ("phone_number10", "+86-0766-66888866", True), ("phone_number10", "1" * 18, False),
+    ("car_number11", "粤A8Z888挂", True), ("car_number11", "粤A8Z888挂99", False),
+    ("symbol12", "★", True), ("symbol12", "a", False),
+])
+def test_value_rules_by_keyword_type(key, value, ok):
+    assert (value_error(key, value) is None) == ok, value_error(key, value)
+
+
+@pytest.mark.gen_test
+async def test_over_limit_values_are_47003_naming_the_field(http_client, base_url, state):
+    await login_code(http_client, base_url)
+    await accept(http_client, base_url)
+    token = await access_token(http_client, base_url)
+    good = {"thing1": {"value": "回访张三"}, "time2": {"value": "2024年5月1日 10:00"}, "thing3": {"value": "明天"}}
+    _, long_thing = await send_message(http_client, base_url, token, data={**good, "thing1": {"value": "这是一个超过了微信二十个字限制的待办标题啊啊"}})
+    _, iso_time = await send_message(http_client, base_url, token, data={**good, "time2": {"value": "2024-05-01T10:00:00+08:00"}})
+    _, missing = await send_message(http_client, base_url, token, data={"thing1": good["thing1"], "time2": good["time2"]})
+    _, extra = await send_message(http_client, base_url, token, data={**good, "phrase4": {"value": "完成"}})
+
+    assert long_thing == {"errcode": 47003, "errmsg": "argument invalid! data.thing1.value invalid"}
+    assert iso_time["errcode"] == 47003 and "time2" in iso_time["errmsg"]
+    assert missing == {"errcode": 47003, "errmsg": "argument invalid! data.thing3.value is empty"}
+    assert extra["errcode"] == 47003 and "phrase4" in extra["errmsg"]
+    assert state.messages == [] and state.subscriptions_left("o_user_1") == {TEMPLATE: 1}  # a refused send uses nothing
+
+
+@pytest.mark.gen_test
+async def test_templates_can_be_added_like_in_the_console(http_client, base_url, state):
+    response, _ = await post(http_client, base_url, "/__stub__/templates", {"template_id": "tmpl-x", "keywords": ["thing1", "phrase2"]})
+    bad, _ = await post(http_client, base_url, "/__stub__/templates", {"template_id": "tmpl-y", "keywords": ["nonsense1"]})
+    _, listed = await get(http_client, base_url, "/__stub__/templates")
+    assert response.code == 200 and bad.code == 400
+    assert listed["templates"]["tmpl-x"] == ["thing1", "phrase2"] and "tmpl-y" not in listed["templates"]
+
+
+@pytest.mark.gen_test
+async def test_a_control_character_in_a_login_code_is_41008(http_client, base_url):
+    code = await login_code(http_client, base_url)
+    _, body = await code2session(http_client, base_url, code + "\x01")
+    _, blank = await code2session(http_client, base_url, " ")
+    assert body == {"errcode": 41008, "errmsg": "missing code"} and blank["errcode"] == 41008
+    _, ok = await code2session(http_client, base_url, code)
+    assert ok["openid"] == "o_user_1"
+
+
+@pytest.mark.gen_test
+async def test_code2session_is_limited_to_100_a_minute_per_user(http_client, base_url, clock):
+    for _ in range(100):
+        _, ok = await code2session(http_client, base_url, await login_code(http_client, base_url, openid="o_busy"))
+        assert ok["openid"] == "o_busy"
+    held = await login_code(http_client, base_url, openid="o_busy")
+    _, limited = await code2session(http_client, base_url, held)
+    _, other_user = await code2session(http_client, base_url, await login_code(http_client, base_url, openid="o_calm"))
+    clock.advance(61)
+    _, next_minute = await code2session(http_client, base_url, held)  # the refused code was not spent
+
+    assert limited["errcode"] == 45011
+    assert other_user["openid"] == "o_calm"
+    assert next_minute["openid"] == "o_busy"
+
+
+@pytest.mark.gen_test
+async def test_stable_token_force_refresh_rules(http_client, base_url, clock, state):
+    _, first = await stable_token(http_client, base_url)
+    _, forced = await stable_token(http_client, base_url, force_refresh=True)
+    clock.advance(10)
+    _, too_soon = await stable_token(http_client, base_url, force_refresh=True)  # within 30 s: not refreshed
+    assert forced["access_token"] != first["access_token"]
+    assert too_soon["access_token"] == forced["access_token"]
+    for _ in range(19):
+        clock.advance(31)
+        _, again = await stable_token(http_client, base_url, force_refresh=True)
+        assert "access_token" in again
+    clock.advance(31)
+    _, over = await stable_token(http_client, base_url, force_refresh=True)  # the 21st of the day
+    _, normal = await stable_token(http_client, base_url)
+    assert over["errcode"] == 45009
+    assert normal["access_token"] == again["access_token"]
+
+
+@pytest.mark.gen_test
+async def test_limits_can_be_lowered_through_the_helper(http_client, base_url):
+    response, body = await post(http_client, base_url, "/__stub__/limits", {"name": "stable_token_minute", "max": 1})
+    _, first = await stable_token(http_client, base_url)
+    _, second = await stable_token(http_client, base_url)
+    bad, _ = await post(http_client, base_url, "/__stub__/limits", {"name": "nope", "max": 1})
+    _, listed = await get(http_client, base_url, "/__stub__/limits")
+    assert response.code == 200 and body["limit"]["max"] == 1
+    assert "access_token" in first and second == {"errcode": 45011, "errmsg": "api minute-quota reach limit  mustslower  retry next minute"}
+    assert bad.code == 400 and listed["limits"]["jscode2session_per_user_minute"] == {"max": 100, "window_s": 60, "errcode": 45011}
+
+
+def test_the_mini_programs_config_asks_for_the_catalogues_templates():
+    """config.js (what the pages pass to wx.requestSubscribeMessage) reads the same catalogue."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    out = subprocess.run([node, "-e", "console.log(JSON.stringify(require('./config').templates))"], cwd=MINIPROGRAM_DIR,
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    assert json.loads(out) == {kind: t["template_id"] for kind, t in load_templates().items()}
