@@ -25,12 +25,24 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-js
 
-# The mini-program's plain-JS logic (utils/), with Node's built-in test runner (no npm packages).
-test-js:
+# The mini-program: the unit tests of utils/ (Node's test runner), then every page in
+# miniprogram-simulate (WeChat's component runtime, official wcc/wcsc) against the real backend.
+# The simulator's npm packages are pinned by miniprogram_stub/sim/package-lock.json (npm ci when
+# node_modules is missing or older than the lock file).
+SIM := miniprogram_stub/sim
+SIM_STAMP := $(SIM)/node_modules/.installed
+
+$(SIM_STAMP): $(SIM)/package.json $(SIM)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: the simulator tests need Node.js 18+ with npm"; exit 1; }
+	cd $(SIM) && npm ci --no-audit --no-fund
+	@touch $(SIM_STAMP)
+
+test-js: $(STAMP) $(SIM_STAMP)
 	@command -v node >/dev/null 2>&1 || { echo "node not found: the mini-program tests need Node.js 18+ (node --test)"; exit 1; }
 	node --test miniprogram_stub/miniprogram/test/
+	cd $(SIM) && node --test --test-concurrency=1 compile.test.js test/
 
-# The whole journey of one lead on this machine (embedded DB, fake WeChat); see README "Demo".
+# The whole journey of one lead on this machine (embedded DB, fake WeChat); see docs/miniprogram.md.
 demo: $(STAMP)
 	$(PY) -m miniprogram_stub.demo
 

@@ -1,4 +1,4 @@
-"""Allocation benchmark (issue 5): 10,000 waiting leads over 50 reps (BENCH_QUICK=1: 2,000), one
+"""Allocation benchmark: 10,000 waiting leads over 50 reps (BENCH_QUICK=1: 2,000), one
 round-robin rule per team of 10 reps, allocated by the ``allocate_new_leads`` sweep. Reports leads
 per second and DB commands per lead (a pymongo CommandListener on the bench's client), appended to
 docs/benchmarks.md."""
@@ -68,6 +68,13 @@ async def _measure(tmp: Path) -> dict:
 
 def run_and_append(path: Path) -> None:
     """Measure, print and append the allocation section to docs/benchmarks.md."""
+    section = run_section()
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(section)
+
+
+def run_section() -> str:
+    """Measure and print the allocation section; returns its text for docs/benchmarks.md."""
     print(f"allocation: {LEADS:,} waiting leads over {REPS} reps ...", flush=True)
     with tempfile.TemporaryDirectory(prefix="mpcrm-bench-alloc-") as tmp:
         f = asyncio.run(_measure(Path(tmp)))
@@ -86,5 +93,4 @@ and counter writes).
 | {LEADS:,} | {assigned:,} | {f['seconds']:.1f} | {rate:,.0f} | {f['commands']:,} | {per_lead:.2f} ({'met' if per_lead <= 4 else '**missed**'}) | {f['spread']} |
 """
     print(section, flush=True)
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(section)
+    return section

@@ -1,4 +1,4 @@
-"""Reports benchmark (issue 8): each report's p50 latency at 10,000 and at 500,000 leads in one run
+"""Reports benchmark: each report's p50 latency at 10,000 and at 500,000 leads in one run
 (``BENCH_QUICK=1``: 2,000 and 20,000), appended to docs/benchmarks.md.
 
 Leads are bulk-inserted over the last year with their timeline events (created, a stage move for
@@ -129,6 +129,14 @@ async def _measure(tmp: Path) -> dict:
 
 
 def run_and_append(path: Path) -> None:
+    """Measure, print and append the reports section to docs/benchmarks.md."""
+    section = run_section()
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(section)
+
+
+def run_section() -> str:
+    """Measure and print the reports section; returns its text for docs/benchmarks.md."""
     log(f"reports: {SMALL:,} → {LARGE:,} leads ...")
     with tempfile.TemporaryDirectory(prefix="mpcrm-bench-reports-") as tmp:
         f = asyncio.run(_measure(Path(tmp)))
@@ -143,7 +151,7 @@ def run_and_append(path: Path) -> None:
         f"| {size:,} | {r['events']:,} | {r['cum_docs']:,} | {secs:.1f} |" for size, (secs, r) in f["rebuild"].items()
     )
     section = f"""
-## Reports: p50 latency at {SMALL:,} and at {LARGE:,} leads (issue 8)
+## Reports: p50 latency at {SMALL:,} and at {LARGE:,} leads
 `bench/reports.py`{' (BENCH_QUICK=1)' if QUICK else ''}, measured {date.today().isoformat()}. {TEAMS} teams × {REPS_PER_TEAM} reps; leads
 bulk-inserted over the last year with their timeline events (created; a stage move for leads past
 `new`; a follow-up for 40 %), counters made by `StatsService.rebuild` (= `python -m server
@@ -169,8 +177,7 @@ Fold job throughput: {folded['events']:,} fresh follow-up events in {folded['bat
 counters stay within one fold interval (10 s) of the timeline.
 """
     print(section, flush=True)
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(section)
+    return section
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m bench.reports` runs this section alone

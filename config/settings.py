@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "mpcrm"
     jwt_audience: str = "mpcrm-api"
     access_token_ttl_s: int = Field(900, ge=60, le=900)
+    auth_cache_ttl_s: float = Field(
+        1.0, ge=0, le=1.0,
+        description="How long an instance trusts the user it read for a request (0 = read on every request); a change elsewhere reaches it within this",
+    )
     refresh_token_ttl_s: int = Field(30 * 86400, ge=3600)
     bind_code_ttl_s: int = Field(24 * 3600, ge=60)
 
@@ -124,7 +128,7 @@ class Settings(BaseSettings):
     allocate_on_capture: bool = Field(True, description="Allocate a captured lead right after the response, not only in the sweep")
     scheduler: Literal["on", "off"] = "on"
 
-    # Tasks, reminders, escalation and churn warnings (README "Tasks and reminders").
+    # Tasks, reminders, escalation and churn warnings (docs/features.md, "Tasks and reminders").
     reminder_due_soon_min: int = Field(60, ge=0, description="Due-soon reminder this many minutes before due_at; 0 = off")
     escalation_remind_days: int = Field(1, ge=0, description="Overdue this many days: remind the owner again; 0 = off")
     escalation_manager_days: int = Field(3, ge=0, description="Overdue this many days: tell the team's managers too; 0 = off")
@@ -174,7 +178,7 @@ class Settings(BaseSettings):
     payment_reminder_days_before: int = Field(3, ge=0)
     payment_overdue_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
 
-    # Reports (issue 8): the fold of lead_events into counters, and the RFM layers.
+    # Reports (docs/reports.md): the fold of lead_events into counters, and the RFM layers.
     stats_fold_batch: int = Field(500, ge=1, le=5000, description="Timeline events folded into report counters per batch")
     rfm_recency_days: list[int] = Field(default_factory=lambda: [30, 180], min_length=2, max_length=2, description="Recency scores 3 / 2 at or under these days, else 1")
     rfm_frequency: list[int] = Field(default_factory=lambda: [3, 1], min_length=2, max_length=2, description="Frequency scores 3 / 2 at or above these contract counts, else 1")

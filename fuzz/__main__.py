@@ -151,6 +151,7 @@ def run_schemathesis(system: System, role: str, token: str) -> tuple[int, dict]:
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MPCRM_")}
     env["SCHEMATHESIS_HOOKS"] = str(HOOKS)
+    env["FUZZ_HOOK_LOG"] = str(system.tmp / f"rejected-{role}.jsonl")
     proc = subprocess.run(args, cwd=system.tmp, env=env)
     elapsed = time.monotonic() - started
     data: dict = {}
@@ -160,6 +161,8 @@ def run_schemathesis(system: System, role: str, token: str) -> tuple[int, dict]:
         except ValueError:
             data = {}
     data["_elapsed_s"] = round(elapsed, 1)
+    rejected = system.tmp / f"rejected-{role}.jsonl"
+    data["_rejected"] = [json.loads(line) for line in rejected.read_text().splitlines()] if rejected.exists() else []
     return proc.returncode, data
 
 
@@ -176,9 +179,34 @@ def summarize(role: str, code: int, data: dict) -> list[str]:
     for failure in failures:
         where = ", ".join(failure.get("operations") or [])
         lines.append(f"    {failure.get('code', '?')} {failure.get('title', '?')}: {failure.get('count', '?')} ({where})")
+    reasons: dict[str, int] = {}
+    for item in data.get("_rejected") or []:
+        codes = sorted({f"{d['field']}: {d['code']}" for d in item["details"]}) or [""]
+        key = f"{item['operation']} → {item['status']} {item['code']} {', '.join(codes)}".strip()
+        reasons[key] = reasons.get(key, 0) + 1
+    for key, n in sorted(reasons.items()):
+        lines.append(f"      valid data refused, not excused ({n}×): {key[:300]}")
     for error in data.get("errors") or []:
         lines.append(f"    error: {str(error)[:300]}")
     return lines
+
+
+def server_errors(log_path: Path) -> list[str]:
+    """Each unhandled error the server logged (its JSON log lines): where it was raised and what."""
+    found = []
+    if not log_path.exists():
+        return found
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") != "error" or not entry.get("exc"):
+            continue
+        frames = [f.strip() for f in entry["exc"].splitlines() if f.strip().startswith('File "') and "/site-packages/" not in f]
+        last = entry["exc"].strip().splitlines()[-1]
+        found.append(f"{(frames[-1] if frames else '?')[:160]} → {last[:240]}")
+    return found
 
 
 def main() -> int:
@@ -207,7 +235,7 @@ def main() -> int:
         return 1
     finally:
         system.stop()
-        errors = [line for line in system.log_path.read_text(errors="replace").splitlines() if '"levelname": "ERROR"' in line or '"level": "ERROR"' in line or "Traceback" in line] if system.log_path.exists() else []
+        errors = server_errors(system.log_path)
         if os.environ.get("FUZZ_KEEP"):
             print(f"fuzz: kept {system.tmp}")
         else:
@@ -216,8 +244,8 @@ def main() -> int:
     for role, code, data in results:
         for line in summarize(role, code, data):
             print(line)
-    if errors:
-        print(f"server logged {len(errors)} error line(s); first: {errors[0][:400]}")
+    for error in errors:
+        print(f"server error: {error}")
     print(f"total {time.monotonic() - started:.0f} s")
     failed = [role for role, code, _ in results if code != 0]
     if failed:

@@ -33,6 +33,8 @@ Excused, and why:
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from typing import Any
 
@@ -112,7 +114,26 @@ def positive_data_acceptance_for_mpcrm(ctx, response, case):
     except RejectedPositiveData:
         if excused(case, response):
             return None
+        _record(case, response)
         raise
+
+
+def _record(case: Any, response: Any) -> None:
+    """What was not excused, for the runner's summary (FUZZ_HOOK_LOG, one JSON line each)."""
+    path = os.environ.get("FUZZ_HOOK_LOG")
+    if not path:
+        return
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    details = [d for d in error.get("details") or [] if not _excused_detail(case, d)] if error.get("code") == "request.invalid" else []
+    line = {
+        "operation": f"{case.method} {case.path}", "status": response.status_code, "code": error.get("code"),
+        "details": [{"field": d.get("field"), "code": d.get("code")} for d in details],
+    }
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
 def _trimmed(value: Any) -> Any:

@@ -54,7 +54,7 @@ class LogoutHandler(ApiHandler):
 class MeHandler(ApiHandler):
     @operation("The current user", roles=ALL_ROLES, response=UserOut, tags=("auth",))
     async def get(self) -> None:
-        self.write_model(UserOut, user_out(self.user_doc))
+        self.write_model(UserOut, user_out(await self.current_user_doc()))
 
 
 routes = [

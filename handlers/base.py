@@ -190,7 +190,8 @@ class ApiHandler(RequestHandler):
     and a chunked body is refused once it passes the cap."""
 
     actor: Actor | None = None
-    user_doc: dict | None = None
+    user_doc: dict | None = None  # the caller's user document, when it was read for this request
+    _token: str | None = None
     _body_limit = 0
     _body_ceiling = 0
     _received = 0
@@ -311,6 +312,7 @@ class ApiHandler(RequestHandler):
             if token:
                 self.actor, self.user_doc = await self.ctx.auth.public_caller(token)
             return
+        self._token = token
         if token and spec.auth == "token":
             self.actor = self.ctx.auth.actor_from_token(token)
         elif token:
@@ -319,6 +321,14 @@ class ApiHandler(RequestHandler):
             raise Unauthorized("auth.required")
         if self.actor.role not in spec.roles:
             raise Forbidden("auth.forbidden")
+
+    async def current_user_doc(self) -> dict:
+        """The caller's user document as stored now (``/me``, sync's scope exits): the one read
+        for this request, or a read now when authentication used what this instance read of the
+        user within the last second; checked again, like every authentication."""
+        if self.user_doc is None:
+            self.actor, self.user_doc = await self.ctx.auth.authenticate(self._token or "", fresh=True)
+        return self.user_doc
 
     def require_actor(self) -> Actor:
         if self.actor is None:
@@ -389,6 +399,13 @@ class ApiHandler(RequestHandler):
 
     def request_fingerprint(self) -> str:
         return request_fingerprint(self.request.method, self.request.path, self.request.body or b"")
+
+    async def idempotent(self, create, load, *, resource_id: str | None = None):
+        """A creating POST under the caller's ``Idempotency-Key``, if one was sent, scoped to the
+        caller: ``IdempotencyService.run`` (create once; a retry gets what the first one made)."""
+        return await self.ctx.idempotency.run(
+            f"user:{self.actor.id}", self.idempotency_key(), self.request_fingerprint(), create, load, resource_id=resource_id,
+        )
 
     def client_ip(self) -> str:
         """The peer address; ``X-Forwarded-For`` counts only when the peer is a trusted proxy."""

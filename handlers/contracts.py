@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from bson import ObjectId
-
 from handlers.base import ApiHandler, operation
 from server.schemas.contracts import (
     ApprovalPage, ApprovalQuery, ContractCreate, ContractListQuery, ContractOut, ContractPage, ContractUpdate, DecisionIn,
     PaymentIn, PaymentOut, SubmitIn,
 )
+from server.services.idempotency import load_existing
 
 APPROVERS = ("manager", "admin")
 
@@ -22,22 +21,13 @@ class ContractListHandler(ApiHandler):
     @operation("Draft a contract for a lead in your scope; Idempotency-Key accepted", body=ContractCreate, response=ContractOut, status=201, idempotent=True, tags=("contracts",))
     async def post(self) -> None:
         body = self.parse_body(ContractCreate)
-        key = self.idempotency_key()
-        if not key:
-            doc = await self.ctx.contracts.create(self.actor, body)
-            self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc), 201)
-            return
+        contracts = self.ctx.contracts
         # A phone retrying after a lost response gets the first draft back, not a second one.
-        claim = await self.ctx.idempotency.begin(f"user:{self.actor.id}", key, self.request_fingerprint(), str(ObjectId()), self.ctx.contracts.exists)
-        if claim.replay:
-            doc = await self.ctx.contracts.get(self.actor, claim.resource_id)
-        else:
-            try:
-                doc = await self.ctx.contracts.create(self.actor, body, contract_id=claim.resource_id)
-            except BaseException:
-                await self.ctx.idempotency.abandon(claim)
-                raise
-        self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc), 201)
+        doc = await self.idempotent(
+            lambda contract_id: contracts.create(self.actor, body, contract_id=contract_id),
+            lambda contract_id: contracts.find(self.actor, contract_id),
+        )
+        self.write_model(ContractOut, contracts.out(self.actor, doc), 201)
 
 
 class ContractHandler(ApiHandler):
@@ -69,8 +59,8 @@ class SubmitHandler(ApiHandler):
 
 def _decision_handler(decision: str, summary: str) -> type[ApiHandler]:
     class DecisionHandler(ApiHandler):
-        # Full per-request user check: a deactivated approver is refused at once (SECURITY.md),
-        # which costs one command over the approve budget of 5 (see README, design notes).
+        # Full per-request user check: a deactivated approver is refused at once (docs/security.md),
+        # which costs one command over the five first planned for an approval (docs/architecture.md).
         @operation(summary, roles=APPROVERS, body=DecisionIn, response=ContractOut, versioned=True, tags=("approvals",),
                    extra_responses={412: "Stale version (someone decided first)", 409: "Not awaiting approval"})
         async def post(self, contract_id: str) -> None:
@@ -105,20 +95,11 @@ class PaymentListHandler(ApiHandler):
     )
     async def post(self, contract_id: str) -> None:
         body = self.parse_body(PaymentIn)
-        contracts = self.ctx.contracts
-        key = self.idempotency_key()
-        if key:
-            claim = await contracts.idempotency.begin(f"user:{self.actor.id}", key, self.request_fingerprint(), str(ObjectId()), contracts.payment_exists)
-            if claim.replay:
-                self.write_model(PaymentOut, await contracts.payment(self.actor, claim.resource_id), 201)
-                return
-            try:
-                payment = await contracts.record_payment(self.actor, contract_id, body, claim.resource_id)
-            except BaseException:
-                await contracts.idempotency.abandon(claim)
-                raise
-        else:
-            payment = await contracts.record_payment(self.actor, contract_id, body, str(ObjectId()))
+        payments = self.ctx.payments
+        payment = await self.idempotent(
+            lambda payment_id: payments.record(self.actor, contract_id, body, payment_id),
+            load_existing(payments.exists, lambda payment_id: payments.payment(self.actor, payment_id)),
+        )
         self.write_model(PaymentOut, payment, 201)
 
 

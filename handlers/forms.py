@@ -58,8 +58,6 @@ class SubmissionHandler(ApiHandler):
             idempotency_key=self.idempotency_key(), fingerprint=self.request_fingerprint(),
         )
         self.write_model(SubmissionOut, done.receipt, 201)
-        if done.lead_id and self.ctx.settings.allocate_on_capture:
-            self.ctx.allocation.allocate_soon(done.lead_id)
 
 
 class MySubmissionsHandler(ApiHandler):

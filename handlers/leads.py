@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from bson import ObjectId
-
 from handlers.base import ApiHandler, operation
 from server.errors import Forbidden
 from server.schemas.common import PageQuery
@@ -11,6 +9,7 @@ from server.schemas.leads import (
     AssignIn, EventPage, FollowupCreate, FollowupOut, LeadCreate, LeadDetailOut, LeadListQuery, LeadOut,
     LeadPage, LeadUpdate, PoolQuery, ReleaseIn, RevealIn, RevealOut, StageChange,
 )
+from server.services.idempotency import load_existing
 from server.services.users import public_id
 
 MANAGERS = ("manager", "admin")
@@ -30,22 +29,13 @@ class LeadListHandler(ApiHandler):
     )
     async def post(self) -> None:
         body = self.parse_body(LeadCreate)
-        key = self.idempotency_key()
-        lead_id = body.id
-        if key:
-            claim = await self.ctx.idempotency.begin(f"user:{self.actor.id}", key, self.request_fingerprint(), body.id or str(ObjectId()), self.ctx.leads.exists)
-            lead_id = claim.resource_id
-            if claim.replay:
-                self.write_model(LeadDetailOut, self.ctx.leads.out(await self.ctx.leads.get(self.actor, lead_id)), 201)
-                return
-            try:
-                doc, _ = await self.ctx.leads.create(self.actor, body, lead_id)
-            except BaseException:
-                await self.ctx.idempotency.abandon(claim)
-                raise
-        else:
-            doc, _ = await self.ctx.leads.create(self.actor, body, lead_id)
-        self.write_model(LeadDetailOut, self.ctx.leads.out(doc), 201)
+        leads = self.ctx.leads
+
+        async def create(lead_id: str | None) -> dict:
+            return (await leads.create(self.actor, body, lead_id))[0]
+
+        doc = await self.idempotent(create, load_existing(leads.exists, lambda lead_id: leads.get(self.actor, lead_id)), resource_id=body.id)
+        self.write_model(LeadDetailOut, leads.out(doc), 201)
 
 
 class LeadHandler(ApiHandler):

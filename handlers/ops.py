@@ -13,7 +13,6 @@ from tornado.web import StaticFileHandler
 from config.settings import Settings
 from handlers.base import ApiHandler, operation
 from server.errors import ApiError, Unauthorized
-from server.db import ping
 from server.schemas.common import OutModel
 
 DOCS_STATIC = os.path.join(os.path.dirname(swagger_ui.__file__), "static")
@@ -45,7 +44,7 @@ class ReadyHandler(ApiHandler):
         state = database_status() if database_status else "running"
         if state == "running":
             try:
-                await asyncio.wait_for(ping(self.ctx.db), timeout=2)
+                await asyncio.wait_for(self.ctx.database.ping(), timeout=2)
             except Exception:  # any failure to reach the database means "not ready"
                 state = database_status() if database_status else "running"
                 state = "unreachable" if state == "running" else state

@@ -16,7 +16,7 @@ class SyncHandler(ApiHandler):
     )
     async def get(self) -> None:
         query = self.parse_query(SyncQuery)
-        page = await self.ctx.sync.page(self.actor, self.user_doc, query.since, query.limit)
+        page = await self.ctx.sync.page(self.actor, await self.current_user_doc(), query.since, query.limit)
         self.write_model(SyncOut, {
             "leads": [self.ctx.leads.out(d) for d in page.leads],
             "followups": [FollowupOut.from_event(d) for d in page.followups],

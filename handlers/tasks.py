@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from bson import ObjectId
-
 from handlers.base import ApiHandler, operation
 from server.schemas.tasks import TaskComplete, TaskCreate, TaskOut, TaskPage, TaskQuery, TaskUpdate
+from server.services.idempotency import load_existing
 from server.services.users import public_id
 
 
@@ -21,19 +20,12 @@ class TaskListHandler(ApiHandler):
     )
     async def post(self) -> None:
         body = self.parse_body(TaskCreate)
-        key = self.idempotency_key()
-        if key:
-            claim = await self.ctx.idempotency.begin(f"user:{self.actor.id}", key, self.request_fingerprint(), str(ObjectId()), self.ctx.tasks.exists)
-            if claim.replay:
-                self.write_model(TaskOut, public_id(await self.ctx.tasks.get(self.actor, claim.resource_id)), 201)
-                return
-            try:
-                doc, _ = await self.ctx.tasks.create(self.actor, body, claim.resource_id)
-            except BaseException:
-                await self.ctx.idempotency.abandon(claim)
-                raise
-        else:
-            doc, _ = await self.ctx.tasks.create(self.actor, body)
+        tasks = self.ctx.tasks
+
+        async def create(task_id: str | None) -> dict:
+            return (await tasks.create(self.actor, body, task_id))[0]
+
+        doc = await self.idempotent(create, load_existing(tasks.exists, lambda task_id: tasks.get(self.actor, task_id)))
         self.write_model(TaskOut, public_id(doc), 201)
 
 

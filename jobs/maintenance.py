@@ -15,8 +15,7 @@ async def purge_revoked_sessions(ctx: AppContext, now: datetime) -> dict:
     Spent tokens are kept until they expire so that re-use is still detected; a revoked family
     needs no such watch, and the TTL index would otherwise keep it for weeks.
     """
-    result = await ctx.db["refresh_tokens"].delete_many({"revoked": True, "created_at": {"$lt": now - timedelta(days=1)}})
-    return {"deleted": result.deleted_count}
+    return {"deleted": await ctx.sessions.purge_revoked(now - timedelta(days=1))}
 
 
 @job("fail_stalled_imports", every_s=300)

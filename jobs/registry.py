@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Awaitable, Callable
 
-from server.clock import Clock, FixedClock
+from server.clock import FixedClock
 from server.context import AppContext
 from server.errors import NotFound
 from server.services.leases import LeaseService
@@ -50,16 +50,18 @@ def get_job(name: str) -> JobDef:
 
 
 async def run_job(ctx: AppContext, name: str, now: datetime | None = None, leases: LeaseService | None = None) -> dict:
-    """Run one job once under its lease. ``now`` freezes the job's idea of the time."""
+    """Run one job once under its lease. ``now`` freezes the clock of everything the job causes:
+    the job runs on a context whose services all stamp their writes with it (the lease itself is
+    held on the real clock, which other instances share)."""
     definition = get_job(name)
-    clock: Clock = FixedClock(now) if now else ctx.clock
-    leases = leases or LeaseService(ctx.db, ctx.clock)
+    leases = leases or ctx.lease_service()
+    job_ctx = ctx.at(FixedClock(now)) if now else ctx
     if not await leases.acquire(f"job:{name}", definition.lease_s):
         log.info("job skipped: lease held elsewhere", extra={"job": name})
         return {"job": name, "skipped": "lease held by another instance"}
     started = time.monotonic()
     try:
-        result = await definition.func(ctx, clock.now())
+        result = await definition.func(job_ctx, job_ctx.clock.now())
     finally:
         await leases.release(f"job:{name}")
     log.info("job done", extra={"job": name, "ms": round((time.monotonic() - started) * 1000, 1), "result": result})

@@ -71,7 +71,7 @@ def build_scheduler(
     early first run a daily job would never run on instances restarted more often than once a day;
     running it at start-up is safe because jobs are idempotent and leased."""
     scheduler = AsyncIOScheduler(timezone=ctx.settings.timezone, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
-    leases = LeaseService(ctx.db, ctx.clock)
+    leases = ctx.lease_service()
     runner = JobRunner(ctx, scheduler, leases, retry_base_s, retry_max_s)
     start = ctx.clock.now()
     wanted = set(only) if only is not None else None

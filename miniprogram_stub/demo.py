@@ -37,7 +37,8 @@ def fail(message: str) -> None:
 class System:
     """The processes of one demo: the embedded DB (in this process) and the API server (child)."""
 
-    def __init__(self) -> None:
+    def __init__(self, overrides: dict[str, str] | None = None) -> None:
+        self.overrides = dict(overrides or {})  # environment over the demo's (e.g. the simulator tests' backend)
         self.tmp = Path(tempfile.mkdtemp(prefix="mpcrm-demo-"))
         self.embedded = None
         self.server: subprocess.Popen | None = None
@@ -62,6 +63,7 @@ class System:
             "MPCRM_SCHEDULER": "off",
             "MPCRM_ALLOCATE_ON_CAPTURE": "false",  # the story runs the allocation job itself
             "PYTHONPATH": str(ROOT),
+            **self.overrides,
         }
         self.base_url = f"http://127.0.0.1:{port}"
         self.wechat_base = f"http://127.0.0.1:{wx_port}"
@@ -130,6 +132,7 @@ def main() -> int:
             if not os.environ.get("MPCRM_MONGODB_URI"):
                 raise JourneyError("with DEMO_BASE_URL, set MPCRM_MONGODB_URI (the server's database) so the demo can run jobs with --now")
             env = dict(os.environ)
+            env.setdefault("MPCRM_WECHAT_API_BASE", wechat_base)  # the jobs it runs send through the same fake WeChat
             username, password = os.environ.get("DEMO_ADMIN_USERNAME", "demo-admin"), os.environ.get("DEMO_ADMIN_PASSWORD", "demo-admin-pass")
             print(f"using the running server at {base_url} (fake WeChat {wechat_base})", flush=True)
         else:

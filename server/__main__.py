@@ -76,11 +76,23 @@ async def open_database(settings: Settings, *, serving: bool = False):
             log.info("embedded database stopped")
 
 
+async def upgrade_data(ctx) -> None:
+    """Bring documents written by an older build up to date (each owner its own; idempotent)."""
+    upgraded = await ctx.contracts.upgrade_pending()
+    if upgraded:
+        log.info("pending contracts kept with their named approvers", extra={"contracts": upgraded})
+    stamped = await ctx.leads.upgrade_activity_order()
+    if stamped:
+        log.info("leads given their activity order (updated_ms)", extra={"leads": stamped})
+
+
 @contextlib.asynccontextmanager
 async def open_context(settings: Settings):
     async with open_database(settings) as (database, _):
         await ensure_indexes(database.db)
-        yield build_context(settings, database)
+        ctx = build_context(settings, database)
+        await upgrade_data(ctx)
+        yield ctx
 
 
 async def serve(settings: Settings) -> None:
@@ -107,6 +119,7 @@ async def serve(settings: Settings) -> None:
         async with open_database(settings, serving=True) as (database, supervisor):
             await ensure_indexes(database.db)
             ctx = build_context(settings, database)
+            await upgrade_data(ctx)
             app = make_app(ctx)
             if supervisor is not None:
                 app.settings["database_status"] = supervisor.status  # /readyz tells "restarting"
@@ -152,7 +165,7 @@ async def create_user(settings: Settings, args: argparse.Namespace) -> dict:
     async with open_context(settings) as ctx:
         team_id = None
         if args.team:
-            team = await ctx.db["teams"].find_one({"name": args.team})
+            team = await ctx.users.team_by_name(args.team)
             if team is None:
                 team = await ctx.users.create_team(CLI_ADMIN, TeamCreate(name=args.team))
             team_id = str(team["_id"])
@@ -175,11 +188,10 @@ async def run_job_command(settings: Settings, name: str, now: datetime | None) -
 async def rebuild_stats_command(settings: Settings) -> dict:
     """Recompute the report counters from leads and lead_events, under the fold job's lease."""
     from jobs.registry import JOBS, load_jobs
-    from server.services.leases import LeaseService
 
     load_jobs()
     async with open_context(settings) as ctx:
-        leases = LeaseService(ctx.db, ctx.clock)
+        leases = ctx.lease_service()
         if not await leases.acquire("job:fold_stats", max(JOBS["fold_stats"].lease_s, 3600)):
             raise StartupError("the fold_stats job is running elsewhere; try again in a minute")
         try:
@@ -197,7 +209,7 @@ async def rotate_field_key_command(settings: Settings) -> dict:
     from server.services.keys import rotate_field_key
 
     async with open_context(settings) as ctx:
-        return {"key_version": ctx.cipher.current_version, "re_encrypted": await rotate_field_key(ctx.db, ctx.cipher)}
+        return {"key_version": ctx.cipher.current_version, "re_encrypted": await rotate_field_key(ctx.leads, ctx.users, ctx.cipher)}
 
 
 async def seed_demo_command(settings: Settings) -> dict:

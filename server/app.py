@@ -20,7 +20,7 @@ from server.openapi import build_openapi
 VERSION = "0.1.0"
 access_log = logging.getLogger("mpcrm.access")
 
-# The order reads top to bottom like the API overview in the README.
+# The order reads top to bottom like the endpoint tables in docs/api.md.
 API_ROUTES: list[tuple] = [
     *ops.routes,
     *auth.routes,

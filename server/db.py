@@ -10,10 +10,79 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.monitoring import CommandListener
 
 from config.settings import Settings
+
+
+class Collections:
+    """Every collection's name, written once: code says ``C.LEADS``, never ``"leads"``."""
+
+    USERS = "users"
+    TEAMS = "teams"
+    BIND_CODES = "bind_codes"
+    REFRESH_TOKENS = "refresh_tokens"
+    AUDIT_LOG = "audit_log"
+    FORMS = "forms"
+    FORM_VERSIONS = "form_versions"
+    LEADS = "leads"
+    LEAD_EVENTS = "lead_events"
+    IMPORTS = "imports"
+    IMPORT_REJECTS = "import_rejects"
+    ALLOCATION_RULES = "allocation_rules"
+    NOTIFICATIONS = "notifications"
+    SUBSCRIPTIONS = "subscriptions"
+    TASKS = "tasks"
+    CONTRACTS = "contracts"
+    STATS_CURRENT = "stats_current"
+    STATS_CUM = "stats_cum"
+    STATS_OVERDUE = "stats_overdue"
+    STATS_LEADS = "stats_leads"
+    STATS_BATCHES = "stats_batches"
+    STATS_COUNTERS = "stats_counters"
+    STATS_RFM = "stats_rfm"
+    IDEMPOTENCY_KEYS = "idempotency_keys"
+    RATE_LIMITS = "rate_limits"
+    LEASES = "leases"
+    WECHAT_TOKENS = "wechat_tokens"
+
+
+C = Collections
+
+# One owner per collection: the only module that writes it (tests/test_architecture.py reads this
+# table and the code, and fails when another module writes there). Everyone else reads it through
+# a read-only view (``Database.reader``) or, better, asks the owner.
+OWNERS: dict[str, str] = {
+    C.USERS: "server.services.users",
+    C.TEAMS: "server.services.users",
+    C.BIND_CODES: "server.services.users",
+    C.REFRESH_TOKENS: "server.services.sessions",
+    C.AUDIT_LOG: "server.services.audit",
+    C.FORMS: "server.services.forms",
+    C.FORM_VERSIONS: "server.services.forms",
+    C.LEADS: "server.services.lead_store",
+    C.LEAD_EVENTS: "server.services.lead_store",
+    C.IMPORTS: "server.services.imports",
+    C.IMPORT_REJECTS: "server.services.imports",
+    C.ALLOCATION_RULES: "server.services.allocation",
+    C.NOTIFICATIONS: "server.services.notifications",
+    C.SUBSCRIPTIONS: "server.services.outbox",
+    C.TASKS: "server.services.tasks",
+    C.CONTRACTS: "server.services.contracts",
+    C.STATS_CURRENT: "server.services.stats",
+    C.STATS_CUM: "server.services.stats",
+    C.STATS_OVERDUE: "server.services.stats",
+    C.STATS_LEADS: "server.services.stats",
+    C.STATS_BATCHES: "server.services.stats",
+    C.STATS_COUNTERS: "server.services.stats",
+    C.STATS_RFM: "server.services.reports",
+    C.IDEMPOTENCY_KEYS: "server.services.idempotency",
+    C.RATE_LIMITS: "server.services.ratelimit",
+    C.LEASES: "server.services.leases",
+    C.WECHAT_TOKENS: "server.services.wechat",
+}
 
 
 @dataclass(frozen=True)
@@ -37,90 +106,121 @@ def _ix(collection: str, *keys: tuple[str, int] | str, **options: Any) -> IndexS
 
 INDEXES: list[IndexSpec] = [
     # users: login by username or WeChat openid; team listings sorted by _id.
-    _ix("users", "username", unique=True, partial={"username": {"$exists": True}}),
-    _ix("users", "openid", unique=True, partial={"openid": {"$exists": True}}),
-    _ix("users", "team_id", "role", "active"),
-    _ix("users", "team_id"),
-    _ix("users", "role"),
-    _ix("teams", "name", unique=True),
-    _ix("teams", "active"),
+    _ix(C.USERS, "username", unique=True, partial={"username": {"$exists": True}}),
+    _ix(C.USERS, "openid", unique=True, partial={"openid": {"$exists": True}}),
+    _ix(C.USERS, "team_id", "role", "active"),
+    _ix(C.USERS, "team_id"),
+    _ix(C.USERS, "role"),
+    _ix(C.TEAMS, "name", unique=True),
+    _ix(C.TEAMS, "active"),
     # auth
-    _ix("refresh_tokens", "family_id"),
-    _ix("refresh_tokens", "user_id"),
-    _ix("refresh_tokens", "expires_at", ttl_s=0),
-    _ix("refresh_tokens", "revoked", "created_at"),
-    _ix("bind_codes", "user_id"),
-    _ix("bind_codes", "expires_at", ttl_s=0),
+    _ix(C.REFRESH_TOKENS, "family_id"),
+    _ix(C.REFRESH_TOKENS, "user_id"),
+    _ix(C.REFRESH_TOKENS, "expires_at", ttl_s=0),
+    _ix(C.REFRESH_TOKENS, "revoked", "created_at"),
+    _ix(C.BIND_CODES, "user_id"),
+    _ix(C.BIND_CODES, "expires_at", ttl_s=0),
     # audit
-    _ix("audit_log", "target_id", ("at", DESCENDING)),
-    _ix("audit_log", "actor_id", ("at", DESCENDING)),
-    _ix("audit_log", "action", ("at", DESCENDING)),
+    _ix(C.AUDIT_LOG, "target_id", ("at", DESCENDING)),
+    _ix(C.AUDIT_LOG, "actor_id", ("at", DESCENDING)),
+    _ix(C.AUDIT_LOG, "action", ("at", DESCENDING)),
     # forms
-    _ix("forms", "slug", unique=True),
-    _ix("forms", "team_id"),
-    _ix("form_versions", "form_id", "version", unique=True),
+    _ix(C.FORMS, "slug", unique=True),
+    _ix(C.FORMS, "team_id"),
+    _ix(C.FORM_VERSIONS, "form_id", "version", unique=True),
     # leads: one per phone (blind index); client-made ids live in _id
-    _ix("leads", "phone_bidx", unique=True, partial={"phone_bidx": {"$exists": True}}),
-    _ix("leads", "phone.v"),
-    _ix("leads", "owner_id", ("updated_at", DESCENDING)),
-    _ix("leads", "team_id", ("updated_at", DESCENDING)),
-    _ix("leads", ("updated_at", DESCENDING)),
-    _ix("leads", "stage", ("updated_at", DESCENDING)),  # admin filters across teams
-    _ix("leads", "tags", ("updated_at", DESCENDING)),  # compound only: see docs/mongodb-compat.md
-    _ix("leads", "owner_id", "next_followup_at"),
-    _ix("leads", "team_id", "next_followup_at"),
-    _ix("leads", "next_followup_at"),
-    _ix("leads", "team_id", "pool", ("updated_at", DESCENDING)),
-    _ix("lead_events", "lead_id", ("at", DESCENDING)),
-    _ix("lead_events", "author_id", "kind", ("updated_at", DESCENDING)),
-    _ix("lead_events", "customer_id"),
+    _ix(C.LEADS, "phone_bidx", unique=True, partial={"phone_bidx": {"$exists": True}}),
+    _ix(C.LEADS, "phone.v"),
+    # Lists sort on updated_ms, the number written beside updated_at (see server/services/lead_store.py).
+    _ix(C.LEADS, "owner_id", ("updated_ms", DESCENDING)),
+    _ix(C.LEADS, "team_id", ("updated_ms", DESCENDING)),
+    _ix(C.LEADS, ("updated_ms", DESCENDING)),
+    _ix(C.LEADS, "stage", ("updated_ms", DESCENDING)),  # admin filters across teams
+    _ix(C.LEADS, "tags", ("updated_ms", DESCENDING)),  # compound only: see docs/mongodb-compat.md
+    _ix(C.LEADS, "updated_ms"),  # the start-up upgrade finds leads without it
+    _ix(C.LEADS, "owner_id", "next_followup_at"),
+    _ix(C.LEADS, "team_id", "next_followup_at"),
+    _ix(C.LEADS, "next_followup_at"),
+    _ix(C.LEADS, "team_id", "pool", ("updated_ms", DESCENDING)),
+    _ix(C.LEAD_EVENTS, "lead_id", ("at", DESCENDING)),
+    _ix(C.LEAD_EVENTS, "author_id", "kind", ("updated_at", DESCENDING)),
+    _ix(C.LEAD_EVENTS, "customer_id"),
     # spreadsheet imports: progress documents by team and by creator
-    _ix("imports", "team_id", ("created_at", DESCENDING)),
-    _ix("imports", "status", "heartbeat_at"),
-    _ix("imports", "created_by", ("created_at", DESCENDING)),
+    _ix(C.IMPORTS, "team_id", ("created_at", DESCENDING)),
+    _ix(C.IMPORTS, "status", "heartbeat_at"),
+    _ix(C.IMPORTS, "created_by", ("created_at", DESCENDING)),
     # rejected rows' cells for errors.csv (encrypted), gone after 30 days
-    _ix("import_rejects", "import_id", "row"),
-    _ix("import_rejects", "expires_at", ttl_s=0),
-    _ix("leads", "awaiting_allocation", "created_at"),
-    _ix("leads", "team_id", "touched_at"),
-    _ix("leads", "team_id", "assignment.strategy", "assignment.at"),
-    _ix("allocation_rules", "team_id", "active", "priority"),
-    _ix("allocation_rules", "team_id"),
+    _ix(C.IMPORT_REJECTS, "import_id", "row"),
+    _ix(C.IMPORT_REJECTS, "expires_at", ttl_s=0),
+    _ix(C.LEADS, "awaiting_allocation", "created_at"),
+    _ix(C.LEADS, "team_id", "touched_at"),
+    _ix(C.LEADS, "team_id", "assignment.strategy", "assignment.at"),
+    _ix(C.ALLOCATION_RULES, "team_id", "active", "priority"),
+    _ix(C.ALLOCATION_RULES, "team_id"),
     # notifications: inbox by user, outbox by delivery state; one per dedupe key
-    _ix("notifications", "dedupe_key", unique=True),
-    _ix("notifications", "user_id", "read_at"),
-    _ix("notifications", "delivery.state", "delivery.next_attempt_at"),
-    _ix("notifications", "delivery.state", "delivery.claim_until"),
+    _ix(C.NOTIFICATIONS, "dedupe_key", unique=True),
+    _ix(C.NOTIFICATIONS, "user_id", "read_at"),
+    _ix(C.NOTIFICATIONS, "delivery.state", "delivery.next_attempt_at"),
+    _ix(C.NOTIFICATIONS, "delivery.state", "delivery.claim_until"),
     # tasks: scoped lists by due time; the reminder job reads only open tasks whose next rung has come
-    _ix("tasks", "assignee_id", "status", "due_at"),
-    _ix("tasks", "assignee_id", "due_at"),
-    _ix("tasks", "team_id", "status", "due_at"),
-    _ix("tasks", "team_id", "due_at"),
-    _ix("tasks", "status", "due_at"),
-    _ix("tasks", "due_at"),
-    _ix("tasks", "status", "reminders.next_at"),
+    _ix(C.TASKS, "assignee_id", "status", "due_at"),
+    _ix(C.TASKS, "assignee_id", "due_at"),
+    _ix(C.TASKS, "team_id", "status", "due_at"),
+    _ix(C.TASKS, "team_id", "due_at"),
+    _ix(C.TASKS, "status", "due_at"),
+    _ix(C.TASKS, "due_at"),
+    _ix(C.TASKS, "status", "reminders.next_at"),
     # churn warnings: customers by stage, silent since last_activity_at
-    _ix("leads", "stage", "last_activity_at"),
+    _ix(C.LEADS, "stage", "last_activity_at"),
     # contracts: scoped lists, the approval inbox (multikey), renewal / expiry / payment jobs
-    _ix("contracts", "owner_id", "status"),
-    _ix("contracts", "team_id", "status"),
-    _ix("contracts", "lead_id", "status"),
-    _ix("contracts", "status", "end_date"),
-    _ix("contracts", "status", "paid", "next_due"),
-    _ix("contracts", "current_approvers", "status"),
-    _ix("contracts", "current_role", "team_id", "status"),  # the inbox: a step held by a role, decided by whoever holds it now
-    _ix("contracts", "payment_ids", "status"),  # compound: a single-field index on an array breaks membership matches on nx-27017
-    # reports (issue 8): the fold claims unmarked events, picks up a crashed batch; RFM inputs
-    _ix("lead_events", "fold"),
-    _ix("lead_events", "fold.state"),
-    _ix("lead_events", "fold.batch"),
-    _ix("stats_batches", "created_at", ttl_s=7 * 86400),
-    _ix("contracts", "status", "start_date"),
-    _ix("leads", "layer", ("updated_at", DESCENDING)),  # ?layer=A for admins; scoped lists use owner/team indexes
+    _ix(C.CONTRACTS, "owner_id", "status"),
+    _ix(C.CONTRACTS, "team_id", "status"),
+    _ix(C.CONTRACTS, "lead_id", "status"),
+    _ix(C.CONTRACTS, "status", "end_date"),
+    _ix(C.CONTRACTS, "status", "paid", "next_due"),
+    _ix(C.CONTRACTS, "current_approvers", "status"),
+    _ix(C.CONTRACTS, "current_role", "team_id", "status"),  # the inbox: a step held by a role, decided by whoever holds it now
+    _ix(C.CONTRACTS, "payment_ids", "status"),  # compound: a single-field index on an array breaks membership matches on nx-27017
+    # reports (docs/reports.md): the fold claims unmarked events, picks up a crashed batch; RFM inputs
+    _ix(C.LEAD_EVENTS, "fold"),
+    _ix(C.LEAD_EVENTS, "fold.state"),
+    _ix(C.LEAD_EVENTS, "fold.batch"),
+    _ix(C.STATS_BATCHES, "created_at", ttl_s=7 * 86400),
+    _ix(C.CONTRACTS, "status", "start_date"),
+    _ix(C.LEADS, "layer", ("updated_ms", DESCENDING)),  # ?layer=A for admins; scoped lists use owner/team indexes
     # coordination and idempotency
-    _ix("idempotency_keys", "expires_at", ttl_s=0),
-    _ix("rate_limits", "expires_at", ttl_s=0),
+    _ix(C.IDEMPOTENCY_KEYS, "expires_at", ttl_s=0),
+    _ix(C.RATE_LIMITS, "expires_at", ttl_s=0),
 ]
+
+
+class ReadOnlyCollection:
+    """A collection as seen by a module that does not own it: the read methods and nothing else,
+    so a write from the wrong module fails at once (and tests/test_architecture.py finds it first)."""
+
+    __slots__ = ("_collection",)
+
+    def __init__(self, collection: AsyncCollection) -> None:
+        self._collection = collection
+
+    @property
+    def name(self) -> str:
+        return self._collection.name
+
+    def find(self, *args: Any, **kwargs: Any):
+        return self._collection.find(*args, **kwargs)
+
+    async def find_one(self, *args: Any, **kwargs: Any):
+        return await self._collection.find_one(*args, **kwargs)
+
+    async def aggregate(self, *args: Any, **kwargs: Any):
+        return await self._collection.aggregate(*args, **kwargs)
+
+    async def count_documents(self, *args: Any, **kwargs: Any) -> int:
+        return await self._collection.count_documents(*args, **kwargs)
+
+    async def distinct(self, *args: Any, **kwargs: Any) -> list:
+        return await self._collection.distinct(*args, **kwargs)
 
 
 @dataclass
@@ -132,7 +232,20 @@ class Database:
     listeners: list[CommandListener] = field(default_factory=list)
 
     def __getitem__(self, name: str):
+        return self.collection(name)
+
+    def collection(self, name: str) -> AsyncCollection:
+        """A declared collection, writable: handed to its owner (``OWNERS``) only."""
+        if name not in OWNERS:
+            raise KeyError(f"{name!r} is not a declared collection (server/db.py Collections)")
         return self.db[name]
+
+    def reader(self, name: str) -> ReadOnlyCollection:
+        """A declared collection for a module that reads it but does not own it."""
+        return ReadOnlyCollection(self.collection(name))
+
+    async def ping(self) -> bool:
+        return await ping(self.db)
 
     async def close(self) -> None:
         await self.client.close()

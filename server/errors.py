@@ -148,8 +148,9 @@ MESSAGES: dict[str, dict[str, str]] = {
 
 # ``details[].message`` by detail code, in both languages. A detail made with ``detail(...)`` (and
 # every pydantic validation problem, whose code is pydantic's error type and whose params are its
-# ``ctx``) carries ``params`` and is rendered from here in the caller's language; a detail whose
-# message is data (the id of an existing lead, the allowed stages) is shown as written.
+# ``ctx``) carries ``params`` and is rendered from here in the caller's language. Data a client acts
+# on (the id of an existing lead, the allowed stages) travels in the detail's ``value``, not in its
+# message (see ``detail``).
 DETAIL_MESSAGES: dict[str, dict[str, str]] = {
     # pydantic error types
     "missing": {"zh-CN": "必填", "en": "Field required"},
@@ -224,15 +225,65 @@ DETAIL_MESSAGES: dict[str, dict[str, str]] = {
     "answer_date": {"zh-CN": "日期格式应为 YYYY-MM-DD", "en": "use YYYY-MM-DD"},
     "answer_date_range": {"zh-CN": "日期须在 {min} 至 {max} 之间", "en": "must be between {min} and {max}"},
     "answer_type": {"zh-CN": "不支持的字段类型", "en": "unsupported field type"},
+    # business rules of the services (the English texts are what clients always saw)
+    "team_required": {"zh-CN": "销售和经理必须属于一个团队", "en": "required"},
+    "username_taken": {"zh-CN": "用户名已被使用", "en": "taken"},
+    "deactivate_self": {"zh-CN": "不能停用自己的账号", "en": "self"},
+    "team_name_taken": {"zh-CN": "团队名称已存在", "en": "taken"},
+    "team_unknown": {"zh-CN": "团队不存在", "en": "unknown"},
+    "customer_account": {"zh-CN": "客户账号不能改为员工或加入团队", "en": "customer"},
+    "no_such_team": {"zh-CN": "团队不存在", "en": "no such team"},
+    "assignee_not_in_team": {"zh-CN": "不是该线索所在团队的在职成员", "en": "not an active member of the lead's team"},
+    "task_assignee_outside_team": {"zh-CN": "请指派给本团队的在职员工", "en": "assign to an active member of your team"},
+    "remind_after_due": {"zh-CN": "提醒时间不能晚于截止时间", "en": "remind_at must not be after due_at"},
+    "followup_task_follows_lead": {"zh-CN": "请改线索的下次跟进时间", "en": "change the lead's next_followup_at instead"},
+    "phone_invalid": {"zh-CN": "不是有效的中国大陆手机号", "en": "not a mainland mobile number"},
+    "lead_exists": {"zh-CN": "该手机号的线索已存在", "en": "exists"},
+    "lead_exists_visible": {"zh-CN": "已有该手机号的线索 {lead_id}", "en": "an existing lead: {lead_id}"},
+    "choose_another_id": {"zh-CN": "请换一个编号", "en": "choose another id"},
+    "id_taken": {"zh-CN": "该编号已被使用", "en": "this id is taken"},
+    "allowed_moves": {"zh-CN": "可以变为：{allowed}", "en": "allowed moves: {allowed}"},
+    "move_reason_required": {"zh-CN": "这次阶段变更需要填写原因", "en": "this move needs a reason"},
+    "not_a_user_id": {"zh-CN": "不是用户编号", "en": "not a user id"},
+    "members_outside_team": {"zh-CN": "不是本团队的销售或经理：{members}", "en": "not reps or managers of the rule's team: {members}"},
+    "from_after_to": {"zh-CN": "开始日期晚于结束日期", "en": "from is after to"},
+    "range_too_long": {"zh-CN": "最长 {days} 天", "en": "at most {days} days"},
+    "phone_code_invalid": {"zh-CN": "手机号授权码无效或已使用", "en": "invalid or used phone code"},
+    "not_in_future": {"zh-CN": "不能晚于现在", "en": "not in the future"},
+    "at_most": {"zh-CN": "最多 {max}", "en": "at most {max}"},
+    "renewal_ends_after": {"zh-CN": "续约后将晚于 {max} 结束", "en": "the renewal would end after {max}"},
+    "end_before_start": {"zh-CN": "结束日期不能早于开始日期", "en": "end_date is before start_date"},
+    "plan_sum": {"zh-CN": "各期合计 {total}，不等于 {amount}", "en": "instalments add up to {total}, not {amount}"},
+    "say_why": {"zh-CN": "请说明原因", "en": "say why"},
+    "renewed_by": {"zh-CN": "已由合同 {contract_id} 续约", "en": "renewed by {contract_id}"},
+    "slug_in_use": {"zh-CN": "该标识已被使用", "en": "slug in use"},
+    "visit_location_required": {"zh-CN": "拜访需要签到位置", "en": "a visit needs a check-in location"},
+    "within_coming_year": {"zh-CN": "须在未来一年内", "en": "must be in the coming year"},
+    "within_last_30_days": {"zh-CN": "须在最近 30 天内", "en": "must be within the last 30 days"},
+    # import headers and uploads (server/services/imports.py, handlers/imports.py)
+    "unknown_column": {"zh-CN": "未知的列：{header}", "en": "unknown column: {header}"},
+    "repeated_column": {"zh-CN": "重复的列：{header}", "en": "repeated column: {header}"},
+    "name_column_required": {"zh-CN": "必须有“姓名”列", "en": "a name (姓名) column is required"},
+    "header_first_row": {"zh-CN": "第一行必须是表头", "en": "the first row must be the header"},
+    "file_empty": {"zh-CN": "文件是空的", "en": "the file is empty"},
+    "import_team_required": {"zh-CN": "请选择接收这些线索的团队公海", "en": "choose the team whose pool receives the leads"},
+    "file_required": {"zh-CN": "请在 file 字段上传一个非空文件", "en": "send one non-empty file in the field `file`"},
 }
 
 
-def detail(field: str | None, code: str, *, text: str | None = None, **params: Any) -> dict[str, Any]:
+def detail(field: str | None, code: str, *, text: str | None = None, value: str | None = None, **params: Any) -> dict[str, Any]:
     """One entry of an error's ``details``, its message rendered from ``DETAIL_MESSAGES[text or code]``
-    in the caller's language."""
+    in the caller's language.
+
+    ``value`` is data a client acts on (the allowed stages, the id of the existing lead, the header
+    text of an unknown column): it is answered as ``details[].value``, the same in every language,
+    beside the localized ``message`` (which may repeat it for a person to read). Clients read the
+    data from ``value``, never by parsing ``message``."""
     item: dict[str, Any] = {"field": field, "code": code, "params": params}
     if text:
         item["text"] = text
+    if value is not None:
+        item["value"] = value
     return item
 
 

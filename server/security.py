@@ -8,6 +8,7 @@ import hmac
 import os
 import re
 import secrets
+import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -69,7 +70,16 @@ class TokenError(Exception):
 
 
 class Tokens:
-    """Short-lived HS256 access JWTs with ``iss``/``aud``/``typ``/``kid`` enforced (RFC 8725)."""
+    """Short-lived HS256 access JWTs with ``iss``/``aud``/``typ``/``kid`` enforced (RFC 8725).
+
+    A token verified once is remembered (at most ``VERIFIED_KEPT``, the oldest dropped first) by its
+    exact text with its claims and validity window: the next request with the same token skips the
+    parse and the HMAC, and is still refused once the token expires. Any other text, a tampered copy
+    included, is verified in full.
+    """
+
+    LEEWAY_S = 5
+    VERIFIED_KEPT = 10_000
 
     def __init__(self, settings: Settings) -> None:
         self._keys = settings.jwt_keys()
@@ -77,6 +87,8 @@ class Tokens:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.access_ttl = settings.access_token_ttl_s
+        # token → (claims, valid from, valid until) in epoch seconds, leeway included
+        self._verified: dict[str, tuple[AccessClaims, float, float]] = {}
 
     def issue_access(self, *, user_id: str, role: str, token_version: int, now: datetime, team_id: str | None = None) -> str:
         claims = {
@@ -95,27 +107,43 @@ class Tokens:
         return jwt.encode(claims, self._keys[self._kid], algorithm=JWT_ALGORITHM, headers={"kid": self._kid})
 
     def decode_access(self, token: str) -> AccessClaims:
+        known = self._verified.get(token)
+        if known is not None:
+            claims, valid_from, valid_until = known
+            if valid_from <= time.time() < valid_until:
+                return claims
+            del self._verified[token]  # expired (or not yet valid): the full check says which
         try:
             header = jwt.get_unverified_header(token)
             key = self._keys.get(header.get("kid", ""))
             if key is None or header.get("alg") != JWT_ALGORITHM:
                 raise TokenError("unknown key or algorithm")
-            claims = jwt.decode(
+            payload = jwt.decode(
                 token,
                 key,
                 algorithms=[JWT_ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "typ", "jti"]},
-                leeway=5,
+                leeway=self.LEEWAY_S,
             )
         except jwt.PyJWTError as exc:
             raise TokenError(str(exc)) from exc
-        if claims.get("typ") != ACCESS or not isinstance(claims.get("tv"), int):
+        if payload.get("typ") != ACCESS or not isinstance(payload.get("tv"), int):
             raise TokenError("not an access token")
-        return AccessClaims(
-            user_id=claims["sub"], role=claims["role"], token_version=claims["tv"], jti=claims["jti"], team_id=claims.get("tid")
+        claims = AccessClaims(
+            user_id=payload["sub"], role=payload["role"], token_version=payload["tv"], jti=payload["jti"], team_id=payload.get("tid")
         )
+        # The window PyJWT just enforced: exp (and nbf, iat when present) give or take the leeway.
+        issued = int(payload["iat"])
+        starts = max(int(payload.get("nbf", issued)), issued) - self.LEEWAY_S
+        self._remember(token, (claims, starts, int(payload["exp"]) + self.LEEWAY_S))
+        return claims
+
+    def _remember(self, token: str, entry: tuple[AccessClaims, float, float]) -> None:
+        while len(self._verified) >= self.VERIFIED_KEPT:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = entry
 
 
 def new_opaque_token(prefix: str = "") -> str:

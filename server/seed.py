@@ -47,7 +47,7 @@ async def _seed_leads(ctx: AppContext, users: dict[str, dict]) -> dict:
     created, existing = [], []
     for key, owner, name, company, phone, city, level, tags, followup, to_pool in DEMO_LEADS:
         lead_id = demo_lead_id(key)
-        if await ctx.db["leads"].find_one({"_id": lead_id}, {"_id": 1}) is not None:
+        if await ctx.leads.exists(lead_id):
             existing.append(lead_id)
             continue
         actor = Actor.from_user(users[owner])
@@ -68,7 +68,7 @@ async def _seed_leads(ctx: AppContext, users: dict[str, dict]) -> dict:
 async def seed_demo(ctx: AppContext) -> dict:
     teams: dict[str, str] = {}
     for name in DEMO_TEAMS:
-        team = await ctx.db["teams"].find_one({"name": name}) or await ctx.users.create_team(SEED_ADMIN, TeamCreate(name=name))
+        team = await ctx.users.team_by_name(name) or await ctx.users.create_team(SEED_ADMIN, TeamCreate(name=name))
         teams[name] = str(team["_id"])
     users: dict[str, dict] = {}
     for username, name, role, team in DEMO_USERS:

@@ -1,4 +1,5 @@
-"""Test harness: one embedded nx-27017 per session, a fresh database per test, the real app over
+"""Test harness: one database server per session (an embedded nx-27017, or the MongoDB named by
+``MPCRM_TEST_MONGODB_URI``), a fresh database per test, the real app over
 HTTP, the fake WeChat API, login helpers for each role, and DB command recording.
 
 Every test's recorded queries are checked against the indexes declared in ``server/db.py``; a
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import uuid
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import PyMongoError
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
@@ -41,9 +44,24 @@ TEST_ADMIN = Actor(id="test-admin", role="admin", name="test")
 PASSWORD = "correct horse battery"
 
 
-# ---------------------------------------------------------------- session: the embedded database
+# ---------------------------------------------------------------- session: the database server
+TEST_MONGODB_URI = "MPCRM_TEST_MONGODB_URI"
+
+
 @pytest.fixture(scope="session")
 def mongo_uri(tmp_path_factory) -> str:
+    """The server the suite runs against: ``MPCRM_TEST_MONGODB_URI`` when it is set (a real MongoDB,
+    or an nx-27017 started by hand), otherwise an embedded nx-27017 started for this session. Either
+    way each test has a database of its own (``db_name``), dropped when the test ends (``ctx``)."""
+    external = os.environ.get(TEST_MONGODB_URI, "").strip()
+    if external:
+        try:
+            with MongoClient(external, serverSelectionTimeoutMS=5000) as client:
+                client.admin.command("ping")
+        except PyMongoError as exc:
+            pytest.exit(f"{TEST_MONGODB_URI}={external}: no MongoDB answers there ({exc})", returncode=3)
+        yield external
+        return
     server = EmbeddedMongo(tmp_path_factory.mktemp("nx"), free_port())
     server.start()
     yield server.uri
@@ -108,6 +126,8 @@ def ctx(io_loop, mongo_uri, settings, recorder, clock, db_name) -> AppContext:
     io_loop.run_sync(lambda: ensure_indexes(database.db))
     context = build_context(settings, database, clock)
     yield context
+    # the test's database goes with it, so a long-lived server (MPCRM_TEST_MONGODB_URI) does not fill up
+    io_loop.run_sync(lambda: database.client.drop_database(db_name))
     io_loop.run_sync(database.close)
     missing = unserved(recorder.shapes())
     if missing:

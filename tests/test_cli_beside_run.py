@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -116,6 +117,27 @@ def test_commands_work_beside_a_running_server(tmp_path):
     # with no server running the commands start the database themselves, as before
     alone = cli.run("run-job", "purge_revoked_sessions")
     assert alone.returncode == 0, alone.stderr
+
+
+def test_the_demo_runs_against_a_server_started_like_make_run(tmp_path):
+    """The demo's DEMO_BASE_URL mode (docs/miniprogram.md): `make run` in development (scheduler on, the fake WeChat
+    started by `run`, the built-in template defaults), an admin made with `create-user` beside it,
+    then `make demo` pointed at it. It once failed on the lease bug, then on templates."""
+    cli = Cli(tmp_path / "data")
+    stub = f"http://127.0.0.1:{free_port()}"
+    server = Running(cli, tmp_path / "run", MPCRM_ENV="development", MPCRM_SCHEDULER="on", MPCRM_WECHAT_API_BASE=stub)
+    try:
+        made = cli.run("create-user", "--username", "demo-admin", "--password", "demo-admin-pass", "--role", "admin", MPCRM_ENV="development")
+        assert made.returncode == 0, made.stderr
+        uri = f"mongodb://127.0.0.1:{cli.embedded_port}/?directConnection=true"
+        env = cli.env(MPCRM_ENV="development", MPCRM_MONGODB_URI=uri, DEMO_BASE_URL=server.base, DEMO_WECHAT_BASE=stub)
+        demo = subprocess.run([sys.executable, "-m", "miniprogram_stub.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "demo OK" in demo.stdout
+        assert "sent=1" in demo.stdout and "in_app_only=0" in demo.stdout  # a real WeChat message, not in-app only
+    finally:
+        code = server.stop()
+    assert code == 0, server.stderr()[-2000:]
 
 
 def test_killed_database_is_restarted_and_readyz_says_so(tmp_path):

@@ -1,7 +1,24 @@
-// Where the mini-program talks to. In WeChat DevTools point baseUrl at your server
-// (tick "不校验合法域名" for a local http:// server); in production it must be an https domain
-// listed in the mini-program console (request 合法域名).
+// Where the mini-program talks to, by the build WeChat runs (wx.getAccountInfoSync().miniProgram
+// .envVersion): develop (DevTools and the developer's phone), trial (体验版), release (正式版).
+// trial and release must be https domains listed in the mini-program console (开发管理 → 开发设置 →
+// 服务器域名 → request 合法域名); develop may be a local http:// server with "不校验合法域名" ticked.
+// Set the two https bases below before uploading a trial or release build.
 const catalogue = require('./templates');
+
+const BASES = {
+  develop: 'http://127.0.0.1:8000',
+  trial: 'https://trial-api.mpcrm.example.com',
+  release: 'https://api.mpcrm.example.com'
+};
+
+function envVersion() {
+  try {
+    const info = wx.getAccountInfoSync();
+    return (info && info.miniProgram && info.miniProgram.envVersion) || 'develop';
+  } catch (e) {
+    return 'develop';
+  }
+}
 
 function templateIds(all) {
   const ids = {};
@@ -9,8 +26,12 @@ function templateIds(all) {
   return ids;
 }
 
+const env = envVersion();
+
 module.exports = {
-  baseUrl: 'http://127.0.0.1:8000',
+  envVersion: env,
+  bases: BASES,
+  baseUrl: BASES[env] || BASES.develop,
   apiPrefix: '/api/v1',
   formSlug: 'expo',
   // Subscribe-message template ids by notification kind, from templates.js (the one place they

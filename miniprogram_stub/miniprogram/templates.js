@@ -13,15 +13,15 @@
 // the notifications page asks the user to accept (wx.requestSubscribeMessage takes at most three).
 module.exports = {
   "lead_assigned": {"template_id": "DEMO_LEAD_ASSIGNED", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2"}},
-  "task_reminder": {"template_id": "DEMO_TASK_REMINDER", "page": "pages/tasks/tasks", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
+  "task_reminder": {"template_id": "DEMO_TASK_REMINDER", "page": "pages/task/task", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
   "renewal_due": {"template_id": "DEMO_RENEWAL_DUE", "page": "pages/contract/contract", "fields": {"title": "thing1", "body": "thing2", "days_left": "number3"}},
   "payment_due": {"template_id": "DEMO_PAYMENT_DUE", "page": "pages/contract/contract", "fields": {"title": "thing1", "body": "thing2", "due_date": "date3"}},
-  "task_escalated": {"template_id": "DEMO_TASK_ESCALATED", "page": "pages/tasks/tasks", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
-  "task_assigned": {"template_id": "DEMO_TASK_ASSIGNED", "page": "pages/tasks/tasks", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
+  "task_escalated": {"template_id": "DEMO_TASK_ESCALATED", "page": "pages/task/task", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
+  "task_assigned": {"template_id": "DEMO_TASK_ASSIGNED", "page": "pages/task/task", "fields": {"title": "thing1", "due_at": "time2", "body": "thing3"}},
   "churn_warning": {"template_id": "DEMO_CHURN_WARNING", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2", "last_activity_at": "date3"}},
   "allocation_stuck": {"template_id": "DEMO_ALLOCATION_STUCK", "page": "pages/leads/leads", "fields": {"title": "thing1", "body": "thing2"}},
   "reclaim_warning": {"template_id": "DEMO_RECLAIM_WARNING", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2"}},
   "lead_reclaimed": {"template_id": "DEMO_LEAD_RECLAIMED", "page": "pages/pool/pool", "fields": {"title": "thing1", "body": "thing2"}},
-  "approval_pending": {"template_id": "DEMO_APPROVAL_PENDING", "page": "pages/approvals/approvals", "fields": {"title": "thing1", "body": "thing2"}},
+  "approval_pending": {"template_id": "DEMO_APPROVAL_PENDING", "page": "pages/contract/contract", "fields": {"title": "thing1", "body": "thing2"}},
   "approval_decided": {"template_id": "DEMO_APPROVAL_DECIDED", "page": "pages/contract/contract", "fields": {"title": "thing1", "body": "thing2"}}
 };

@@ -113,6 +113,12 @@ def _multi_line(value: str) -> str:
 
 SingleLine = Annotated[str, AfterValidator(_single_line)]
 """Text on one line: names, titles, tags, labels. Refuses every control character."""
+# Constraints written after SingleLine (``Annotated[SingleLine, Field(pattern=…)]`` or
+# ``SingleLine | None = Field(pattern=…)``) are enforced but pydantic leaves ``pattern`` out of the
+# JSON schema; put them first instead: ``Annotated[str, Field(pattern=…), AfterValidator(check_single_line)]``.
+check_single_line = _single_line
+
+
 MultiLine = Annotated[str, AfterValidator(_multi_line)]
 """Notes, comments, descriptions: keeps tab and newline (CR LF becomes LF), refuses the rest."""
 

@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from server.schemas.common import IsoDatetime, MultiLine, OutModel, PatchModel, RequestModel, SingleLine
+from server.schemas.common import IsoDatetime, MultiLine, OutModel, PatchModel, RequestModel, SingleLine, check_single_line
 from server.schemas.users import OBJECT_ID_PATTERN, Tag
 
 FieldType = Literal["text", "phone", "email", "number", "select", "multiselect", "date", "textarea"]
 MapsTo = Literal["name", "company", "email", "city", "notes"]
 FieldKey = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+# A channel or campaign name: one line, no operator characters.
+Label = Annotated[str, Field(max_length=64, pattern=r"^[^$.]+$"), AfterValidator(check_single_line)]
 DEFAULT_MAX_LENGTH = {"text": 200, "textarea": 2000, "email": 254}
 
 
@@ -142,8 +144,11 @@ class FormOut(OutModel):
 class SubmissionIn(RequestModel):
     answers: dict[str, Any] = Field(max_length=50)
     phone_code: SingleLine | None = Field(None, min_length=1, max_length=128, description="From the phone-number button")
-    source_channel: SingleLine | None = Field(None, max_length=64, pattern=r"^[^$.]+$")
-    campaign: SingleLine | None = Field(None, max_length=64, pattern=r"^[^$.]+$")
+    source_channel: Label | None = None
+    campaign: Label | None = None
+    referrer_id: str | None = Field(
+        None, pattern=OBJECT_ID_PATTERN,
+        description="The staff member who shared the form (share card or QR code); kept on the lead when they are active staff, else ignored")
 
 
 class SubmissionOut(OutModel):

@@ -24,6 +24,7 @@ class SourceOut(OutModel):
     form_version: int | None = None
     channel: str | None = None
     campaign: str | None = None
+    referrer_id: str | None = Field(None, description="The staff member whose shared form brought the lead")
 
 
 class LeadOut(OutModel):

@@ -1,4 +1,4 @@
-"""Report queries and answers (issue 8). Dates are business-time-zone days, inclusive."""
+"""Report queries and answers (docs/reports.md). Dates are business-time-zone days, inclusive."""
 
 from __future__ import annotations
 

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from server.schemas.common import IsoDatetime, MultiLine, OutModel, PageQuery, PatchModel, RequestModel, SingleLine
+from server.schemas.common import IsoDatetime, MultiLine, OutModel, PageQuery, PatchModel, RequestModel, SingleLine, check_single_line
 
 StaffRole = Literal["rep", "manager", "admin"]
 Role = Literal["customer", "rep", "manager", "admin"]
-Tag = Annotated[SingleLine, Field(min_length=1, max_length=32, pattern=r"^[^$.]+$")]
+Tag = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^$.]+$"), AfterValidator(check_single_line)]
 Username = Field(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
 OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
 

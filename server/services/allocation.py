@@ -26,7 +26,7 @@ from datetime import datetime, time
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument
 
 from server.actor import SYSTEM, Actor, require_role
 from server.clock import Clock
@@ -36,8 +36,9 @@ from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
 from server.schemas.allocation import PreviewIn, RuleCreate, RuleUpdate
 from server.services.audit import AuditService
-from server.services.leads import LeadService
+from server.services.leads import LeadService, event
 from server.services.lifecycle import OPEN_STAGES
+from server.services.users import OwnerTally, UserService
 from server.services.notifications import NotificationService, notification
 
 
@@ -170,11 +171,14 @@ def rule_matches(rule: dict, lead: dict) -> Phrase | None:
 
 
 class AllocationService:
-    def __init__(self, db, clock: Clock, leads: LeadService, notifications: NotificationService, audit: AuditService, tz) -> None:
-        self._rules = db["allocation_rules"]
-        self._leads_col = db["leads"]
-        self._users = db["users"]
-        self._events = db["lead_events"]
+    def __init__(
+        self, *, allocation_rules, leads_view, users_view, clock: Clock, leads: LeadService, users: UserService,
+        notifications: NotificationService, audit: AuditService, tz,
+    ) -> None:
+        self._rules = allocation_rules
+        self._leads_col = leads_view  # read-only: leads waiting for an owner; LeadService writes them
+        self._users = users_view  # read-only: members' loads; UserService keeps their counters
+        self._user_service = users
         self._clock = clock
         self._leads = leads
         self._notifications = notifications
@@ -425,7 +429,7 @@ class AllocationService:
         today = self._today(now)
         events: list[dict] = []
         notes: list[dict] = []
-        counters: dict[str, int] = {}
+        counters: dict[str, OwnerTally] = {}
         stuck: list[Decision] = []
         for d in decisions:
             lead_id = d.lead["_id"]
@@ -433,31 +437,23 @@ class AllocationService:
                 stuck.append(d)
                 continue
             if d.owner is None:  # no rule: the team's pool
-                result = await self._leads_col.update_one(
-                    {"_id": lead_id, "owner_id": None, "awaiting_allocation": True},
-                    {"$set": {"pool": True, "awaiting_allocation": False, "allocation": {"result": "pool", "reason": d.reason, "at": now}},
-                     "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
-                )
-                if result.modified_count:
+                if await self._leads.allocate_to_pool(lead_id, d.reason, now):
                     stats.pooled += 1
-                    events.append(_event(lead_id, "pooled", now, {"reason": d.reason}))
+                    events.append(event(lead_id, "pooled", SYSTEM, {"reason": d.reason}, at=now))
                 else:
                     stats.lost_races += 1
                 continue
             assignment = {"owner_id": d.owner.id, "rule_id": str(d.rule["_id"]), "strategy": d.strategy, "reason": d.reason, "at": now}
-            result = await self._leads_col.update_one(
-                {"_id": lead_id, "owner_id": None, "awaiting_allocation": True},
-                {"$set": {"owner_id": d.owner.id, "pool": False, "awaiting_allocation": False, "assignment": assignment},
-                 "$currentDate": {"updated_at": True, "touched_at": True}, "$inc": {"version": 1}},
-            )
-            if not result.modified_count:
+            if not await self._leads.allocate_to_owner(lead_id, assignment):
                 stats.lost_races += 1
                 continue
             stats.assigned += 1
             stats.by_owner[d.owner.id] = stats.by_owner.get(d.owner.id, 0) + 1
             if d.lead.get("stage", "new") in OPEN_STAGES:
-                counters[d.owner.id] = counters.get(d.owner.id, 0) + 1
-            events.append(_event(lead_id, "assigned", now, {"owner_id": d.owner.id, "rule_id": assignment["rule_id"], "strategy": d.strategy, "reason": d.reason}))
+                tally = counters.setdefault(d.owner.id, OwnerTally(assigned_on=today))
+                tally.open_leads += 1
+                tally.assigned += 1
+            events.append(event(lead_id, "assigned", SYSTEM, {"owner_id": d.owner.id, "rule_id": assignment["rule_id"], "strategy": d.strategy, "reason": d.reason}, at=now))
             notes.append(notification(
                 d.owner.id, "lead_assigned", "新线索分配", f"{d.lead.get('name', '')}：{d.reason['zh-CN']}"[:200],
                 f"assigned:{lead_id}:{d.owner.id}", data={"lead_id": lead_id},
@@ -465,14 +461,8 @@ class AllocationService:
         if stuck:
             stats.waiting += len(stuck)
             notes.extend(await self._stuck_notifications(stuck, today))
-        if events:
-            await self._events.insert_many(events, ordered=False)
-        if counters:
-            await self._users.bulk_write(
-                [UpdateOne({"_id": ObjectId(uid)}, {"$inc": {"open_leads": n, f"assigned.{today}": n}, "$currentDate": {"last_assigned_at": True}})
-                 for uid, n in counters.items()],
-                ordered=False,
-            )
+        await self._leads.add_events(events)
+        await self._user_service.record_lead_changes(counters, now)
         await self._notifications.notify(notes, now)
 
     async def _stuck_notifications(self, stuck: list[Decision], today: str) -> list[dict]:
@@ -488,6 +478,3 @@ class AllocationService:
                     ))
         return notes
 
-
-def _event(lead_id: str, kind: str, at: datetime, data: dict) -> dict:
-    return {"_id": ObjectId(), "lead_id": lead_id, "kind": kind, "at": at, "actor_id": SYSTEM.id, "actor_role": SYSTEM.role, "data": data}

@@ -9,8 +9,8 @@ from server.clock import Clock
 
 
 class AuditService:
-    def __init__(self, db, clock: Clock) -> None:
-        self._col = db["audit_log"]
+    def __init__(self, audit_log, clock: Clock) -> None:
+        self._col = audit_log
         self._clock = clock
 
     async def record(

@@ -11,14 +11,12 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
-
 from server.actor import STAFF_ROLES, Actor
 from server.clock import Clock
 from server.errors import Conflict, Unauthorized
 from server.security import FieldCipher, Passwords, TokenError, Tokens, new_opaque_token, token_hash
 from server.services.audit import AuditService
+from server.services.sessions import SessionStore
 from server.services.users import UserService
 from server.services.wechat import WechatClient
 
@@ -26,24 +24,22 @@ from server.services.wechat import WechatClient
 class AuthService:
     def __init__(
         self,
-        db,
+        *,
         clock: Clock,
         tokens: Tokens,
         passwords: Passwords,
         cipher: FieldCipher,
         users: UserService,
+        sessions: SessionStore,
         wechat: WechatClient,
         audit: AuditService,
         refresh_ttl_s: int,
-        *,
         limiter=None,
         login_limits: tuple[int, int, int] = (10, 30, 300),
     ) -> None:
         self._limiter = limiter  # RateLimiter: password logins per username and per client address
         self._user_limit, self._ip_limit, self._login_window_s = login_limits
-        self._users_col = db["users"]
-        self._refresh = db["refresh_tokens"]
-        self._bind_codes = db["bind_codes"]
+        self._sessions = sessions
         self._clock = clock
         self._tokens = tokens
         self._passwords = passwords
@@ -54,13 +50,19 @@ class AuthService:
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
 
     # ------------------------------------------------------------ request authentication
-    async def authenticate(self, access_token: str) -> tuple[Actor, dict]:
-        """One database read: the user, to honour deactivation and role changes at once."""
+    async def authenticate(self, access_token: str, *, fresh: bool = False) -> tuple[Actor, dict | None]:
+        """The caller and, when it was read for this request, their user document (else None).
+
+        The user is checked on every request (active, same ``token_version`` and role), against
+        what this instance read of them within the last ``MPCRM_AUTH_CACHE_TTL_S`` (≤ 1 s), or one
+        database read: deactivation and role or password changes lock a user out at once on the
+        instance that made them (``UserService`` forgets the user) and within a second on the
+        others. ``fresh`` always reads (for answers made from the user document itself)."""
         try:
             claims = self._tokens.decode_access(access_token)
         except TokenError:
             raise Unauthorized("auth.invalid_token") from None
-        user = await self._users.by_id(claims.user_id)
+        user, read_now = await self._users.signed_in(claims.user_id, fresh=fresh)
         if (
             user is None
             or not user.get("active", False)
@@ -68,7 +70,7 @@ class AuthService:
             or user.get("role") != claims.role
         ):
             raise Unauthorized("auth.invalid_token")
-        return Actor.from_user(user), user
+        return Actor.from_user(user), (user if read_now else None)
 
     async def public_caller(self, access_token: str) -> tuple[Actor | None, dict | None]:
         """Who calls a public endpoint: a forged or malformed token is 401, but a genuine token of a
@@ -107,75 +109,34 @@ class AuthService:
         if bind_code:
             user = await self._bind_staff(session.openid, bind_code)
         else:
-            user = await self._users_col.find_one({"openid": session.openid}) or await self._create_customer(session.openid)
+            user = await self._users.by_openid(session.openid) or await self._users.customer_for(session.openid, self._clock.now())
+            if user is None:  # pragma: no cover - the upsert or the racing login made it
+                raise Unauthorized("auth.invalid_credentials")
             if not user.get("active"):
                 raise Unauthorized("auth.invalid_credentials")
         # Keep the session key (encrypted) for the older encryptedData flow; it never leaves the server.
-        await self._users_col.update_one(
-            {"_id": user["_id"]},
-            {"$set": {"wechat_session": self._cipher.encrypt(session.session_key, str(user["_id"]))}, "$currentDate": {"last_login_at": True}},
-        )
+        await self._users.record_wechat_login(user["_id"], self._cipher.encrypt(session.session_key, str(user["_id"])))
         return await self.issue_tokens(user, family_id=None)
-
-    async def _create_customer(self, openid: str) -> dict:
-        """One customer account per openid, even when two logins race: the unique index decides."""
-        now = self._clock.now()
-        try:
-            await self._users_col.update_one(
-                {"openid": openid},
-                {
-                    "$setOnInsert": {
-                        "name": "微信用户",
-                        "role": "customer",
-                        "active": True,
-                        "tags": [],
-                        "token_version": 1,
-                        "version": 1,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                },
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            pass  # the other login created it
-        user = await self._users_col.find_one({"openid": openid})
-        if user is None:  # pragma: no cover - the upsert or the racing login made it
-            raise Unauthorized("auth.invalid_credentials")
-        return user
 
     async def _bind_staff(self, openid: str, bind_code: str) -> dict:
         now = self._clock.now()
         code_hash = token_hash(bind_code.strip().upper())
-        pending = await self._bind_codes.find_one({"_id": code_hash, "used_at": None, "expires_at": {"$gt": now}})
+        pending = await self._users.pending_bind_code(code_hash, now)
         if pending is None:
             raise Unauthorized("auth.bind_code_invalid")
         staff = await self._users.by_id(pending["user_id"])
         if staff is None or not staff.get("active") or staff.get("role") not in STAFF_ROLES:
             raise Unauthorized("auth.bind_code_invalid")
-        holder = await self._users_col.find_one({"openid": openid})
+        holder = await self._users.by_openid(openid)
         if holder is not None and holder["_id"] != staff["_id"] and holder.get("role") != "customer":
             raise Conflict("auth.openid_bound")
         # Consume the code atomically: of two racing binds, one wins.
-        used = await self._bind_codes.find_one_and_update(
-            {"_id": code_hash, "used_at": None}, {"$currentDate": {"used_at": True}}, return_document=ReturnDocument.AFTER
-        )
-        if used is None:
+        if not await self._users.consume_bind_code(code_hash):
             raise Unauthorized("auth.bind_code_invalid")
         if holder is not None and holder["_id"] != staff["_id"]:
             # The staff member had opened the mini-program as a customer first: retire that account.
-            await self._users_col.update_one(
-                {"_id": holder["_id"]},
-                {"$unset": {"openid": ""}, "$set": {"active": False, "retired_into": str(staff["_id"])}, "$currentDate": {"updated_at": True}, "$inc": {"token_version": 1}},
-            )
-        try:
-            staff = await self._users_col.find_one_and_update(
-                {"_id": staff["_id"]},
-                {"$set": {"openid": openid}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            raise Conflict("auth.openid_bound") from None
+            await self._users.retire_customer(holder["_id"], str(staff["_id"]))
+        staff = await self._users.bind_openid(staff["_id"], openid)
         actor = Actor.from_user(staff)
         await self._audit.record(actor, "user.wechat_bind", target_type="user", target_id=actor.id)
         return staff
@@ -184,17 +145,7 @@ class AuthService:
     async def issue_tokens(self, user: dict, family_id: str | None = None) -> dict:
         now = self._clock.now()
         refresh_token = new_opaque_token("rt_")
-        await self._refresh.insert_one(
-            {
-                "_id": token_hash(refresh_token),
-                "family_id": family_id or uuid.uuid4().hex,
-                "user_id": str(user["_id"]),
-                "created_at": now,
-                "expires_at": now + self._refresh_ttl,
-                "used_at": None,
-                "revoked": False,
-            }
-        )
+        await self._sessions.start(token_hash(refresh_token), family_id or uuid.uuid4().hex, str(user["_id"]), now, self._refresh_ttl)
         access = self._tokens.issue_access(
             user_id=str(user["_id"]), role=user["role"], token_version=user.get("token_version", 1), now=now, team_id=user.get("team_id")
         )
@@ -203,17 +154,13 @@ class AuthService:
     async def refresh(self, refresh_token: str) -> dict:
         now = self._clock.now()
         digest = token_hash(refresh_token)
-        spent = await self._refresh.find_one_and_update(
-            {"_id": digest, "used_at": None, "revoked": False, "expires_at": {"$gt": now}},
-            {"$currentDate": {"used_at": True}},
-            return_document=ReturnDocument.AFTER,
-        )
+        spent = await self._sessions.spend(digest, now)
         if spent is None:
-            known = await self._refresh.find_one({"_id": digest})
+            known = await self._sessions.find(digest)
             # A token already rotated and shown again was stolen or replayed: revoke its family.
             # One revoked by logout or deactivation, never used, is simply no longer valid.
             if known is not None and known.get("used_at"):
-                await self._refresh.update_many({"family_id": known["family_id"]}, {"$set": {"revoked": True}})
+                await self._sessions.revoke_family(known["family_id"])
                 await self._audit.record(
                     Actor(id=known["user_id"], role="unknown"), "auth.refresh_reuse",
                     target_type="user", target_id=known["user_id"], outcome="refused",
@@ -227,6 +174,6 @@ class AuthService:
 
     async def logout(self, actor: Actor, refresh_token: str) -> None:
         """Revoke the session (the token's whole family). Unknown tokens are ignored: logout is idempotent."""
-        known = await self._refresh.find_one({"_id": token_hash(refresh_token), "user_id": actor.id})
+        known = await self._sessions.find(token_hash(refresh_token), actor.id)
         if known is not None:
-            await self._refresh.update_many({"family_id": known["family_id"]}, {"$set": {"revoked": True}})
+            await self._sessions.revoke_family(known["family_id"])

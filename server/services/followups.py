@@ -17,15 +17,15 @@ from server.actor import Actor
 from server.clock import Clock
 from server.errors import Invalid, VersionMismatch
 from server.schemas.leads import FollowupCreate
-from server.services.leads import LeadService
+from server.services.leads import LeadService, event
 
 MAX_AHEAD = timedelta(days=366)
 MAX_BACKDATE = timedelta(days=30)
 
 
 class FollowupService:
-    def __init__(self, db, clock: Clock, leads: LeadService, tasks=None) -> None:
-        self._events = db["lead_events"]
+    def __init__(self, *, lead_events_view, clock: Clock, leads: LeadService, tasks=None) -> None:
+        self._events = lead_events_view  # read-only: a repeated follow-up is found here; writes go through LeadService
         self._tasks = tasks  # TaskService: the lead's follow-up task
         self._clock = clock
         self._leads = leads
@@ -46,28 +46,16 @@ class FollowupService:
         followup_id = data.id or str(ObjectId())
         location = data.location.model_dump() if data.location else None
         # The follow-up is itself the timeline event: one insert records both.
-        doc: dict[str, Any] = {
-            "_id": followup_id,
-            "lead_id": lead["_id"],
-            "kind": "followup",
-            "at": now,
-            "actor_id": actor.id,
-            "actor_role": actor.role,
-            "author_id": actor.id,
-            "updated_at": now,
-            "data": {
-                "kind": data.kind,
-                "content": data.content,
-                "location": location,
-                "occurred_at": occurred,
-                "next_followup_at": data.next_followup_at,
-            },
-        }
-        moves = lead["stage"] == "new"
-        stage_event = {"_id": ObjectId(), "lead_id": lead["_id"], "kind": "stage_changed", "at": now, "actor_id": actor.id,
-                       "actor_role": actor.role, "data": {"from": "new", "to": "contacted", "reason": f"first {data.kind}"}}
+        doc = event(
+            lead["_id"], "followup", actor,
+            {"kind": data.kind, "content": data.content, "location": location, "occurred_at": occurred, "next_followup_at": data.next_followup_at},
+            at=now, event_id=followup_id, extra={"author_id": actor.id, "updated_at": now},
+        )
+        # A new lead's first follow-up moves it to contacted: the move (checked by the lead's stage
+        # machine) is merged into the one replacement below, and its event goes in with this one.
+        move = self._leads.plan_stage(lead, "contacted", actor, reason=f"first {data.kind}", at=now) if lead["stage"] == "new" else None
         try:
-            await self._events.insert_many([doc, stage_event] if moves else [doc], ordered=True)
+            await self._leads.add_events([doc, move.event] if move else [doc], ordered=True)
         except BulkWriteError:
             existing = await self._events.find_one({"_id": followup_id, "kind": "followup", "author_id": actor.id, "lead_id": lead["_id"]})
             if existing is None:
@@ -77,8 +65,8 @@ class FollowupService:
             update: dict[str, Any] = {"last_activity_at": max(occurred, lead.get("last_activity_at") or occurred), "updated_at": now, "touched_at": now}
             if data.next_followup_at is not None:
                 update["next_followup_at"] = data.next_followup_at
-            if moves and lead["stage"] == "new":
-                update.update({"stage": "contacted", "stage_changed_at": now})
+            if move and lead["stage"] == "new":
+                update.update(move.changes)
             try:
                 replaced = await self._leads.replace(lead, update)
                 break
@@ -88,6 +76,8 @@ class FollowupService:
                 lead = await self._leads.get(actor, lead_id)
         if self._tasks is not None:  # one command: the follow-up task moves to the new date, or closes
             await self._tasks.sync_followup_task(replaced, followup_logged=data.next_followup_at is None)
-        if moves and lead["stage"] != "new":
-            await self._events.delete_one({"_id": stage_event["_id"]})  # someone else moved it first
+        if move and lead["stage"] != "new":
+            await self._leads.withdraw_event(move.event["_id"])  # someone else moved it first
+        elif move:
+            await self._leads.apply_open_deltas([move], now)  # none for new → contacted: both open
         return doc, True

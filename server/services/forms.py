@@ -142,10 +142,10 @@ def _check_value(spec: dict, value: Any) -> tuple[bool, Any, Any]:
 
 
 class FormService:
-    def __init__(self, db, clock: Clock, audit: AuditService) -> None:
-        self._forms = db["forms"]
-        self._versions = db["form_versions"]
-        self._teams = db["teams"]
+    def __init__(self, *, forms, form_versions, teams_view, clock: Clock, audit: AuditService) -> None:
+        self._forms = forms
+        self._versions = form_versions
+        self._teams = teams_view  # read-only: a form's team must exist
         self._clock = clock
         self._audit = audit
 

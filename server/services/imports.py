@@ -27,7 +27,6 @@ from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from server.actor import Actor
@@ -36,7 +35,7 @@ from server.errors import ApiError, Forbidden, Invalid, NotFound
 from server.schemas.common import text_problem
 from server.security import FieldCipher, normalise_mainland_mobile
 from server.services.audit import AuditService
-from server.services.leads import LeadService, new_lead_id
+from server.services.leads import LeadService, event, new_lead_id
 from server.workers import BoundedExecutor
 
 log = logging.getLogger("mpcrm.imports")
@@ -470,20 +469,19 @@ def _oid(value: str) -> ObjectId:
 # ---------------------------------------------------------------- the service
 class ImportService:
     def __init__(
-        self, db, clock: Clock, leads: LeadService, audit: AuditService, default_language: str = "zh-CN", tz=None, *,
-        cipher: FieldCipher | None = None, limits: ParseLimits = ParseLimits(), parse_queue: int = 2,
+        self, *, imports, import_rejects, leads_view, users_view, teams_view, clock: Clock, leads: LeadService, audit: AuditService,
+        default_language: str = "zh-CN", tz=None, cipher: FieldCipher | None = None, limits: ParseLimits = ParseLimits(), parse_queue: int = 2,
     ) -> None:
-        self._imports = db["imports"]
-        self._rejects = db["import_rejects"]  # rejected rows' cells (encrypted), for errors.csv
+        self._imports = imports
+        self._rejects = import_rejects  # rejected rows' cells (encrypted), for errors.csv
         self._cipher = cipher
         self._limits = limits
         # One parser thread of its own, and a short queue: uploads beyond it get 503 at once.
         self._parser = BoundedExecutor("import-parse", workers=1, queue=parse_queue)
-        self._leads = db["leads"]
-        self._users = db["users"]
+        self._leads = leads_view  # read-only: phones already known, the export; LeadService writes leads
+        self._users = users_view
         self._tz = tz  # business time zone: exported times are local
-        self._events = db["lead_events"]
-        self._teams = db["teams"]
+        self._teams = teams_view
         self._clock = clock
         self._lead_service = leads
         self._audit = audit
@@ -650,7 +648,7 @@ class ImportService:
         inserted = to_insert
         if to_insert:
             try:
-                await self._leads.insert_many(to_insert, ordered=False)
+                await self._lead_service.insert_imported(to_insert)
             except BulkWriteError as exc:
                 failed = {e["index"]: e for e in exc.details.get("writeErrors", [])}
                 inserted = [d for i, d in enumerate(to_insert) if i not in failed]
@@ -667,23 +665,16 @@ class ImportService:
                     else:
                         rejected.append(self._reject(row_of[doc["_id"]].row, "import.phone_exists", "phone"))
         events = [
-            self._event(d["_id"], "created", actor, now, {"source": "import", "import_id": str(import_id), "row": row_of[d["_id"]].row})
+            event(d["_id"], "created", actor, {"source": "import", "import_id": str(import_id), "row": row_of[d["_id"]].row}, at=now)
             for d in inserted
         ]
         if merges:
-            await self._leads.bulk_write(
-                [
-                    UpdateOne({"_id": lead_id}, {**({"$addToSet": {"tags": {"$each": row.tags}}} if row.tags else {}), "$inc": {"version": 1}, "$currentDate": {"updated_at": True}})
-                    for row, lead_id in merges
-                ],
-                ordered=False,
-            )
+            await self._lead_service.merge_imported([(lead_id, row.tags) for row, lead_id in merges])
             events += [
-                self._event(lead_id, "imported", actor, now, {"import_id": str(import_id), "row": row.row, "tags": row.tags})
+                event(lead_id, "imported", actor, {"import_id": str(import_id), "row": row.row, "tags": row.tags}, at=now)
                 for row, lead_id in merges
             ]
-        if events:
-            await self._events.insert_many(events, ordered=False)
+        await self._lead_service.add_events(events)
         return len(inserted), len(merges), rejected
 
     async def _existing(self, bidxs: list[str]) -> dict[str, dict]:
@@ -695,10 +686,6 @@ class ImportService:
     @staticmethod
     def _visible(actor: Actor, lead: dict) -> bool:
         return all(lead.get(k) == v for k, v in LeadService.scope(actor).items())
-
-    @staticmethod
-    def _event(lead_id: str, kind: str, actor: Actor, at: datetime, data: dict) -> dict:
-        return {"_id": ObjectId(), "lead_id": lead_id, "kind": kind, "at": at, "actor_id": actor.id, "actor_role": actor.role, "data": data}
 
     # ------------------------------------------------------------ reports
     @staticmethod

@@ -8,22 +8,22 @@ all. Anything outside the caller's scope is "not found", exactly like an id that
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.actor import Actor, scope_filter
+from server.actor import SYSTEM, Actor, scope_filter
 from server.clock import Clock
 from server.errors import ApiError, Conflict, Invalid, NotFound, VersionMismatch
-from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.leads import LeadCreate, LeadListQuery, LeadUpdate, StageChange
 from server.security import FieldCipher, mask_phone, normalise_mainland_mobile
 from server.services.audit import AuditService
 from server.services.forms import CleanAnswers
+from server.services.lead_store import LeadStore, event
 from server.services.lifecycle import (
     CUSTOMER_STAGES,
     OPEN_STAGES,
@@ -32,20 +32,26 @@ from server.services.lifecycle import (
     public_status,
 )
 from server.services.ratelimit import too_many
+from server.services.users import OwnerTally, UserService
 
 SUBMISSION_KINDS = ("created", "resubmitted")
 # Compact list items for phones: no notes, answers or ciphertexts.
 LIST_PROJECTION = {"notes": 0, "answers": 0, "phone": 0, "recent_submits": 0, "customer_ids": 0, "cooldowns": 0}
 
 
-SCOPE_EXITS_KEPT = 500
+__all__ = ["LIST_PROJECTION", "LeadService", "StageMove", "event", "new_lead_id", "submission_receipt"]
 
 
-def scope_exit_update(lead_ids: list[str], at: datetime) -> dict:
-    """The update that appends ``"<epoch ms>:<lead id>"`` entries to a user's recent scope exits
-    (plain strings: nx-27017 mangles pushed sub-documents), keeping the last ``SCOPE_EXITS_KEPT``."""
-    stamp = int(at.timestamp() * 1000)
-    return {"$push": {"scope_exits": {"$each": [f"{stamp}:{lead_id}" for lead_id in lead_ids], "$slice": -SCOPE_EXITS_KEPT}}}
+@dataclass
+class StageMove:
+    """A checked stage change, not yet written: the fields to merge into the lead's one
+    version-guarded replacement, its ``stage_changed`` event, and the owner's open-lead change."""
+
+    lead: dict
+    to: str
+    changes: dict
+    event: dict
+    open_delta: int
 
 
 def submission_receipt(submission_id: ObjectId, at: datetime) -> dict:
@@ -61,13 +67,21 @@ def new_lead_id() -> str:
 
 
 class LeadService:
-    def __init__(self, db, clock: Clock, cipher: FieldCipher, audit: AuditService, tasks=None, *, limiter=None, reveal_limit: tuple[int, int] = (60, 3600)) -> None:
+    """The owner of the lead aggregate: every write to ``leads`` and ``lead_events`` goes through
+    here (to its ``LeadStore``), every stage change through ``move_stage``/``plan_stage``, every
+    change of an owner's open-lead count through ``UserService.record_lead_changes``."""
+
+    def __init__(
+        self, *, store: LeadStore, leads, lead_events, users: UserService, clock: Clock, cipher: FieldCipher, audit: AuditService,
+        tasks=None, limiter=None, reveal_limit: tuple[int, int] = (60, 3600),
+    ) -> None:
         self._tasks = tasks  # TaskService: keeps the follow-up task in step with next_followup_at
         self._limiter = limiter  # RateLimiter: reveals per user, across instances
         self._reveal_limit, self._reveal_window_s = reveal_limit
-        self._leads = db["leads"]
-        self._events = db["lead_events"]
-        self._users = db["users"]
+        self._store = store
+        self._leads = leads  # read-only views; writes go through the store
+        self._events = lead_events
+        self._users = users
         self._clock = clock
         self._cipher = cipher
         self._audit = audit
@@ -121,6 +135,7 @@ class LeadService:
         campaign: str | None,
         customer_id: str | None,
         phone_limit_per_minute: int,
+        referrer_id: str | None = None,
     ) -> tuple[str, bool, dict]:
         """One lead per person: a known phone adds a ``resubmitted`` event instead of a second lead.
 
@@ -131,29 +146,30 @@ class LeadService:
         now = self._clock.now()
         answers = {k: v for k, v in clean.answers.items() if not _is_phone_field(form, k)}
         event_data = {"form_slug": form["slug"], "form_title": form["title"], "form_version": form["version"], "answers": answers, "channel": channel, "campaign": campaign}
+        if referrer_id:
+            event_data["referrer_id"] = referrer_id
         if clean.phone:
             bidx = self._cipher.blind_index(clean.phone)
             for _ in range(2):  # a racing first submission of the same phone may win the insert
-                existing = await self._leads.find_one_and_update(
-                    {"phone_bidx": bidx},
-                    {"$push": {"recent_submits": {"$each": [now.timestamp()], "$slice": -(phone_limit_per_minute + 1)}}},
-                    projection={"stage": 1, "recent_submits": 1},
-                    return_document=ReturnDocument.AFTER,
-                )
+                existing = await self._store.note_submission(bidx, now, phone_limit_per_minute + 1)
                 if existing is not None:
                     await self._resubmitted(existing, now, phone_limit_per_minute, submission_id, event_data, customer_id)
                     return existing["_id"], False, submission_receipt(submission_id, now)
                 try:
-                    lead_id = await self._insert_form_lead(form, clean, answers, now, channel, campaign, customer_id, bidx)
+                    lead_id = await self._insert_form_lead(form, clean, answers, now, channel, campaign, customer_id, bidx, referrer_id)
                     break
                 except DuplicateKeyError:
                     continue
             else:  # pragma: no cover - the second pass always finds the winner's lead
                 raise NotFound("lead.not_found")
         else:
-            lead_id = await self._insert_form_lead(form, clean, answers, now, channel, campaign, customer_id, None)
+            lead_id = await self._insert_form_lead(form, clean, answers, now, channel, campaign, customer_id, None, referrer_id)
         await self.add_event(lead_id, "created", None, event_data, event_id=submission_id, customer_id=customer_id, at=now)
         return lead_id, True, submission_receipt(submission_id, now)
+
+    async def active_staff_id(self, user_id: str) -> str | None:
+        """``user_id`` when it names an active rep, manager or admin, else None (a form's referrer)."""
+        return await self._users.active_staff_id(user_id)
 
     async def _resubmitted(self, lead: dict, now: datetime, limit: int, submission_id: ObjectId, data: dict, customer_id: str | None) -> None:
         recent = lead.get("recent_submits") or []  # epoch seconds of the last few submissions
@@ -161,11 +177,11 @@ class LeadService:
             raise too_many(timedelta(seconds=recent[0] + 60 - now.timestamp()))
         if lead.get("stage") == "churned":
             # A churned customer who comes back: flag for win-back, the owner decides.
-            await self._leads.update_one({"_id": lead["_id"]}, {"$set": {"winback_candidate": True}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}})
+            await self._store.flag_winback(lead["_id"])
             data = {**data, "winback_candidate": True}
         await self.add_event(lead["_id"], "resubmitted", None, data, event_id=submission_id, customer_id=customer_id, at=now)
 
-    async def _insert_form_lead(self, form, clean: CleanAnswers, answers, now, channel, campaign, customer_id, bidx) -> str:
+    async def _insert_form_lead(self, form, clean: CleanAnswers, answers, now, channel, campaign, customer_id, bidx, referrer_id=None) -> str:
         lead_id = new_lead_id()
         fields = clean.lead_fields
         doc: dict[str, Any] = {
@@ -179,7 +195,8 @@ class LeadService:
             "stage": "new",
             "owner_id": None,
             "team_id": form["team_id"],
-            "source": {"kind": "form", "form_slug": form["slug"], "form_version": form["version"], "channel": channel, "campaign": campaign},
+            "source": {"kind": "form", "form_slug": form["slug"], "form_version": form["version"], "channel": channel, "campaign": campaign,
+                       **({"referrer_id": referrer_id} if referrer_id else {})},
             "pool": False,
             "awaiting_allocation": True,
             "answers": answers,
@@ -192,7 +209,7 @@ class LeadService:
         }
         if clean.phone:
             doc.update(self.seal_phone(clean.phone, lead_id))
-        await self._leads.insert_one(doc)
+        await self._store.insert(doc)
         return lead_id
 
     # ------------------------------------------------------------ timeline
@@ -200,21 +217,19 @@ class LeadService:
         self, lead_id: str, kind: str, actor: Actor | None, data: dict | None = None, *,
         event_id: ObjectId | None = None, customer_id: str | None = None, at: datetime | None = None,
     ) -> dict:
-        """One timeline event. ``actor`` None is the public form only (a customer, or anonymous);
-        jobs pass ``server.actor.SYSTEM``."""
-        event = {
-            "_id": event_id or ObjectId(),
-            "lead_id": lead_id,
-            "kind": kind,
-            "at": at or self._clock.now(),
-            "actor_id": actor.id if actor else None,
-            "actor_role": actor.role if actor else ("customer" if customer_id else "public"),
-            "data": data or {},
-        }
-        if customer_id:
-            event["customer_id"] = customer_id
-        await self._events.insert_one(event)
-        return event
+        """One timeline event (built by ``event``). ``actor`` None is the public form only (a
+        customer, or anonymous); jobs pass ``server.actor.SYSTEM``."""
+        doc = event(lead_id, kind, actor, data, at=at or self._clock.now(), event_id=event_id, customer_id=customer_id)
+        await self._store.add_event(doc)
+        return doc
+
+    async def add_events(self, docs: list[dict], *, ordered: bool = False) -> None:
+        """Events built by ``event``, in one write (sweeps, imports, a follow-up and its stage move)."""
+        if docs:
+            await self._store.add_events(docs, ordered=ordered)
+
+    async def withdraw_event(self, event_id: Any) -> None:
+        await self._store.withdraw_event(event_id)
 
     async def submission_result(self, submission_id: str) -> dict | None:
         """The receipt of an earlier submission, for an idempotent replay."""
@@ -292,7 +307,7 @@ class LeadService:
                 raise Invalid("request.invalid", details=[{"field": "phone", "code": "invalid", "message": "not a mainland mobile number"}])
             doc.update(self.seal_phone(phone, lead_id))
         try:
-            await self._leads.insert_one(doc)
+            await self._store.insert(doc)
         except DuplicateKeyError as exc:
             existing = await self._leads.find_one({"_id": lead_id, "created_by": actor.id, **self.scope(actor)})
             if existing is not None:
@@ -302,7 +317,7 @@ class LeadService:
                 raise Conflict("lead.duplicate", details=[{"field": "phone", "code": "duplicate", "message": visible["_id"] if visible else "exists"}]) from None
             raise Conflict("lead.id_taken", details=[{"field": "id", "code": "taken", "message": "choose another id"}]) from None
         if doc["owner_id"]:
-            await self.adjust_open_leads(doc["owner_id"], +1)
+            await self._users.adjust_open_leads(doc["owner_id"], +1)
         if self._tasks is not None and doc["next_followup_at"] and doc["owner_id"]:
             await self._tasks.sync_followup_task(doc)
         await self.add_event(lead_id, "created", actor, {"source": "manual"}, at=now)
@@ -335,7 +350,7 @@ class LeadService:
         if query.sort == "next_followup":
             filter_.setdefault("next_followup_at", {"$ne": None})
             return await paginate(self._leads, filter_, limit=query.limit, cursor=query.cursor, sort_key="next_followup_at", descending=False, projection=LIST_PROJECTION)
-        return await paginate(self._leads, filter_, limit=query.limit, cursor=query.cursor, sort_key="updated_at", projection=LIST_PROJECTION)
+        return await paginate(self._leads, filter_, limit=query.limit, cursor=query.cursor, sort_key="updated_ms", projection=LIST_PROJECTION)
 
     async def update(self, actor: Actor, lead_id: str, data: LeadUpdate, version: int) -> dict:
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
@@ -358,10 +373,7 @@ class LeadService:
         by replacement rather than ``$set`` (docs/mongodb-compat.md); the version in the filter
         makes the replacement as safe as an atomic update.
         """
-        new = {**lead, **changes, "version": lead["version"] + 1}
-        doc = await self._leads.find_one_and_replace(
-            {"_id": lead["_id"], "version": lead["version"], **(extra_filter or {})}, new, return_document=ReturnDocument.AFTER
-        )
+        doc = await self._store.replace(lead, changes, extra_filter)
         if doc is None:
             raise VersionMismatch("lead.version_mismatch")
         return doc
@@ -370,10 +382,17 @@ class LeadService:
         lead = await self.get(actor, lead_id)
         return await self.move_stage(lead, change.to, actor, reason=change.reason, expected_version=change.version)
 
-    async def move_stage(self, lead: dict, to: str, actor: Actor, *, reason: str | dict[str, str] | None = None, expected_version: int | None = None, extra: dict | None = None) -> dict:
-        """The one place stages change: checks the machine, writes atomically, records the event.
-        Someone always moves a stage: a person, or ``SYSTEM`` for jobs (never the "public" of a
-        form submission). A reason the system writes is given in both languages (server/i18n.py)."""
+    def plan_stage(
+        self, lead: dict, to: str, actor: Actor, *, reason: str | dict[str, str] | None = None,
+        expected_version: int | None = None, extra: dict | None = None, at: datetime | None = None,
+    ) -> StageMove:
+        """The stage machine: checks the move and says what it changes, writing nothing. Someone
+        always moves a stage: a person, or ``SYSTEM`` for jobs (never the "public" of a form
+        submission). A reason the system writes is given in both languages (server/i18n.py).
+
+        ``move_stage`` writes the plan; a caller that replaces the lead anyway (a follow-up) merges
+        ``changes`` into its own replacement and writes ``event`` with its own, so the move costs
+        no extra command."""
         if actor is None:
             raise ValueError("a stage change needs an actor: the person, or server.actor.SYSTEM in jobs")
         current = lead["stage"]
@@ -383,41 +402,170 @@ class LeadService:
             raise Invalid("lead.reason_required", details=[{"field": "reason", "code": "required", "message": "this move needs a reason"}])
         if expected_version is not None and expected_version != lead["version"]:
             raise VersionMismatch("lead.version_mismatch")
-        now = self._clock.now()
+        now = at or self._clock.now()
         changes = {"stage": to, "stage_changed_at": now, "updated_at": now, **(extra or {})}
         if to in CUSTOMER_STAGES and not lead.get("last_activity_at"):
             # A new customer's silence (churn warnings) counts from the day they signed.
             changes["last_activity_at"] = now
-        updated = await self.replace(lead, changes, {"stage": current})
-        owner = lead.get("owner_id")
-        if owner and (current in OPEN_STAGES) != (to in OPEN_STAGES):
-            await self.adjust_open_leads(owner, +1 if to in OPEN_STAGES else -1)
-        await self.add_event(lead["_id"], "stage_changed", actor, {"from": current, "to": to, "reason": reason}, at=now)
+        delta = 0
+        if lead.get("owner_id") and (current in OPEN_STAGES) != (to in OPEN_STAGES):
+            delta = +1 if to in OPEN_STAGES else -1
+        doc = event(lead["_id"], "stage_changed", actor, {"from": current, "to": to, "reason": reason}, at=now)
+        return StageMove(lead, to, changes, doc, delta)
+
+    async def apply_open_deltas(self, moves: list[StageMove], at: datetime) -> None:
+        """The owners' open-lead counts after stage moves that were written: one command at most."""
+        tallies: dict[str, OwnerTally] = {}
+        for move in moves:
+            if move.open_delta:
+                tallies.setdefault(move.lead["owner_id"], OwnerTally()).open_leads += move.open_delta
+        if tallies:
+            await self._users.record_lead_changes(tallies, at)
+
+    async def move_stage(self, lead: dict, to: str, actor: Actor, *, reason: str | dict[str, str] | None = None, expected_version: int | None = None, extra: dict | None = None) -> dict:
+        """The one place stages change: checks the machine, writes atomically, records the event."""
+        move = self.plan_stage(lead, to, actor, reason=reason, expected_version=expected_version, extra=extra)
+        updated = await self.replace(lead, move.changes, {"stage": lead["stage"]})
+        await self.apply_open_deltas([move], move.event["at"])
+        await self._store.add_event(move.event)
         return updated
+
+    async def move_stages(
+        self, moves: list[tuple[dict, str, str | dict[str, str] | None]], actor: Actor = SYSTEM, now: datetime | None = None,
+    ) -> list[dict | ApiError]:
+        """The batch form for sweeps: each ``(lead, to, reason)`` is checked and written as
+        ``move_stage`` would, then every event goes in one write and every owner's count in one.
+        Returns, per move, the updated lead or the ``ApiError`` that refused it (changed meanwhile,
+        or not allowed). ``now`` is the sweep's time (a job run with ``--now`` stamps with it)."""
+        now = now or self._clock.now()
+        results: list[dict | ApiError] = []
+        done: list[StageMove] = []
+        for lead, to, reason in moves:
+            try:
+                move = self.plan_stage(lead, to, actor, reason=reason, at=now)
+                results.append(await self.replace(lead, move.changes, {"stage": lead["stage"]}))
+                done.append(move)
+            except ApiError as exc:
+                results.append(exc)
+        await self.apply_open_deltas(done, now)
+        await self.add_events([m.event for m in done])
+        return results
 
     async def timeline(self, actor: Actor, lead_id: str, limit: int, cursor: str | None) -> Page:
         lead = await self.get(actor, lead_id, {"_id": 1})
         return await paginate(self._events, {"lead_id": lead["_id"]}, limit=limit, cursor=cursor, sort_key="at")
-
-    async def record_scope_exit(self, user_id: str, lead_id: str, at: datetime) -> None:
-        """A lead left a rep's scope (released, reassigned, reclaimed): offline sync must drop it.
-
-        Kept on the rep's own user document (read on every request anyway), so a sync page pays
-        nothing extra for it; see ``scope_exit_update``."""
-        oid = maybe_oid(user_id)
-        if oid is not None:
-            await self._users.update_one({"_id": oid}, scope_exit_update([lead_id], at))
 
     async def owner_changed(self, lead: dict) -> None:
         """After a lead changed hands: its follow-up task follows the new owner, or closes."""
         if self._tasks is not None:
             await self._tasks.sync_followup_task(lead)
 
-    async def adjust_open_leads(self, owner_id: str, delta: int) -> None:
-        """Each owner's count of open leads, for capacity checks and least-loaded allocation."""
-        oid = maybe_oid(owner_id)
-        if oid is not None:
-            await self._users.update_one({"_id": oid}, {"$inc": {"open_leads": delta}})
+    # ------------------------------------------------------------ changing hands (pool, allocation, reclaim)
+    async def claim_from_pool(self, actor: Actor, lead_id: str, claimer_name: str, now: datetime) -> dict | None:
+        """A rep takes a lead from their team's pool (their open-lead slot is already reserved by
+        ``UserService.reserve_claim``). None: not in the pool for them (the caller explains)."""
+        assignment = {"owner_id": actor.id, "rule_id": None, "strategy": "claim",
+                      "reason": {"zh-CN": f"{claimer_name} 从公海领取", "en": f"{claimer_name} claimed it from the pool"}, "at": now}
+        lead = await self._store.take_from_pool(str(lead_id)[:64], actor.team_id or "-", actor.id, assignment, now)
+        if lead is None:
+            return None
+        if lead["stage"] not in OPEN_STAGES:
+            await self._users.adjust_open_leads(actor.id, -1)  # reserved as open, but it is a customer
+        await self.add_event(lead["_id"], "claimed", actor, {"owner_id": actor.id}, at=now)
+        return lead
+
+    async def release_to_pool(self, lead: dict, actor: Actor, reason: str, cooldown_days: int, now: datetime) -> dict | None:
+        """The owner (or their manager) gives the lead back; they may not claim it again during the
+        team's cool-down. None: it changed hands meanwhile."""
+        previous = lead["owner_id"]
+        cooldowns = {**(lead.get("cooldowns") or {}), previous: now + timedelta(days=cooldown_days)}
+        release = {"by": actor.id, "previous_owner_id": previous, "reason": reason, "at": now}
+        updated = await self._store.to_pool(lead["_id"], previous, release, cooldowns)
+        if updated is None:
+            return None
+        tally = OwnerTally(open_leads=-1 if lead["stage"] in OPEN_STAGES else 0, scope_exits=[lead["_id"]])
+        await self._users.record_lead_changes({previous: tally}, now)
+        await self.owner_changed(updated)
+        await self.add_event(lead["_id"], "released", actor, {"previous_owner_id": previous, "reason": reason}, at=now)
+        return updated
+
+    async def hand_over(self, lead: dict, actor: Actor, owner_id: str, reason: str | dict[str, str], now: datetime) -> dict | None:
+        """A manager (own team) or admin gives the lead to someone. None: it changed hands meanwhile."""
+        previous = lead.get("owner_id")
+        assignment = {"owner_id": owner_id, "rule_id": None, "strategy": "manual", "reason": reason, "at": now}
+        updated = await self._store.hand_over(lead["_id"], previous, owner_id, assignment)
+        if updated is None:
+            return None
+        tallies: dict[str, OwnerTally] = {}
+        if lead["stage"] in OPEN_STAGES:
+            tallies[owner_id] = OwnerTally(open_leads=+1)
+            if previous:
+                tallies.setdefault(previous, OwnerTally()).open_leads -= 1
+        if previous and previous != owner_id:
+            tallies.setdefault(previous, OwnerTally()).scope_exits.append(lead["_id"])
+        await self._users.record_lead_changes(tallies, now)
+        await self.owner_changed(updated)
+        await self.add_event(lead["_id"], "assigned", actor, {"owner_id": owner_id, "previous_owner_id": previous, "strategy": "manual", "reason": reason}, at=now)
+        return updated
+
+    async def allocate_to_pool(self, lead_id: str, reason: dict[str, str], now: datetime) -> bool:
+        """An unallocated lead no rule takes goes to its team's pool; False: allocated meanwhile."""
+        return await self._store.allocate_to_pool(lead_id, {"result": "pool", "reason": reason, "at": now})
+
+    async def allocate_to_owner(self, lead_id: str, assignment: dict) -> bool:
+        """An unallocated lead to the owner a rule picked; False: allocated meanwhile. The caller
+        writes the events and the owners' counts of its batch in one go each."""
+        return await self._store.allocate_to_owner(lead_id, assignment)
+
+    async def reclaim(self, due: list[tuple[dict, str]], cooldown_days: int, now: datetime) -> list[dict]:
+        """Leads nobody worked go back to their team's pool (the reclaim sweep). Each is one write
+        guarded by the version read, so a lead touched meanwhile stays; the events, the previous
+        owners' counts and scope exits, and the follow-up tasks are one write each. Returns the
+        leads reclaimed, as read."""
+        done: list[tuple[dict, str]] = []
+        tallies: dict[str, OwnerTally] = {}
+        for lead, reason in due:
+            owner = lead["owner_id"]
+            cooldowns = {**(lead.get("cooldowns") or {}), owner: now + timedelta(days=cooldown_days)}
+            release = {"by": "system", "previous_owner_id": owner, "reason": reason, "at": now}
+            if await self._store.reclaim(lead["_id"], owner, lead["version"], release, cooldowns):
+                done.append((lead, reason))
+                tally = tallies.setdefault(owner, OwnerTally())
+                tally.open_leads -= 1
+                tally.scope_exits.append(lead["_id"])
+        if done:
+            await self.add_events([event(lead["_id"], "reclaimed", SYSTEM, {"previous_owner_id": lead["owner_id"], "reason": reason}, at=now) for lead, reason in done])
+            await self._users.record_lead_changes(tallies, now)
+            if self._tasks is not None:
+                await self._tasks.close_followup_tasks([lead["_id"] for lead, _ in done])
+        return [lead for lead, _ in done]
+
+    # ------------------------------------------------------------ bulk writes of other services' work
+    async def insert_imported(self, docs: list[dict]) -> None:
+        """New leads from an import, unordered (a ``BulkWriteError`` names the rows that failed)."""
+        await self._store.insert_leads(docs)
+
+    async def merge_imported(self, merges: list[tuple[str, list[str]]]) -> None:
+        if merges:
+            await self._store.merge_imported(merges)
+
+    async def record_rfm(self, changes: list[tuple[str, str | None, dict]]) -> None:
+        """The daily RFM scores: ``(lead_id, new layer or None, rfm)``."""
+        if changes:
+            await self._store.record_rfm(changes)
+
+    async def upgrade_activity_order(self) -> int:
+        """Start-up upgrade: leads from before ``updated_ms`` get it (lists sort on it)."""
+        return await self._store.stamp_activity()
+
+    async def reseal_phones(self, cipher: FieldCipher, batch_size: int = 500) -> int:
+        return await self._store.reseal_phones(cipher, batch_size)
+
+    async def claim_events_for_fold(self, event_ids: list, batch: str) -> None:
+        await self._store.claim_for_fold(event_ids, batch)
+
+    async def mark_events_folded(self, event_ids: list, batch: str) -> None:
+        await self._store.mark_folded(event_ids, batch)
 
     # ------------------------------------------------------------ output
     @staticmethod

@@ -24,8 +24,8 @@ def instance_id() -> str:
 
 
 class LeaseService:
-    def __init__(self, db, clock: Clock, owner: str | None = None) -> None:
-        self._col = db["leases"]
+    def __init__(self, leases, clock: Clock, owner: str | None = None) -> None:
+        self._col = leases
         self._clock = clock
         self.owner = owner or instance_id()
 

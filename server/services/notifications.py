@@ -26,13 +26,13 @@ def notification(
     user_id: str, kind: str, title: str, body: str, dedupe_key: str, *,
     data: dict[str, Any] | None = None, urgent: bool = False,
 ) -> dict[str, Any]:
-    """One notification for ``notify``; ``kind`` selects the WeChat template (see README)."""
+    """One notification for ``notify``; ``kind`` selects the WeChat template (MPCRM_WECHAT_TEMPLATES, docs/features.md)."""
     return {"user_id": user_id, "kind": kind, "title": title, "body": body, "dedupe_key": dedupe_key, "data": data or {}, "urgent": urgent}
 
 
 class NotificationService:
-    def __init__(self, db, clock: Clock) -> None:
-        self._col = db["notifications"]
+    def __init__(self, *, notifications, clock: Clock) -> None:
+        self._col = notifications
         self._clock = clock
 
     async def notify(self, items: list[dict[str, Any]], now: datetime | None = None) -> int:
@@ -58,6 +58,16 @@ class NotificationService:
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             return exc.details.get("nInserted", len(docs) - len(errors))
+
+    async def claim_delivery(self, filter_: dict, claimed: dict) -> bool:
+        """The outbox takes a notification to send (``filter_`` names the delivery state it saw);
+        of two workers one wins. ``claimed`` is the whole ``delivery`` sub-document, token included."""
+        result = await self._col.update_one(filter_, {"$set": {"delivery": claimed}})
+        return result.modified_count == 1
+
+    async def finish_delivery(self, notification_id, token: str, delivery: dict) -> None:
+        """The outcome of a delivery, written only by the worker still holding the claim."""
+        await self._col.update_one({"_id": notification_id, "delivery.claim": token}, {"$set": {"delivery": delivery}})
 
     async def list(self, actor: Actor, unread: bool | None, limit: int, cursor: str | None) -> Page:
         filter_: dict[str, Any] = {"user_id": actor.id}

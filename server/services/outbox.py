@@ -42,6 +42,7 @@ from config.wechat_templates import keyword_type, load_templates
 from server.actor import Actor
 from server.clock import Clock, as_utc
 from server.ids import maybe_oid
+from server.services.notifications import NotificationService
 from server.services.wechat import WechatCallError, WechatClient
 
 log = logging.getLogger("mpcrm.outbox")
@@ -130,15 +131,26 @@ def subscription_id(user_id: str, template_id: str) -> str:
     return f"{user_id}:{template_id}"
 
 
+def templates_for(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The subscribe-message templates by kind. The built-in catalogue's ids are the fake WeChat's
+    (``DEMO_…``) and real WeChat refuses them, so production sends only the templates it was given;
+    every other kind stays in-app only."""
+    builtin = {} if settings.env == "production" else DEFAULT_TEMPLATES
+    return {**builtin, **settings.wechat_templates}
+
+
 class OutboxService:
-    def __init__(self, db, clock: Clock, settings: Settings, wechat: WechatClient) -> None:
-        self._col = db["notifications"]
-        self._users = db["users"]
-        self._subs = db["subscriptions"]
+    def __init__(
+        self, *, subscriptions, notifications_view, users_view, notifications: NotificationService, clock: Clock, settings: Settings, wechat: WechatClient,
+    ) -> None:
+        self._col = notifications_view  # read-only: what is due; claims and outcomes are NotificationService's writes
+        self._notifications = notifications
+        self._users = users_view
+        self._subs = subscriptions
         self._clock = clock
         self._settings = settings
         self._wechat = wechat
-        self.templates = {**DEFAULT_TEMPLATES, **settings.wechat_templates}
+        self.templates = templates_for(settings)
         self.worker = f"outbox-{uuid.uuid4().hex[:8]}"
 
     # ------------------------------------------------------------ subscriptions (POST /me/subscriptions)
@@ -206,12 +218,11 @@ class OutboxService:
             filter_ = {"_id": item["_id"], "delivery.state": "sending", "delivery.claim": d.get("claim"), "delivery.claim_until": {"$lte": now}}
         token = uuid.uuid4().hex
         claimed = {**d, "state": "sending", "claim": token, "claim_owner": self.worker, "claim_until": now + timedelta(seconds=self._settings.outbox_claim_s)}
-        result = await self._col.update_one(filter_, {"$set": {"delivery": claimed}})
-        return (token, claimed) if result.modified_count == 1 else None
+        return (token, claimed) if await self._notifications.claim_delivery(filter_, claimed) else None
 
     async def _finish(self, item_id, token: str, delivery: dict) -> None:
         final = {k: v for k, v in delivery.items() if k not in ("claim", "claim_owner", "claim_until")}
-        await self._col.update_one({"_id": item_id, "delivery.claim": token}, {"$set": {"delivery": final}})
+        await self._notifications.finish_delivery(item_id, token, final)
 
     async def _deliver_one(self, item: dict, user: dict | None, now: datetime) -> str:
         claim = await self._claim(item, now)

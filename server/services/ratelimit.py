@@ -11,8 +11,8 @@ from server.errors import ApiError
 
 
 class RateLimiter:
-    def __init__(self, db, clock: Clock, window_s: int = 60) -> None:
-        self._col = db["rate_limits"]
+    def __init__(self, rate_limits, clock: Clock, window_s: int = 60) -> None:
+        self._col = rate_limits
         self._clock = clock
         self._window = window_s
 

@@ -14,13 +14,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson import ObjectId
-from pymongo import UpdateOne
-
-from server.actor import SYSTEM
 from server.clock import Clock
 from server.schemas.users import PoolSettings, ReclaimSettings
-from server.services.leads import LeadService, scope_exit_update
+from server.services.leads import LeadService
 from server.services.lifecycle import OPEN_STAGES
 from server.services.notifications import NotificationService, notification
 
@@ -28,15 +24,12 @@ _FIELDS = {"owner_id": 1, "stage": 1, "level": 1, "locked": 1, "touched_at": 1, 
 
 
 class ReclaimService:
-    def __init__(self, db, clock: Clock, leads: LeadService, notifications: NotificationService, tasks=None) -> None:
-        self._teams = db["teams"]
-        self._leads_col = db["leads"]
-        self._users = db["users"]
-        self._events = db["lead_events"]
+    def __init__(self, *, teams_view, leads_view, clock: Clock, leads: LeadService, notifications: NotificationService) -> None:
+        self._teams = teams_view  # read-only: teams' reclaim rules and leads to look at; the writes are LeadService's
+        self._leads_col = leads_view
         self._clock = clock
         self._leads = leads
         self._notifications = notifications
-        self._tasks = tasks  # TaskService: reclaimed leads' follow-up tasks close
 
     async def run(self, now: datetime) -> dict:
         stats = {"reclaimed": 0, "warned": 0, "skipped_changed": 0}
@@ -76,43 +69,15 @@ class ReclaimService:
         await self._reclaim(list(due.values()), pool, now, stats)
 
     async def _reclaim(self, due: list[tuple[dict, str]], pool: PoolSettings, now: datetime, stats: dict) -> None:
-        events, notes = [], []
-        open_counts: dict[str, int] = {}
-        exits: dict[str, list[str]] = {}
-        for lead, reason in due:
-            owner = lead["owner_id"]
-            cooldowns = {**(lead.get("cooldowns") or {}), owner: now + timedelta(days=pool.release_cooldown_days)}
-            result = await self._leads_col.update_one(
-                {"_id": lead["_id"], "owner_id": owner, "version": lead["version"]},
-                {
-                    "$set": {
-                        "owner_id": None, "pool": True, "assignment": None, "cooldowns": cooldowns,
-                        "release": {"by": "system", "previous_owner_id": owner, "reason": reason, "at": now},
-                    },
-                    "$currentDate": {"updated_at": True},
-                    "$inc": {"version": 1},
-                },
-            )
-            if not result.modified_count:
-                stats["skipped_changed"] += 1
-                continue
-            stats["reclaimed"] += 1
-            open_counts[owner] = open_counts.get(owner, 0) + 1
-            events.append({"_id": ObjectId(), "lead_id": lead["_id"], "kind": "reclaimed", "at": now, "actor_id": SYSTEM.id,
-                           "actor_role": SYSTEM.role, "data": {"previous_owner_id": owner, "reason": reason}})
-            exits.setdefault(owner, []).append(lead["_id"])
-            notes.append(notification(owner, "lead_reclaimed", "线索已回收", f"{lead.get('name', '')}: {reason}"[:200],
-                                      f"reclaimed:{lead['_id']}:{lead['version']}", data={"lead_id": lead["_id"]}))
-        if events:
-            await self._events.insert_many(events, ordered=False)
-            await self._users.bulk_write(
-                [UpdateOne({"_id": ObjectId(uid)}, {"$inc": {"open_leads": -n}, **scope_exit_update(exits[uid], now)}) for uid, n in open_counts.items()],
-                ordered=False,
-            )
-            await self._notifications.notify(notes, now)
-            if self._tasks is not None:
-                await self._tasks.close_followup_tasks([e["lead_id"] for e in events])
-
+        reclaimed = await self._leads.reclaim(due, pool.release_cooldown_days, now)
+        stats["reclaimed"] += len(reclaimed)
+        stats["skipped_changed"] += len(due) - len(reclaimed)
+        reasons = {lead["_id"]: reason for lead, reason in due}
+        await self._notifications.notify([
+            notification(lead["owner_id"], "lead_reclaimed", "线索已回收", f"{lead.get('name', '')}: {reasons[lead['_id']]}"[:200],
+                         f"reclaimed:{lead['_id']}:{lead['version']}", data={"lead_id": lead["_id"]})
+            for lead in reclaimed
+        ], now)
 
 def _reclaimable(lead: dict[str, Any]) -> bool:
     return bool(lead.get("owner_id")) and lead.get("stage") in OPEN_STAGES and not lead.get("locked") and isinstance(lead.get("touched_at"), datetime)

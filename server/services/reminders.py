@@ -30,9 +30,9 @@ CHURN_BATCH = 1000
 
 
 class ReminderService:
-    def __init__(self, db, clock: Clock, settings: Settings, tasks: TaskService, leads: LeadService, notifications: NotificationService) -> None:
-        self._users = db["users"]
-        self._leads_col = db["leads"]
+    def __init__(self, *, users_view, leads_view, clock: Clock, settings: Settings, tasks: TaskService, leads: LeadService, notifications: NotificationService) -> None:
+        self._users = users_view  # read-only: managers to tell, leads to look at; stage moves are LeadService's
+        self._leads_col = leads_view
         self._clock = clock
         self._settings = settings
         self._tasks = tasks
@@ -119,7 +119,7 @@ class ReminderService:
             {"name": 1, "stage": 1, "owner_id": 1, "team_id": 1, "level": 1, "last_activity_at": 1, "version": 1},
         ).limit(CHURN_BATCH).to_list(None)
         items: list[dict[str, Any]] = []
-        moved = 0
+        churning: list[tuple[dict, str, dict]] = []  # (lead, key, data) past their level's threshold
         for lead in leads:
             last = as_utc(lead["last_activity_at"])
             silent = now - last
@@ -131,20 +131,24 @@ class ReminderService:
             key = f"churn:{lead['_id']}:{days}:{int(last.timestamp())}"
             data = {"lead_id": lead["_id"], "days": days, "silent_days": silent.days, "last_activity_at": last.isoformat()}
             if days == threshold:
-                full = await self._leads_col.find_one({"_id": lead["_id"], "version": lead["version"]})
-                if full is None:
-                    continue  # changed since the read; the next run looks again
-                try:
-                    await self._leads.move_stage(full, "at_risk", SYSTEM, reason={
-                        "zh-CN": f"已 {silent.days} 天未跟进（阈值 {days} 天）", "en": f"no follow-up for {silent.days} days (threshold {days})",
-                    })
-                    moved += 1
-                except ApiError:
-                    continue
-                if lead.get("owner_id"):
-                    items.append(notification(lead["owner_id"], "churn_warning", f"流失预警：{lead.get('name', '')}", f"已 {silent.days} 天未跟进，已标记为流失预警", key, data={**data, "moved": True}))
+                churning.append((lead, key, data))
             elif lead.get("owner_id"):
                 items.append(notification(lead["owner_id"], "churn_warning", f"客户沉默提醒：{lead.get('name', '')}", f"已 {silent.days} 天未跟进，请尽快联系", key, data={**data, "moved": False}))
+        moves = []
+        for lead, key, data in churning:
+            full = await self._leads_col.find_one({"_id": lead["_id"], "version": lead["version"]})
+            if full is None:
+                continue  # changed since the read; the next run looks again
+            days, silent_days = data["days"], data["silent_days"]
+            moves.append((full, "at_risk", {"zh-CN": f"已 {silent_days} 天未跟进（阈值 {days} 天）", "en": f"no follow-up for {silent_days} days (threshold {days})"}, lead, key, data))
+        results = await self._leads.move_stages([(full, to, reason) for full, to, reason, *_ in moves], SYSTEM)
+        moved = 0
+        for (_, _, _, lead, key, data), result in zip(moves, results):
+            if isinstance(result, ApiError):
+                continue
+            moved += 1
+            if lead.get("owner_id"):
+                items.append(notification(lead["owner_id"], "churn_warning", f"流失预警：{lead.get('name', '')}", f"已 {data['silent_days']} 天未跟进，已标记为流失预警", key, data={**data, "moved": True}))
         notified = await self._notifications.notify(items, now)
         return {"silent": len(leads), "moved": moved, "notified": notified}
 

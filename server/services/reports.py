@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from pymongo import ReplaceOne, UpdateOne
+from pymongo import ReplaceOne
 
 from server.actor import Actor
 from server.clock import Clock
 from server.errors import Forbidden, Invalid, NotFound
 from server.ids import maybe_oid
+from server.services.leads import LeadService
 from server.services.lifecycle import CUSTOMER_STAGES, STAGES, TRANSITIONS
 from server.services.stats import FRT_BUCKETS_MIN, REP_FIELDS, StatsService, business_day
 
@@ -51,15 +52,14 @@ def median_from_histogram(hist: list[int]) -> int | None:
 
 
 class ReportService:
-    def __init__(self, db, clock: Clock, settings, stats: StatsService) -> None:
-        self._db = db
+    def __init__(self, *, teams_view, users_view, tasks_view, stats_rfm_view, clock: Clock, settings, stats: StatsService) -> None:
         self._clock = clock
         self._settings = settings
         self._stats = stats
-        self._teams = db["teams"]
-        self._users = db["users"]
-        self._tasks = db["tasks"]
-        self._rfm = db["stats_rfm"]
+        self._teams = teams_view  # read-only: reports read; the counters are StatsService's, layers RfmService's
+        self._users = users_view
+        self._tasks = tasks_view
+        self._rfm = stats_rfm_view
         self.tz = settings.tz
 
     # ---------------------------------------------------------------- scope
@@ -199,10 +199,11 @@ def score_rfm(recency_days: int | None, frequency: int, monetary_fen: int, t: di
 class RfmService:
     """The daily ``rfm_layers`` job: score every lead with signed contracts and write ``layer``."""
 
-    def __init__(self, db, reports: ReportService) -> None:
-        self._contracts = db["contracts"]
-        self._leads = db["leads"]
-        self._rfm = db["stats_rfm"]
+    def __init__(self, *, stats_rfm, contracts_view, leads_view, leads: LeadService, reports: ReportService) -> None:
+        self._contracts = contracts_view  # read-only: contracts and leads are scored; LeadService writes the layers
+        self._leads = leads_view
+        self._lead_service = leads
+        self._rfm = stats_rfm
         self._reports = reports
 
     async def compute(self, now: datetime) -> dict:
@@ -230,7 +231,7 @@ class RfmService:
         for i in range(0, len(missing), 5000):
             for d in await self._leads.find({"_id": {"$in": missing[i:i + 5000]}}, {"layer": 1, "team_id": 1, "rfm": 1}).to_list(None):
                 known[d["_id"]] = d
-        ops = []
+        ops: list[tuple[str, str | None, dict]] = []
         counts: dict[str, dict[str, int]] = {}
         for lead_id, lead in known.items():
             f = facts.get(lead_id, {"frequency": 0, "monetary_fen": 0, "latest": None})
@@ -240,11 +241,10 @@ class RfmService:
             for key in (lead.get("team_id") or "-", "*"):
                 counts.setdefault(key, {"A": 0, "B": 0, "C": 0})[layer] += 1
             if lead.get("layer") != layer:
-                ops.append(UpdateOne({"_id": lead_id}, {"$set": {"layer": layer, "rfm": rfm}, "$currentDate": {"updated_at": True}}))
+                ops.append((lead_id, layer, rfm))
             elif lead.get("rfm") != rfm:
-                ops.append(UpdateOne({"_id": lead_id}, {"$set": {"rfm": rfm}}))
-        for i in range(0, len(ops), 1000):
-            await self._leads.bulk_write(ops[i:i + 1000], ordered=False)
+                ops.append((lead_id, None, rfm))
+        await self._lead_service.record_rfm(ops)
         counts.setdefault("*", {"A": 0, "B": 0, "C": 0})
         summaries = [
             ReplaceOne({"_id": key}, {"_id": key, "counts": c, "computed_on": today.isoformat(), "computed_at": now, "thresholds": t}, upsert=True)

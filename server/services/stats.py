@@ -49,6 +49,7 @@ from pymongo import ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from server.clock import Clock
+from server.services.leads import LeadService
 from server.services.lifecycle import STAGES
 
 # First response (assignment → first follow-up): histogram bucket upper bounds in minutes; the last
@@ -249,17 +250,20 @@ class FoldResult:
 
 
 class StatsService:
-    def __init__(self, db, clock: Clock, tz: ZoneInfo, batch_size: int = 500) -> None:
-        self._db = db
-        self._events = db["lead_events"]
-        self._leads = db["leads"]
-        self._current = db["stats_current"]
-        self._cum = db["stats_cum"]
-        self._overdue = db["stats_overdue"]
-        self._tasks = db["tasks"]
-        self._states = db["stats_leads"]
-        self._batches = db["stats_batches"]
-        self._counters = db["stats_counters"]
+    def __init__(
+        self, *, stats_current, stats_cum, stats_overdue, stats_leads, stats_batches, stats_counters,
+        lead_events_view, leads_view, tasks_view, leads: LeadService, clock: Clock, tz: ZoneInfo, batch_size: int = 500,
+    ) -> None:
+        self._events = lead_events_view  # read-only: the fold reads the timeline; its marks are written by LeadService
+        self._leads = leads_view
+        self._lead_service = leads
+        self._current = stats_current
+        self._cum = stats_cum
+        self._overdue = stats_overdue
+        self._tasks = tasks_view
+        self._states = stats_leads
+        self._batches = stats_batches
+        self._counters = stats_counters
         self._clock = clock
         self.tz = tz
         self.batch_size = batch_size
@@ -275,7 +279,7 @@ class StatsService:
         if not ids:
             return None
         batch = str(ObjectId())
-        await self._events.update_many({"_id": {"$in": ids}, "fold": None}, {"$set": {"fold": {"batch": batch, "state": "claimed"}}})
+        await self._lead_service.claim_events_for_fold(ids, batch)
         events = await self._events.find({"_id": {"$in": ids}, "fold.batch": batch}).to_list(None)
         return batch, events, False
 
@@ -329,7 +333,7 @@ class StatsService:
     async def finish(self, record: dict) -> None:
         """Step 4: the events are folded; the record is no longer needed."""
         if record["event_ids"]:
-            await self._events.update_many({"_id": {"$in": record["event_ids"]}}, {"$set": {"fold": {"batch": record["_id"], "state": "done"}}})
+            await self._lead_service.mark_events_folded(record["event_ids"], record["_id"])
         await self._batches.delete_one({"_id": record["_id"]})
 
     async def fold_once(self, now: datetime, limit: int | None = None) -> FoldResult:
@@ -383,15 +387,15 @@ class StatsService:
         cum = [{**d, "seq": seq} for d in (*plan["new"], *plan["heads"])]
         # What reports read is replaced in place (heads last), so a report during a rebuild sees old
         # or new totals, never an empty collection; the fold's own memory is simply rewritten.
-        for collection, docs in ((self._current, current), (self._cum, cum)):
-            await _replace_all(collection, docs)
-        for collection in (self._states, self._batches):
-            await collection.delete_many({})
+        await _replace_all(self._current, current)
+        await _replace_all(self._cum, cum)
+        await self._states.delete_many({})
+        await self._batches.delete_many({})
         for chunk in _chunks(list(fold.states.values()), 5000):
             await self._states.insert_many(chunk, ordered=False)
         ids = [e["_id"] for e in events]
         for chunk in _chunks(ids, 5000):
-            await self._events.update_many({"_id": {"$in": chunk}}, {"$set": {"fold": {"batch": f"rebuild:{seq}", "state": "done"}}})
+            await self._lead_service.mark_events_folded(chunk, f"rebuild:{seq}")
         return {"events": len(events), "leads": len(leads), "current_docs": len(current), "cum_docs": len(cum)}
 
     # ---------------------------------------------------------------- reading (reports)

@@ -57,7 +57,8 @@ from server.actor import Actor
 from server.clock import Clock
 from server.errors import ApiError, Forbidden
 from server.paging import and_filter
-from server.services.leads import LIST_PROJECTION, SCOPE_EXITS_KEPT, LeadService
+from server.services.leads import LIST_PROJECTION, LeadService
+from server.services.users import SCOPE_EXITS_KEPT
 from server.services.tasks import TaskService
 
 OVERLAP = timedelta(seconds=5)
@@ -126,10 +127,10 @@ def scope_key(actor: Actor) -> str:
 
 
 class SyncService:
-    def __init__(self, db, clock: Clock, overlap: timedelta = OVERLAP, max_cursor_age: timedelta = MAX_CURSOR_AGE) -> None:
-        self._leads = db["leads"]
-        self._events = db["lead_events"]
-        self._tasks = db["tasks"]
+    def __init__(self, *, leads_view, lead_events_view, tasks_view, clock: Clock, overlap: timedelta = OVERLAP, max_cursor_age: timedelta = MAX_CURSOR_AGE) -> None:
+        self._leads = leads_view  # read-only: sync reads what the owners wrote
+        self._events = lead_events_view
+        self._tasks = tasks_view
         self._clock = clock
         self._overlap = overlap
         self._max_age = max_cursor_age

@@ -42,10 +42,10 @@ def _detail(field: str, code: str, message: str) -> dict:
 
 
 class TaskService:
-    def __init__(self, db, clock: Clock, settings: Settings, notifications: NotificationService | None = None) -> None:
-        self._col = db["tasks"]
-        self._users = db["users"]
-        self._leads = db["leads"]
+    def __init__(self, *, tasks, users_view, leads_view, clock: Clock, settings: Settings, notifications: NotificationService | None = None) -> None:
+        self._col = tasks
+        self._users = users_view  # read-only: assignees and the lead a task is about
+        self._leads = leads_view
         self._clock = clock
         self._settings = settings
         self._notifications = notifications

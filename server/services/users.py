@@ -4,26 +4,65 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from server.actor import Actor, require_role
+from server.actor import STAFF_ROLES, Actor, require_role
 from server.clock import Clock
-from server.errors import Conflict, Invalid, NotFound, VersionMismatch
+from server.errors import Conflict, Invalid, NotFound, Unauthorized, VersionMismatch, detail
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
 from server.schemas.users import PoolSettings, TeamCreate, TeamUpdate, UserCreate, UserListQuery, UserUpdate
 from server.security import Passwords, token_hash
 from server.services.audit import AuditService
+from server.services.keys import resealed
+from server.services.recent_users import RecentUsers
+from server.services.sessions import SessionStore
 
 # Changing one of these logs the user out everywhere at once.
 _SESSION_FIELDS = {"role", "active", "password", "team_id"}
 _POOL_CACHE_S = 30.0
 _BIND_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: typed on a phone
+
+
+SCOPE_EXITS_KEPT = 500
+
+
+def scope_exit_update(lead_ids: list[str], at: datetime) -> dict:
+    """The update that appends ``"<epoch ms>:<lead id>"`` entries to a user's recent scope exits
+    (plain strings: nx-27017 mangles pushed sub-documents), keeping the last ``SCOPE_EXITS_KEPT``."""
+    stamp = int(at.timestamp() * 1000)
+    return {"$push": {"scope_exits": {"$each": [f"{stamp}:{lead_id}" for lead_id in lead_ids], "$slice": -SCOPE_EXITS_KEPT}}}
+
+
+@dataclass
+class OwnerTally:
+    """What happened to one user's leads, written as one update of their document: the change of
+    their ``open_leads`` counter, leads allocated to them on a business day, leads that left their
+    scope (offline sync drops those)."""
+
+    open_leads: int = 0
+    assigned: int = 0
+    assigned_on: str | None = None
+    scope_exits: list[str] = field(default_factory=list)
+
+    def update(self, at: datetime) -> dict:
+        inc: dict[str, int] = {}
+        if self.open_leads:
+            inc["open_leads"] = self.open_leads
+        if self.assigned and self.assigned_on:
+            inc[f"assigned.{self.assigned_on}"] = self.assigned
+        update: dict[str, Any] = {"$inc": inc} if inc else {}
+        if self.assigned:
+            update["$currentDate"] = {"last_assigned_at": True}
+        if self.scope_exits:
+            update.update(scope_exit_update(self.scope_exits, at))
+        return update
 
 
 def public_id(doc: dict) -> dict:
@@ -36,11 +75,15 @@ def user_out(doc: dict) -> dict:
 
 
 class UserService:
-    def __init__(self, db, clock: Clock, passwords: Passwords, audit: AuditService, bind_code_ttl_s: int) -> None:
-        self._users = db["users"]
-        self._teams = db["teams"]
-        self._bind_codes = db["bind_codes"]
-        self._refresh = db["refresh_tokens"]
+    def __init__(
+        self, *, users, teams, bind_codes, sessions: SessionStore, clock: Clock, passwords: Passwords, audit: AuditService, bind_code_ttl_s: int,
+        auth_cache_ttl_s: float = 1.0,
+    ) -> None:
+        self._recent = RecentUsers(auth_cache_ttl_s)  # what request authentication read, ≤ 1 s
+        self._users = users
+        self._teams = teams
+        self._bind_codes = bind_codes
+        self._sessions = sessions
         self._clock = clock
         self._passwords = passwords
         self._audit = audit
@@ -52,14 +95,152 @@ class UserService:
         oid = maybe_oid(user_id)
         return await self._users.find_one({"_id": oid}) if oid else None
 
+    async def signed_in(self, user_id: str, *, fresh: bool = False) -> tuple[dict | None, bool]:
+        """The user a request's token names, for its auth check: ``(doc, read_now)``. What this
+        instance read within the last ``MPCRM_AUTH_CACHE_TTL_S`` (≤ 1 s; only the fields auth
+        needs, ``read_now`` False), else the whole document read now and remembered. ``fresh``
+        always reads. Every write here that changes those fields forgets the user at once."""
+        if not fresh:
+            recent = self._recent.get(str(user_id))
+            if recent is not None:
+                return recent, False
+        return await self._recent.read(str(user_id), lambda: self.by_id(user_id)), True
+
     async def by_username(self, username: str) -> dict | None:
         return await self._users.find_one({"username": username})
+
+    async def by_openid(self, openid: str) -> dict | None:
+        return await self._users.find_one({"openid": openid})
+
+    async def active_staff_id(self, user_id: str) -> str | None:
+        """``user_id`` when it names an active rep, manager or admin, else None (a form's referrer)."""
+        oid = maybe_oid(user_id)
+        if oid is None:
+            return None
+        doc = await self._users.find_one({"_id": oid, "active": True, "role": {"$in": list(STAFF_ROLES)}}, projection={"_id": 1})
+        return str(doc["_id"]) if doc else None
+
+    # ------------------------------------------------------------ writes asked for by auth
+    async def customer_for(self, openid: str, now: datetime) -> dict | None:
+        """One customer account per openid, even when two logins race: the unique index decides."""
+        try:
+            await self._users.update_one(
+                {"openid": openid},
+                {
+                    "$setOnInsert": {
+                        "name": "微信用户",
+                        "role": "customer",
+                        "active": True,
+                        "tags": [],
+                        "token_version": 1,
+                        "version": 1,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # the other login created it
+        return await self.by_openid(openid)
+
+    async def record_wechat_login(self, user_oid: ObjectId, sealed_session: dict) -> None:
+        await self._users.update_one({"_id": user_oid}, {"$set": {"wechat_session": sealed_session}, "$currentDate": {"last_login_at": True}})
+
+    async def pending_bind_code(self, code_hash: str, now: datetime) -> dict | None:
+        return await self._bind_codes.find_one({"_id": code_hash, "used_at": None, "expires_at": {"$gt": now}})
+
+    async def consume_bind_code(self, code_hash: str) -> bool:
+        """Use the code up atomically: of two racing binds, one wins."""
+        used = await self._bind_codes.find_one_and_update(
+            {"_id": code_hash, "used_at": None}, {"$currentDate": {"used_at": True}}, return_document=ReturnDocument.AFTER
+        )
+        return used is not None
+
+    async def retire_customer(self, customer_oid: ObjectId, staff_id: str) -> None:
+        """A customer account whose WeChat now belongs to a staff member: signed out and retired."""
+        await self._users.update_one(
+            {"_id": customer_oid},
+            {"$unset": {"openid": ""}, "$set": {"active": False, "retired_into": staff_id}, "$currentDate": {"updated_at": True}, "$inc": {"token_version": 1}},
+        )
+        self._recent.forget(customer_oid)
+
+    async def bind_openid(self, staff_oid: ObjectId, openid: str) -> dict:
+        try:
+            return await self._users.find_one_and_update(
+                {"_id": staff_oid},
+                {"$set": {"openid": openid}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            raise Conflict("auth.openid_bound") from None
+
+    # ------------------------------------------------------------ lead counters (asked for by the lead services)
+    async def adjust_open_leads(self, owner_id: str, delta: int) -> None:
+        """Each owner's count of open leads, for capacity checks and least-loaded allocation."""
+        await self.record_lead_changes({owner_id: OwnerTally(open_leads=delta)}, self._clock.now())
+
+    async def record_scope_exit(self, user_id: str, lead_id: str, at: datetime) -> None:
+        """A lead left a rep's scope (released, reassigned, reclaimed): offline sync must drop it.
+
+        Kept on the rep's own user document (read on every request anyway), so a sync page pays
+        nothing extra for it; see ``scope_exit_update``."""
+        await self.record_lead_changes({user_id: OwnerTally(scope_exits=[lead_id])}, at)
+
+    async def record_lead_changes(self, tallies: dict[str, OwnerTally], at: datetime) -> None:
+        """The one place ``open_leads`` (and the allocation and scope-exit records beside it) change:
+        one update for one user, one bulk write for a sweep's many."""
+        updates = [({"_id": oid}, update) for uid, tally in tallies.items() if (oid := maybe_oid(uid)) is not None and (update := tally.update(at))]
+        if len(updates) == 1:
+            await self._users.update_one(*updates[0])
+        elif updates:
+            await self._users.bulk_write([UpdateOne(f, u) for f, u in updates], ordered=False)
+
+    async def reserve_claim(self, actor: Actor, today: str, limit: int) -> dict:
+        """One atomic update on the rep: still active with this token, under capacity, under today's
+        claim limit; the slot counts as an open lead at once. Returns the rep; explains a refusal
+        with a second read."""
+        rep = await self._users.find_one_and_update(
+            {
+                "_id": ObjectId(actor.id),
+                "active": True,
+                "token_version": actor.token_version,
+                # Inside one $and: nx-27017 drops the other conditions (even _id) of a filter that
+                # has both $expr and $or at the top level, and would bill another rep's counters.
+                "$and": [
+                    {"$expr": {"$lt": ["$open_leads", "$capacity"]}},
+                    {"$or": [{f"claims.{today}": {"$exists": False}}, {f"claims.{today}": {"$lt": limit}}]},
+                ],
+            },
+            {"$inc": {"open_leads": 1, f"claims.{today}": 1}},
+            projection={"name": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        if rep is not None:
+            return rep
+        fresh = await self._users.find_one({"_id": ObjectId(actor.id)}, {"active": 1, "token_version": 1, "open_leads": 1, "capacity": 1})
+        if fresh is None or not fresh.get("active") or fresh.get("token_version") != actor.token_version:
+            raise Unauthorized("auth.invalid_token")
+        if fresh.get("open_leads", 0) >= fresh.get("capacity", 0):
+            raise Conflict("pool.at_capacity", params={"capacity": fresh.get("capacity", 0)})
+        raise Conflict("pool.daily_limit", params={"limit": limit})
+
+    async def give_back_claim(self, user_oid: ObjectId, today: str) -> None:
+        """A reservation whose claim lost: the slot and today's count are returned."""
+        await self._users.update_one({"_id": user_oid}, {"$inc": {"open_leads": -1, f"claims.{today}": -1}})
+
+    async def reseal_sessions(self, cipher, batch_size: int = 500) -> int:
+        """Field-key rotation of the kept WeChat session keys (see server/services/keys.py)."""
+        done = 0
+        async for ops in resealed(self._users, "wechat_session", cipher, batch_size):
+            done += (await self._users.bulk_write(ops, ordered=False)).modified_count
+        return done
 
     # ------------------------------------------------------------ users
     async def create_user(self, actor: Actor, data: UserCreate) -> dict:
         require_role(actor, "admin")
         if data.role in ("rep", "manager") and not data.team_id:
-            raise Invalid("user.team_required", details=[_detail("team_id", "required")])
+            raise Invalid("user.team_required", details=[detail("team_id", "required", text="team_required")])
         if data.team_id:
             await self._existing_team(data.team_id)
         now = self._clock.now()
@@ -84,7 +265,7 @@ class UserService:
         try:
             result = await self._users.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict("user.username_taken", details=[_detail("username", "taken")]) from None
+            raise Conflict("user.username_taken", details=[detail("username", "taken", text="username_taken")]) from None
         doc["_id"] = result.inserted_id
         await self._audit.record(actor, "user.create", target_type="user", target_id=str(doc["_id"]), details={"role": data.role})
         return doc
@@ -115,7 +296,7 @@ class UserService:
         oid = parse_oid(user_id, "user.not_found")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
         if changes.get("active") is False and str(oid) == actor.id:
-            raise Invalid("user.cannot_deactivate_self", details=[_detail("active", "self")])
+            raise Invalid("user.cannot_deactivate_self", details=[detail("active", "self", text="deactivate_self")])
         current = await self._users.find_one({"_id": oid})
         if current is None:
             raise NotFound("user.not_found")
@@ -138,10 +319,11 @@ class UserService:
         doc = await self._users.find_one_and_update(
             {"_id": oid, "version": version}, update, return_document=ReturnDocument.AFTER
         )
+        self._recent.forget(oid)  # this instance sees the change at once (others within a second)
         if doc is None:
             await self._raise_missing_or_stale(self._users, oid, "user")
         if logs_out:
-            await self._refresh.update_many({"user_id": str(oid)}, {"$set": {"revoked": True}})
+            await self._sessions.revoke_user(str(oid))
         await self._audit.record(
             actor, "user.update", target_type="user", target_id=str(oid),
             details={"fields": sorted(k for k in data.model_fields_set if k != "version")},
@@ -166,6 +348,9 @@ class UserService:
     def _user_scope(self, actor: Actor) -> dict:
         return {} if actor.is_admin else {"team_id": actor.team_id or "-"}
 
+    async def team_by_name(self, name: str) -> dict | None:
+        return await self._teams.find_one({"name": name})
+
     async def team_pool_settings(self, team_id: str | None) -> dict:
         """The team's pool rules, cached for a short while: they change rarely and claims are hot."""
         now = time.monotonic()
@@ -185,7 +370,7 @@ class UserService:
         try:
             result = await self._teams.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict("team.name_taken", details=[_detail("name", "taken")]) from None
+            raise Conflict("team.name_taken", details=[detail("name", "taken", text="team_name_taken")]) from None
         doc["_id"] = result.inserted_id
         await self._audit.record(actor, "team.create", target_type="team", target_id=str(doc["_id"]))
         return doc
@@ -209,6 +394,9 @@ class UserService:
         require_role(actor, "admin")
         oid = parse_oid(team_id, "team.not_found")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})
+        for group in ("pool", "reclaim"):  # a setting left out keeps its value: set field by field
+            for name, value in (changes.pop(group, None) or {}).items():
+                changes[f"{group}.{name}"] = value
         try:
             doc = await self._teams.find_one_and_update(
                 {"_id": oid, "version": version},
@@ -216,7 +404,7 @@ class UserService:
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
-            raise Conflict("team.name_taken", details=[_detail("name", "taken")]) from None
+            raise Conflict("team.name_taken", details=[detail("name", "taken", text="team_name_taken")]) from None
         if doc is None:
             await self._raise_missing_or_stale(self._teams, oid, "team")
         self._pool_cache.pop(str(oid), None)
@@ -226,7 +414,7 @@ class UserService:
     async def _existing_team(self, team_id: str) -> dict:
         team = await self._teams.find_one({"_id": maybe_oid(team_id)})
         if team is None:
-            raise Invalid("team.not_found", details=[_detail("team_id", "unknown")])
+            raise Invalid("team.not_found", details=[detail("team_id", "unknown", text="team_unknown")])
         return team
 
     @staticmethod
@@ -241,11 +429,7 @@ def _check_user_change(current: dict, changes: dict) -> None:
     if current.get("role") == "customer" and ("role" in changes or changes.get("team_id")):
         # Customers sign in with WeChat; staff are created as staff (POST /users).
         field = "role" if "role" in changes else "team_id"
-        raise Invalid("user.customer_role", details=[_detail(field, "customer")])
+        raise Invalid("user.customer_role", details=[detail(field, "customer", text="customer_account")])
     after = {**current, **changes}
     if after.get("role") in ("rep", "manager") and not after.get("team_id"):
-        raise Invalid("user.team_required", details=[_detail("team_id", "required")])
-
-
-def _detail(field: str, code: str) -> dict:
-    return {"field": field, "code": code, "message": code}
+        raise Invalid("user.team_required", details=[detail("team_id", "required", text="team_required")])

@@ -56,12 +56,12 @@ class WechatSession:
 
 
 class WechatClient:
-    def __init__(self, settings: Settings, db, clock: Clock, cipher: FieldCipher | None = None) -> None:
+    def __init__(self, settings: Settings, wechat_tokens, clock: Clock, cipher: FieldCipher | None = None) -> None:
         self._base = settings.wechat_api_base.rstrip("/")
         self._appid = settings.wechat_appid
         self._secret = settings.wechat_secret
         self._timeout = settings.wechat_timeout_s
-        self._tokens = db["wechat_tokens"]
+        self._tokens = wechat_tokens
         self._cipher = cipher or FieldCipher(settings)
         self._clock = clock
         self._http = AsyncHTTPClient()

@@ -1,4 +1,4 @@
-"""Allocation rules over HTTP (issue 5): who may write and read them, bad definitions → 422, and
+"""Allocation rules over HTTP: who may write and read them, bad definitions → 422, and
 the preview that explains the next pick without assigning anything."""
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ async def test_only_admins_write_rules_managers_read_their_teams(api, people):
     assert (await api.delete(f"{RULES}/{north_rule['id']}", token=admin.token)).status == 404
 
 
+@pytest.mark.parametrize("settings_overrides", [{"allocate_on_capture": False}], ids=["captured-lead-left-waiting"])
 @pytest.mark.gen_test
 async def test_preview_explains_the_next_pick_and_assigns_nothing(api, people, ctx, raw_db):
     admin = await people.admin()

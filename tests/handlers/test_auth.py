@@ -379,7 +379,7 @@ async def test_wechat_unreachable_is_503(api, ctx, raw_db, settings):
     from server.embedded import free_port
     from server.services.wechat import WechatClient
 
-    ctx.auth._wechat = WechatClient(settings.model_copy(update={"wechat_api_base": f"http://127.0.0.1:{free_port()}"}), ctx.db, ctx.clock)
+    ctx.auth._wechat = WechatClient(settings.model_copy(update={"wechat_api_base": f"http://127.0.0.1:{free_port()}"}), ctx.database.collection("wechat_tokens"), ctx.clock)
     resp = await api.post(WX_LOGIN, json={"code": "whatever"})
     assert (resp.status, resp.error_code) == (503, "wechat.unavailable"), resp.body
     assert raw_db.users.count_documents({}) == 0

@@ -159,7 +159,7 @@ async def test_inbox_and_approve_budgets_with_a_two_step_chain(api, people, reco
     with recorder.counting() as cmds:
         r = await decide(api, manager, c)
     assert r.status == 200, r.body
-    # One over the budget of 5, on purpose: the per-request user read keeps the rule that a
+    # One over the five first planned for an approval, on purpose: the per-request user read keeps the rule that a
     # deactivated approver is locked out at once (auth 1, contract 1, write 1, audit 1, event 1, notify 1).
     assert len(cmds) <= 6, cmds
     assert r.json["status"] == "pending" and r.json["current_step"] == 1 and r.json["current_approvers"] == [admin.id]

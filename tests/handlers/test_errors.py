@@ -208,6 +208,106 @@ def test_every_detail_code_has_zh_and_en_messages():
         assert fields["zh-CN"] <= fields["en"], f"{code}: the Chinese text names a value the English one lacks"
 
 
+def _detail_keys(trees) -> tuple[dict[str, str], list[str]]:
+    """(catalogue key → where) named by every ``detail(...)`` call (its ``text=``, else its code) and
+    every form-answer problem (``_p(message, text)``); and the hand-built details (a dict literal with
+    ``field``, ``code`` and ``message``), whose message could not follow the caller's language."""
+    keys: dict[str, str] = {}
+    hand_built: list[str] = []
+    for path, tree in trees:
+        rel = path.relative_to(ROOT)
+        for node in ast.walk(tree):
+            where = f"{rel}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Call) and _name(node.func) == "detail":
+                text = next((kw.value for kw in node.keywords if kw.arg == "text"), None)
+                key = text if text is not None else (node.args[1] if len(node.args) > 1 else None)
+                if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                    keys.setdefault(key.value, where)
+                elif text is None or not isinstance(text, ast.Name):
+                    hand_built.append(f"{where}: detail() with a code or text that is not a literal")
+            elif isinstance(node, ast.Call) and _name(node.func) == "_p" and len(node.args) > 1:
+                if isinstance(node.args[1], ast.Constant):
+                    keys.setdefault(node.args[1].value, where)
+            elif isinstance(node, ast.Dict):
+                named = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+                # pydantic's problems carry params (rendered from the catalogue); an import's rejected
+                # rows carry a row and are written in the importer's language by the import itself
+                if {"field", "code", "message"} <= named and not named & {"params", "row"}:
+                    hand_built.append(f"{where}: a detail built by hand; use server.errors.detail(field, code, text=...)")
+    return keys, hand_built
+
+
+def test_every_detail_the_code_raises_has_zh_and_en_messages():
+    from server.errors import DETAIL_MESSAGES
+
+    keys, hand_built = _detail_keys(_source_trees())
+    for known in ("operator_key", "version_missing", "answer_required", "allowed_moves", "visit_location_required", "end_before_start"):
+        assert known in keys, f"the scanner should find {known}"
+    problems = [f"{key} (at {where}) has no zh-CN and en message in DETAIL_MESSAGES" for key, where in sorted(keys.items())
+                if not (DETAIL_MESSAGES.get(key, {}).get("zh-CN") and DETAIL_MESSAGES.get(key, {}).get("en"))]
+    assert not problems + hand_built, "\n".join(problems + hand_built)
+
+
+# ---------------------------------------------------------------- service details speak the language
+async def _both(request) -> tuple[dict, dict]:
+    """The same request with no Accept-Language and with ``en``: the first detail of each answer."""
+    zh = await request({})
+    en = await request({"Accept-Language": "en"})
+    assert zh.status == en.status and zh.status >= 400 and zh.error_code == en.error_code, (zh.body, en.body)
+    assert set(zh.json["error"]["details"][0]) == set(en.json["error"]["details"][0])
+    return zh.json["error"]["details"][0], en.json["error"]["details"][0]
+
+
+@pytest.mark.gen_test
+async def test_business_rule_details_follow_accept_language(api, people):
+    from leads_kit import LEADS, make_lead
+
+    rep, admin = await people.rep(), await people.admin()
+    lead = await make_lead(api, rep, name="语言")
+    contract = {"lead_id": lead["id"], "title": "年度服务合同", "amount_fen": 5_000_000, "start_date": "2027-01-01", "end_date": "2027-12-31"}
+    r = await api.post("/api/v1/contracts", json=contract, token=rep.token)
+    assert r.status == 201, r.body
+    draft = r.json  # moving the end before the start of the stored draft is the service's check
+    zh, en = await _both(lambda h: api.patch(f"/api/v1/contracts/{draft['id']}", json={"end_date": "2026-12-31", "version": draft["version"]},
+                                             token=rep.token, headers=h))
+    assert (zh["field"], zh["code"], zh["message"]) == ("end_date", "before_start", "结束日期不能早于开始日期")
+    assert en["message"] == "end_date is before start_date"
+
+    zh, en = await _both(lambda h: api.post(f"{LEADS}/{lead['id']}/stage", json={"to": "lost"}, token=rep.token, headers=h))
+    assert (zh["field"], zh["code"], zh["message"]) == ("reason", "required", "这次阶段变更需要填写原因")
+    assert en["message"] == "this move needs a reason"
+
+    zh, en = await _both(lambda h: api.post(f"{LEADS}/{lead['id']}/followups", json={"kind": "visit", "content": "到访"}, token=rep.token, headers=h))
+    assert (zh["field"], zh["code"], zh["message"]) == ("location", "required", "拜访需要签到位置")
+    assert en["message"] == "a visit needs a check-in location"
+
+    from capture_kit import expo_form
+
+    zh, en = await _both(lambda h: api.post("/api/v1/forms", json=expo_form(team_id="0123456789abcdef01234567"), token=admin.token, headers=h))
+    assert (zh["field"], zh["code"], zh["message"]) == ("team_id", "unknown", "团队不存在")
+    assert en["message"] == "no such team"
+
+
+@pytest.mark.gen_test
+async def test_a_detail_that_carries_data_keeps_it_in_value_beside_a_localized_message(api, people):
+    from leads_kit import LEADS, make_lead
+
+    rep = await people.rep()
+    lead = await make_lead(api, rep, name="数据", phone="13900005555")
+    zh, en = await _both(lambda h: api.post(f"{LEADS}/{lead['id']}/stage", json={"to": "customer"}, token=rep.token, headers=h))
+    assert zh["code"] == en["code"] == "allowed" and zh["value"] == en["value"] == "contacted,lost"
+    assert zh["message"] == "可以变为：contacted, lost" and en["message"] == "allowed moves: contacted, lost"
+
+    zh, en = await _both(lambda h: api.post(LEADS, json={"name": "重复", "phone": "13900005555"}, token=rep.token, headers=h))
+    assert zh["code"] == en["code"] == "duplicate" and zh["value"] == en["value"] == lead["id"]
+    assert zh["message"] == f"已有该手机号的线索 {lead['id']}" and en["message"] == f"an existing lead: {lead['id']}"
+    # a lead the caller may not see is neither named nor hinted at
+    other = await people.rep()
+    zh, en = await _both(lambda h: api.post(LEADS, json={"name": "重复", "phone": "13900005555"}, token=other.token, headers=h))
+    assert "value" not in zh and lead["id"] not in zh["message"] + en["message"]
+    assert zh["message"] == "该手机号的线索已存在" and en["message"] == "exists"
+
+
 @pytest.mark.gen_test
 async def test_request_id_is_echoed_or_generated(api, people):
     rep = await people.rep()

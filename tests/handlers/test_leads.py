@@ -378,3 +378,16 @@ async def test_pathological_search_is_escaped(api, people):
     assert r.status == 200 and r.json["items"] == []
     r = await api.get(f"{LEADS}?q=" + "a" * 51, token=rep.token)
     assert r.status == 422  # bounded length
+
+
+@pytest.mark.gen_test
+async def test_a_lead_read_right_after_another_request_is_one_command(api, people, recorder):
+    """The instance remembers the user it read for at most a second (MPCRM_AUTH_CACHE_TTL_S): the
+    next read sends only the lead's find, like a bare handler would."""
+    rep = await people.rep()
+    lead = await make_lead(api, rep)
+    assert (await api.get(f"{LEADS}/{lead['id']}", token=rep.token)).status == 200
+    with recorder.counting() as cmds:
+        r = await api.get(f"{LEADS}/{lead['id']}", token=rep.token)
+    assert r.status == 200 and r.json["id"] == lead["id"]
+    assert cmds == ["find"], cmds

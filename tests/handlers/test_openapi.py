@@ -149,3 +149,18 @@ async def test_numeric_rules_enforced_by_validators_are_in_the_schema(api, peopl
     assert refused.status == 422
     accepted = await api.post(TEAMS, json={"name": "回收规则", "reclaim": {"no_followup_days_by_level": {"A": 365}}}, token=admin.token)
     assert accepted.status == 201
+
+
+@pytest.mark.gen_test
+async def test_text_patterns_the_server_enforces_are_in_the_schema(api, people):
+    """Tags, channels and campaigns refuse `$` and `.`; the schema says so (schemathesis sent `$`
+    as a tag, which the document allowed and the server refused)."""
+    doc = await spec(api)
+    schemas = doc["components"]["schemas"]
+    assert schemas["LeadCreate"]["properties"]["tags"]["items"]["pattern"] == r"^[^$.]+$"
+    for name in ("campaign", "source_channel"):
+        variants = schemas["SubmissionIn"]["properties"][name]["anyOf"]
+        assert any(v.get("pattern") == r"^[^$.]+$" for v in variants), (name, variants)
+    rep = await people.rep()
+    refused = await api.post("/api/v1/leads", json={"name": "标签", "tags": ["$"]}, token=rep.token)
+    assert refused.status == 422

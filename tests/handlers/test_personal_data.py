@@ -169,7 +169,7 @@ async def test_key_rotation_re_encrypts_everything_and_keeps_it_readable(api, fo
     assert raw_db.users.find_one({"_id": customer.user["_id"]})["wechat_session"]["v"] == 1
 
     new_settings, new_key = _settings_with_new_key(ctx.settings)
-    counts = await rotate_field_key(ctx.db, FieldCipher(new_settings))
+    counts = await rotate_field_key(ctx.leads, ctx.users, FieldCipher(new_settings))
     assert counts == {"leads.phone": 3, "users.wechat_session": 1}
 
     after = {d["_id"]: d for d in raw_db.leads.find()}
@@ -199,7 +199,7 @@ async def test_key_rotation_re_encrypts_everything_and_keeps_it_readable(api, fo
         assert raw_db.leads.find_one({"_id": new_id})["phone"]["v"] == 2
 
         # A second run finds nothing left to do.
-        again = await rotate_field_key(new_ctx.db, new_ctx.cipher)
+        again = await rotate_field_key(new_ctx.leads, new_ctx.users, new_ctx.cipher)
         assert again == {"leads.phone": 0, "users.wechat_session": 0}
     finally:
         server.stop()

@@ -209,3 +209,21 @@ async def test_the_followup_task_follows_the_lead_to_its_new_owner_and_closes_on
     r = await api.post(f"/api/v1/leads/{lead_id}/release", json={"reason": "不跟了"}, token=other.token)
     assert r.status == 200, r.body
     assert raw_db.tasks.find_one({"lead_id": lead_id})["status"] == "done"
+
+
+@pytest.mark.gen_test
+async def test_patching_one_pool_or_reclaim_setting_keeps_the_others(api, people):
+    """A PATCH that names one setting of `pool` or `reclaim` changes that one only; the others
+    keep what the admin set before (they once fell back to the defaults)."""
+    admin = await people.admin()
+    r = await api.post("/api/v1/teams", json={"name": "设置团队", "pool": {"claim_daily_limit": 3, "release_cooldown_days": 30},
+                                               "reclaim": {"no_followup_days": 14, "warn_days_before": 5}}, token=admin.token)
+    assert r.status == 201, r.body
+    team = r.json
+    r = await api.patch(f"/api/v1/teams/{team['id']}", json={"pool": {"claim_daily_limit": 5}, "reclaim": {"enabled": False}, "version": team["version"]}, token=admin.token)
+    assert r.status == 200, r.body
+    assert r.json["pool"] == {"claim_daily_limit": 5, "release_cooldown_days": 30}
+    assert r.json["reclaim"]["enabled"] is False
+    assert r.json["reclaim"]["no_followup_days"] == 14 and r.json["reclaim"]["warn_days_before"] == 5
+    r = await api.get(f"/api/v1/teams/{team['id']}", token=admin.token)
+    assert r.json["pool"] == {"claim_daily_limit": 5, "release_cooldown_days": 30}

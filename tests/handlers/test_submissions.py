@@ -345,11 +345,12 @@ async def test_unknown_phone_code_is_refused(api, form, raw_db):
     [
         (Fault(path=PATH_PHONE_NUMBER, errcode=-1), 503, "wechat.unavailable"),
         (Fault(path=PATH_PHONE_NUMBER, errcode=40029), 422, "submission.phone_code_invalid"),
+        (Fault(path=PATH_PHONE_NUMBER, errcode=41008), 422, "submission.phone_code_invalid"),
         (Fault(path=PATH_PHONE_NUMBER, errcode=45011), 503, "wechat.rate_limited"),
         (Fault(path=PATH_PHONE_NUMBER, malformed=True), 503, "wechat.unavailable"),
         (Fault(path=PATH_PHONE_NUMBER, status=502), 503, "wechat.unavailable"),
     ],
-    ids=["busy", "invalid-code", "quota", "malformed", "http-502"],
+    ids=["busy", "invalid-code", "not-a-code", "quota", "malformed", "http-502"],
 )
 async def test_wechat_trouble_while_resolving_the_code_writes_nothing(api, form, wechat, raw_db, fault, status, code):
     state, _ = wechat
@@ -542,7 +543,7 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_budget(api, form, 
 @pytest.mark.parametrize("settings_overrides", [{"public_submit_limit": 30}])
 @pytest.mark.gen_test(timeout=90)
 async def test_a_flood_from_one_address_is_cut_off_and_nothing_is_half_written(api, form, raw_db):
-    # The scenario: 1,000 submissions with rotating phone numbers from one address.
+    # A flood: 1,000 submissions with rotating phone numbers from one address.
     statuses = []
     for _ in range(1000):
         r = await submit(api, {"answers": answers(mobile=unique_phone())})

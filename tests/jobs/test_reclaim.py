@@ -1,4 +1,4 @@
-"""Reclaim (issue 5): with a frozen ``now`` the job moves exactly the leads idle past their team's
+"""Reclaim: with a frozen ``now`` the job moves exactly the leads idle past their team's
 limits (per level), warns first (once), leaves exempt leads alone, applies the claim rule and the
 cool-down, and the lead shows in the pool, on the timeline and as a sync deletion."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -208,3 +208,20 @@ async def test_a_customer_never_followed_up_is_still_warned_after_going_quiet(ct
     await run_job(ctx, "churn_warnings", now=soon() + timedelta(days=91))
     after = raw_db.leads.find_one({"_id": lead["id"]})
     assert after["stage"] == "at_risk"
+
+
+@pytest.mark.gen_test
+async def test_a_job_run_as_of_a_moment_writes_that_moment(ctx, api, people):
+    """``run-job churn_warnings --now T``: the move to at_risk is on the timeline at T, by the system
+    (and the owner's warning is of T), not at the moment the job happened to run."""
+    rep = await people.rep()
+    lead = await customer_lead(api, rep, name="久未联系")
+    as_of = soon(days=95)
+    result = await run_job(ctx, "churn_warnings", now=as_of)
+    assert result["moved"] == 1
+    r = await api.get(f"{LEADS}/{lead['id']}/timeline", token=rep.token)
+    [move] = [e for e in r.json["items"] if e["kind"] == "stage_changed" and e["data"]["to"] == "at_risk"]
+    assert datetime.fromisoformat(move["at"]) == as_of
+    assert move["actor_role"] == "system"
+    [warning] = await inbox(api, rep)
+    assert datetime.fromisoformat(warning["created_at"]) == as_of

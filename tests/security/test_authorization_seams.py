@@ -1,7 +1,7 @@
 """Authorization at the seams (OWASP API1): a create that collides with an existing id, and an
 approver who no longer holds the step's role in the contract's team.
 
-Approval rule (README "Contracts"): a pending step is decided by whoever holds the step's role in
+Approval rule (docs/features.md, "Contracts"): a pending step is decided by whoever holds the step's role in
 the contract's team *now*; a manager moved to another team loses the old team's pending contracts
 at once (404 to read, 404 to approve, gone from the inbox), and the team's new manager gets them.
 """
@@ -140,4 +140,21 @@ async def test_a_manager_demoted_to_rep_cannot_approve_and_an_admin_step_follows
     r = await api.post(f"{CONTRACTS}/{c['id']}/approve", json={"version": version, "comment": "我批"}, token=former.token)
     assert r.status == 403 and r.error_code == "contract.not_your_step", r.body
     r = await api.post(f"{CONTRACTS}/{c['id']}/approve", json={"version": version, "comment": "同意"}, token=second_admin.token)
+    assert r.status == 200 and r.json["status"] == "active", r.body
+
+
+@pytest.mark.gen_test
+async def test_a_contract_pending_from_before_the_rule_stays_with_its_named_approvers(api, people, ctx, raw_db):
+    """A contract submitted by an older build has no ``current_role``; after the start-up upgrade
+    it is back in the inbox of the approver it named, and that approver can decide it."""
+    from server.__main__ import upgrade_data
+
+    rep, manager = await people.rep(), await people.manager()
+    c = await pending(api, rep)
+    raw_db.contracts.update_one({"_id": c["id"]}, {"$unset": {"current_role": ""}})  # as the older build wrote it
+    assert await inbox_ids(api, manager) == []
+    await upgrade_data(ctx)
+    await upgrade_data(ctx)  # a second start-up changes nothing
+    assert await inbox_ids(api, manager) == [c["id"]]
+    r = await api.post(f"{CONTRACTS}/{c['id']}/approve", json={"version": c["version"], "comment": "同意"}, token=manager.token)
     assert r.status == 200 and r.json["status"] == "active", r.body

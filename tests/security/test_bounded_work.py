@@ -1,4 +1,4 @@
-"""Bounded work for every request (OWASP API4): the probes of the issue, now regressions.
+"""Bounded work for every request (OWASP API4): the probes that found unbounded work, now regressions.
 
 A spreadsheet's rows (gaps and blank rows included), zip members and shared strings are capped
 before anything is parsed; hostile XML (malformed, DTDs, entities) is a 422, never a 500 or an

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from tasks_kit import TASKS
@@ -49,3 +51,49 @@ async def test_an_empty_idempotency_key_is_refused_and_nothing_is_created(api, p
     assert listed.status == 200 and listed.json["items"] == []
     ok = await api.post(TASKS, json=body, token=rep.token, headers={"Idempotency-Key": "fuzz-key-0001"})
     assert ok.status == 201
+
+
+@pytest.mark.gen_test
+async def test_lead_lists_page_and_search_after_a_lead_changed_hands(api, people):
+    """Once one lead's activity time was stamped by the database (a reassignment) and the others'
+    by the application (capture), the admin's search and every page after the first answered 500
+    on the embedded database (it compared the two kinds of timestamps). Lists sort on a value that
+    is written one way, so both work, in activity order."""
+    admin, manager = await people.admin(), await people.manager()
+    rep, other = await people.rep(), await people.rep()
+    made = []
+    for i in range(3):
+        r = await api.post("/api/v1/leads", json={"name": f"翻页{i}号"}, token=rep.token)
+        assert r.status == 201, r.body
+        made.append(r.json["id"])
+    r = await api.post(f"/api/v1/leads/{made[0]}/assign", json={"owner_id": other.id, "reason": "调整"}, token=manager.token)
+    assert r.status == 200, r.body
+    for token in (admin.token, manager.token):
+        seen, cursor = [], None
+        while True:
+            r = await api.get("/api/v1/leads?limit=1" + (f"&cursor={cursor}" if cursor else ""), token=token)
+            assert r.status == 200, r.body
+            seen += [lead["id"] for lead in r.json["items"]]
+            cursor = r.json["next_cursor"]
+            if not cursor:
+                break
+        assert seen[:3] == [made[0], made[2], made[1]], seen  # the reassigned lead moved to the top
+        r = await api.get("/api/v1/leads?q=" + quote("翻页"), token=token)
+        assert r.status == 200, r.body
+        assert [lead["id"] for lead in r.json["items"]] == [made[0], made[2], made[1]]
+
+
+@pytest.mark.gen_test
+async def test_leads_from_before_the_activity_number_are_listed_after_the_upgrade(api, people, ctx, raw_db):
+    from server.__main__ import upgrade_data
+
+    rep = await people.rep()
+    made = []
+    for i in range(3):
+        r = await api.post("/api/v1/leads", json={"name": f"旧数据{i}"}, token=rep.token)
+        made.append(r.json["id"])
+    raw_db.leads.update_many({}, {"$unset": {"updated_ms": ""}})  # as an older build stored them
+    await upgrade_data(ctx)
+    assert raw_db.leads.count_documents({"updated_ms": {"$exists": False}}) == 0
+    r = await api.get("/api/v1/leads", token=rep.token)
+    assert [lead["id"] for lead in r.json["items"]] == made[::-1]

@@ -1,4 +1,4 @@
-"""Odd input never half-writes and never answers 500 (issue: "Nothing half-written, no 500s").
+"""Odd input never half-writes and never answers 500: nothing half-written, no 500s.
 
 Every PATCH validates the whole change before it writes: a field that must not become null answers
 422 and a later GET shows the record unchanged (and lists keep answering 200). Deep JSON, dates in

@@ -1,4 +1,5 @@
-"""What a newcomer tripped over (issue item 8, and item 2's export probe).
+"""What a newcomer tripped over: an export that one odd lead broke, and jobs' events attributed to
+"public" (docs/security.md, "Attribution").
 
 - A lead stored before validation refused control characters (``a\\u0001b``) must not make the
   export answer 500 for everyone who can see it: the file still opens and the lead is in it.

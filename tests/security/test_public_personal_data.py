@@ -194,3 +194,14 @@ async def test_staff_still_find_the_submission_on_the_lead(api, people, form, ra
     lead_id = lead_of(raw_db, r.json)
     r = await api.get(f"{LEADS}/{lead_id}/timeline", token=admin.token)
     assert r.status == 200 and r.json["items"][0]["kind"] == "created"
+
+
+def test_production_sends_only_the_templates_it_was_given():
+    """The built-in template ids are the fake WeChat's; in production they would only earn 40037,
+    so a kind with no configured template stays in-app only."""
+    from server.services.outbox import DEFAULT_TEMPLATES, templates_for
+
+    real = {"template_id": "real-lead-tpl", "fields": {"title": "thing1"}}
+    assert templates_for(load_settings(env="production", **STRONG, wechat_templates={"lead_assigned": real})) == {"lead_assigned": real}
+    dev = templates_for(load_settings(env="development"))
+    assert set(dev) == set(DEFAULT_TEMPLATES) and all(t["template_id"].startswith("DEMO_") for t in dev.values())

@@ -24,7 +24,7 @@ def clock():
 
 @pytest.mark.gen_test
 async def test_one_owner_holding_two_leases_keeps_both(ctx, clock, raw_db):
-    mine = LeaseService(ctx.db, clock, owner="instance-a")
+    mine = LeaseService(ctx.database.collection("leases"), clock, owner="instance-a")
     assert await mine.acquire("job:a", 600)
     before = raw_db.leases.find_one({"_id": "job:a"})
     clock.advance(seconds=5)
@@ -36,19 +36,19 @@ async def test_one_owner_holding_two_leases_keeps_both(ctx, clock, raw_db):
     assert as_utc(b["lease_until"]) == clock.now() + timedelta(seconds=60)
     assert raw_db.leases.count_documents({}) == 2
     # another instance still finds job:a taken
-    assert not await LeaseService(ctx.db, clock, owner="instance-b").acquire("job:a", 60)
+    assert not await LeaseService(ctx.database.collection("leases"), clock, owner="instance-b").acquire("job:a", 60)
 
 
 @pytest.mark.gen_test
 async def test_a_job_run_leaves_the_other_leases_of_its_instance_alone(ctx, clock, raw_db):
     load_jobs()
-    mine = LeaseService(ctx.db, clock, owner="this-instance")
+    mine = LeaseService(ctx.database.collection("leases"), clock, owner="this-instance")
     assert await mine.acquire("job:fold_stats", 600)
     held = raw_db.leases.find_one({"_id": "job:fold_stats"})
     done = await run_job(ctx, "purge_revoked_sessions", leases=mine)
     assert done == {"job": "purge_revoked_sessions", "deleted": 0}
     assert raw_db.leases.find_one({"_id": "job:fold_stats"}) == held
-    other = LeaseService(ctx.db, clock, owner="other-instance")
+    other = LeaseService(ctx.database.collection("leases"), clock, owner="other-instance")
     assert not await other.acquire("job:fold_stats", 60), "the first job's lease still holds"
     assert await other.acquire("job:purge_revoked_sessions", 60), "the finished job gave its lease back"
 

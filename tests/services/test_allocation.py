@@ -1,4 +1,4 @@
-"""Lead allocation (issue 5): fairness of each strategy, what makes a member unavailable, the reason
+"""Lead allocation: fairness of each strategy, what makes a member unavailable, the reason
 text, what happens when nobody can take a lead, three schedulers at once, leases, and the command
 budget of a sweep."""
 
@@ -395,7 +395,7 @@ async def test_dead_holders_lease_is_taken_over_a_live_one_is_not(ctx, people, r
     leads = await capture(ctx, "north-expo", 2)
     t0 = NOW
     # an instance took the job's lease at t0, then died without releasing it
-    dead = LeaseService(ctx.db, FixedClock(t0), owner="dead-instance")
+    dead = LeaseService(ctx.database.collection("leases"), FixedClock(t0), owner="dead-instance")
     assert await dead.acquire("job:allocate_new_leads", 120)
 
     alive_lease = build_context(ctx.settings, ctx.database, FixedClock(t0 + timedelta(seconds=119)))

@@ -22,8 +22,8 @@ def clock():
 
 @pytest.mark.gen_test
 async def test_live_lease_is_not_taken_by_another_owner(ctx, clock, raw_db):
-    a = LeaseService(ctx.db, clock, owner="instance-a")
-    b = LeaseService(ctx.db, clock, owner="instance-b")
+    a = LeaseService(ctx.database.collection("leases"), clock, owner="instance-a")
+    b = LeaseService(ctx.database.collection("leases"), clock, owner="instance-b")
     assert await a.acquire("job:x", 60)
     assert not await b.acquire("job:x", 60)
     clock.advance(seconds=59)
@@ -38,8 +38,8 @@ async def test_live_lease_is_not_taken_by_another_owner(ctx, clock, raw_db):
 
 @pytest.mark.gen_test
 async def test_expired_lease_is_taken_over(ctx, clock, raw_db):
-    a = LeaseService(ctx.db, clock, owner="instance-a")
-    b = LeaseService(ctx.db, clock, owner="instance-b")
+    a = LeaseService(ctx.database.collection("leases"), clock, owner="instance-a")
+    b = LeaseService(ctx.database.collection("leases"), clock, owner="instance-b")
     assert await a.acquire("job:x", 60)
     clock.advance(seconds=61)
     assert await b.acquire("job:x", 60)
@@ -50,8 +50,8 @@ async def test_expired_lease_is_taken_over(ctx, clock, raw_db):
 
 @pytest.mark.gen_test
 async def test_release_frees_the_lease_for_others_only_by_its_holder(ctx, clock):
-    a = LeaseService(ctx.db, clock, owner="instance-a")
-    b = LeaseService(ctx.db, clock, owner="instance-b")
+    a = LeaseService(ctx.database.collection("leases"), clock, owner="instance-a")
+    b = LeaseService(ctx.database.collection("leases"), clock, owner="instance-b")
     assert await a.acquire("job:x", 600)
     await b.release("job:x")  # not b's to release
     assert not await b.acquire("job:x", 600)
@@ -61,8 +61,8 @@ async def test_release_frees_the_lease_for_others_only_by_its_holder(ctx, clock)
 
 @pytest.mark.gen_test
 async def test_leases_are_per_name(ctx, clock):
-    a = LeaseService(ctx.db, clock, owner="instance-a")
-    b = LeaseService(ctx.db, clock, owner="instance-b")
+    a = LeaseService(ctx.database.collection("leases"), clock, owner="instance-a")
+    b = LeaseService(ctx.database.collection("leases"), clock, owner="instance-b")
     assert await a.acquire("job:one", 60)
     assert await b.acquire("job:two", 60)
 
@@ -78,8 +78,8 @@ async def test_run_job_skips_when_lease_is_held_elsewhere(ctx, people, clock, ra
     load_jobs()
     await _revoked_session(ctx, people)
     assert raw_db.refresh_tokens.count_documents({"revoked": True}) == 1
-    other = LeaseService(ctx.db, clock, owner="other-instance")
-    mine = LeaseService(ctx.db, clock, owner="this-instance")
+    other = LeaseService(ctx.database.collection("leases"), clock, owner="other-instance")
+    mine = LeaseService(ctx.database.collection("leases"), clock, owner="this-instance")
     assert await other.acquire("job:purge_revoked_sessions", 120)
 
     later = T0 + timedelta(days=2)

@@ -191,3 +191,14 @@ def test_scrub_masks_secret_fields():
 
 def test_scrub_leaves_ordinary_numbers_alone():
     assert scrub("order 2026112312345 amount_fen 100000") == "order 2026112312345 amount_fen 100000"
+
+
+def test_scrub_masks_secret_fields_in_any_case_the_patterns_accept():
+    """``scrub`` skips a pattern when the line cannot hold its words; the skip must never let
+    through a spelling the case-insensitive pattern itself would have masked."""
+    for text in ('{"PASSWORD": "hunter22"}', "SESSİON_KEY=tiihtNczf5v6AKRyjwEUhQ", "sessıon_key: abc123", "ſecret=s3cr3t",
+                 "Bind_Code=XR3LFB65AP", "authorization: BEARER abc.def.ghi"):
+        masked = scrub(text)
+        assert "***" in masked, text
+        for secret in ("hunter22", "tiihtNczf5v6AKRyjwEUhQ", "abc123", "s3cr3t", "XR3LFB65AP", "abc.def.ghi"):
+            assert secret not in masked, (text, masked)

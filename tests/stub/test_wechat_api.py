@@ -590,7 +590,7 @@ async def test_start_stub_listens_with_given_state(http_client):
     assert body["access_token"] in state.tokens
 
 
-# ------------------------------------------------- WeChat's refusals (issue 6)
+# ------------------------------------------------- WeChat's refusals
 
 
 @pytest.mark.gen_test

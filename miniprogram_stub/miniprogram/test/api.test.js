@@ -14,6 +14,7 @@ function fakeWx(handler) {
     getStorageSync: (k) => (k in store ? JSON.parse(JSON.stringify(store[k])) : ''),
     setStorageSync: (k, v) => { store[k] = JSON.parse(JSON.stringify(v)); },
     removeStorageSync: (k) => { delete store[k]; },
+    getStorageInfoSync: () => ({ keys: Object.keys(store) }),
     login: ({ success }) => success({ code: 'wxcode-' + (++codes) }),
     request: (req) => {
       calls.push(req);
@@ -90,7 +91,7 @@ test('offline writes are queued in storage, replayed in order with their keys, t
   const a = await api.post('/leads/L1/followups', { id: 'f-1', kind: 'call', content: '1' }, { retry: true, queueable: true });
   const b = await api.post('/leads/L1/followups', { id: 'f-2', kind: 'call', content: '2' }, { retry: true, queueable: true });
   assert.equal(a.queued && b.queued, true);
-  assert.deepEqual(wx.store[QUEUE_KEY].map((e) => e.data.id), ['f-1', 'f-2']);
+  assert.deepEqual(wx.store[api.keyOf(QUEUE_KEY)].map((e) => e.data.id), ['f-1', 'f-2']);
   online = true;
   wx.calls.length = 0;
   const report = await api.flush();
@@ -98,7 +99,74 @@ test('offline writes are queued in storage, replayed in order with their keys, t
   const posts = wx.calls.filter((c) => c.method === 'POST');
   assert.deepEqual(posts.map((c) => c.data.id), ['f-1', 'f-2']);
   assert.deepEqual(posts.map((c) => c.header['Idempotency-Key']), [a.idempotencyKey, b.idempotencyKey]);
-  assert.deepEqual(Object.keys(wx.store[SYNC_KEY].leads), ['L1']);
-  assert.equal(wx.store[SYNC_KEY].cursor, 'c2');
-  assert.deepEqual(wx.store[QUEUE_KEY], []);
+  assert.deepEqual(Object.keys(wx.store[api.keyOf(SYNC_KEY)].leads), ['L1']);
+  assert.equal(wx.store[api.keyOf(SYNC_KEY)].cursor, 'c2');
+  assert.deepEqual(wx.store[api.keyOf(QUEUE_KEY)], []);
+});
+
+test('a queued write is replayed through refresh-then-retry: an expired token does not lose it', async () => {
+  let online = false;
+  const wx = fakeWx((req) => {
+    if (!online) return 'network';
+    if (req.url.endsWith('/auth/refresh')) return { statusCode: 200, data: pair(2) };
+    if (req.header.Authorization !== 'Bearer A2') return { statusCode: 401, data: { error: { code: 'auth.token_expired' } } };
+    if (req.url.includes('/sync')) return { statusCode: 200, data: { leads: [], followups: [], deleted: [], cursor: 'c1', has_more: false } };
+    return { statusCode: 201, data: { id: 'f-1' } };
+  });
+  const api = createApi(wx, { ...config, maxRetries: 0 }, noSleep);
+  api.setTokens(pair(1));
+  assert.equal((await api.post('/leads/L1/followups', { id: 'f-1', kind: 'call', content: '1' }, { queueable: true })).queued, true);
+  online = true;
+  const report = await api.flush();
+  assert.deepEqual([report.sent, report.notSent.length, report.remaining], [1, 0, 0]);
+  const paths = wx.calls.filter((c) => c.method === 'POST').map((c) => c.url.replace('http://api.test/api/v1', ''));
+  assert.deepEqual(paths.slice(-3), ['/leads/L1/followups', '/auth/refresh', '/leads/L1/followups']);
+});
+
+test('known offline, a queueable write is queued without a single try and a read fails at once', async () => {
+  let type = 'wifi';
+  const wx = fakeWx(() => ({ statusCode: 200, data: {} }));
+  const listeners = [];
+  wx.onNetworkStatusChange = (fn) => listeners.push(fn);
+  wx.getNetworkType = ({ success }) => success({ networkType: type });
+  const api = createApi(wx, config, { sleep: () => new Promise((r) => setTimeout(r, 1000)) });
+  api.setTokens(pair(1));
+  await api.watchNetwork();
+  type = 'none';
+  listeners.forEach((fn) => fn({ isConnected: false, networkType: 'none' }));
+  const t0 = Date.now();
+  assert.equal((await api.post('/leads', { id: 'l-1', name: 'x' }, { queueable: true, label: '新线索 · x' })).queued, true);
+  await assert.rejects(api.get('/leads'), (e) => e.code === 'network.error');
+  assert.ok(Date.now() - t0 < 500);
+  assert.equal(wx.calls.length, 0);
+  assert.equal(api.pending().queued[0].label, '新线索 · x');
+});
+
+test('a refused sync cursor starts a fresh snapshot', async () => {
+  const wx = fakeWx((req) => (req.url.includes('since=old')
+    ? { statusCode: 400, data: { error: { code: 'request.bad_cursor', message: '分页游标无效' } } }
+    : { statusCode: 200, data: { leads: [{ id: 'L2', version: 1 }], followups: [], deleted: [], cursor: 'new', has_more: false } }));
+  const api = createApi(wx, config, noSleep);
+  api.setTokens(pair(1));
+  wx.setStorageSync(api.keyOf(SYNC_KEY), { leads: { L1: { id: 'L1', version: 1 } }, followups: {}, cursor: 'old' });
+  await api.flush();
+  assert.deepEqual(Object.keys(wx.store[api.keyOf(SYNC_KEY)].leads), ['L2']);
+  assert.equal(wx.store[api.keyOf(SYNC_KEY)].cursor, 'new');
+});
+
+test('each user has their own cache and queue; logout removes every record of the mini-program', async () => {
+  const wx = fakeWx((req) => (req.url.includes('/sync')
+    ? { statusCode: 200, data: { leads: [{ id: req.header.Authorization === 'Bearer A1' ? 'L-of-u1' : 'L-of-u2', version: 1 }], followups: [], deleted: [], cursor: 'c', has_more: false } }
+    : { statusCode: 204, data: '' }));
+  const api = createApi(wx, config, noSleep);
+  api.setTokens(pair(1));
+  await api.flush();
+  assert.deepEqual(api.localLeads().map((l) => l.id), ['L-of-u1']);
+  api.setTokens({ access_token: 'A2', refresh_token: 'R2', user: { id: 'u2', role: 'rep' } });
+  assert.deepEqual(api.localLeads(), []);
+  await api.flush();
+  assert.deepEqual(api.localLeads().map((l) => l.id), ['L-of-u2']);
+  await api.logout();
+  assert.deepEqual(Object.keys(wx.store), []);
+  assert.ok(wx.calls.some((c) => c.url.endsWith('/auth/logout') && c.data.refresh_token === 'R2'));
 });

@@ -37,12 +37,24 @@ test('a network failure stops the replay and keeps the order for next time', asy
   assert.equal(q.load(s)[0].attempts, 1);
 });
 
-test('a server error keeps the entry; a refused one (4xx) is dropped and reported', async () => {
+test('a server error keeps the entry; a refused one (4xx) moves to the not-sent list with the reason', async () => {
   const s = memory();
   ['a', 'b'].forEach((k) => q.enqueue(s, { method: 'POST', path: '/p/' + k, idempotencyKey: 'key-' + k + '0000000' }));
   let report = await q.replay(s, async () => ({ statusCode: 503 }));
   assert.equal(report.stoppedBy, 'server');
   assert.equal(q.load(s).length, 2);
   report = await q.replay(s, async (e) => (e.path === '/p/a' ? { statusCode: 422, data: { error: { code: 'request.invalid' } } } : { statusCode: 200 }));
-  assert.deepEqual([report.sent, report.remaining, report.dropped.length, report.dropped[0].error.code], [1, 0, 1, 'request.invalid']);
+  assert.deepEqual([report.sent, report.remaining, report.notSent.length, report.notSent[0].error.code], [1, 0, 1, 'request.invalid']);
+  assert.deepEqual(q.notSent(s).map((i) => [i.path, i.statusCode, i.error.code]), [['/p/a', 422, 'request.invalid']]);
+  assert.equal(q.take(s, q.notSent(s)[0].id).path, '/p/a');
+  assert.deepEqual(q.notSent(s), []);
+});
+
+test('a 401 the refresh could not cure stops the replay and keeps the entry (it is not refused)', async () => {
+  const s = memory();
+  q.enqueue(s, { method: 'POST', path: '/p/a', idempotencyKey: 'key-a0000000' });
+  const report = await q.replay(s, async () => ({ statusCode: 401, data: { error: { code: 'auth.invalid_token' } } }));
+  assert.equal(report.stoppedBy, 'auth');
+  assert.equal(q.load(s).length, 1);
+  assert.deepEqual(q.notSent(s), []);
 });

@@ -58,7 +58,8 @@ function decide(outcome, ctx) {
   const attempt = ctx.attempt || 0;
   const max = ctx.maxRetries === undefined ? 5 : ctx.maxRetries;
   if (outcome.networkError) {
-    if (ctx.safe && attempt < max) return { action: 'retry', delayMs: backoffDelay(attempt, ctx.random) };
+    // Known to be offline (no network at all): queue or fail now, no back-off to sit through.
+    if (!ctx.offline && ctx.safe && attempt < max) return { action: 'retry', delayMs: backoffDelay(attempt, ctx.random) };
     if (ctx.queueable) return { action: 'queue' };
     return { action: 'fail' };
   }

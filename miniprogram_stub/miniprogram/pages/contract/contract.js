@@ -1,34 +1,59 @@
 const app = getApp();
+const view = require('../../lib/view');
 
-// One contract, opened from a renewal, payment or approval notification
-// (pages/contract/contract?id=<contract id>): title, amount, dates, status, the approval steps and
-// the payment plan. Money received is shown only to those who may see it (null otherwise).
-const STATUS = { draft: '草稿', pending: '审批中', active: '生效中', rejected: '已驳回', ended: '已到期' };
-const STEP = { waiting: '待审批', current: '审批中', approved: '已通过', rejected: '已驳回', returned: '已退回', skipped: '已跳过' };
-
-function yuan(fen) { return fen === null || fen === undefined ? '' : '¥' + (fen / 100).toFixed(2); }
-
+// One contract (from the list, a lead, a renewal / payment / approval notification, or a WeChat
+// message: ?id=<contract id>): parties, dates, amount, status and its approval step, the approval
+// history with comments, the payment plan with what each instalment received, the payments, the
+// notes. Its owner edits and submits a draft and renews an active one; managers, admins and finance
+// record payments; the current approver decides here too.
 Page({
-  data: { contract: null, steps: [], plan: [], error: '' },
-  onLoad(q) { this.id = q.id; },
+  data: { c: null, comment: '', error: '', busy: false, canPay: false },
+  onLoad(q) { this.contractId = q.id; },
   onShow() { this.load(); },
-  onPullDownRefresh() { this.load(); wx.stopPullDownRefresh(); },
+  onPullDownRefresh() { this.load().then(() => wx.stopPullDownRefresh()); },
   load() {
-    if (!this.id) { this.setData({ error: '缺少合同编号' }); return; }
-    app.api.get('/contracts/' + this.id)
-      .then((c) => this.setData({
-        contract: Object.assign({}, c, {
-          amount: yuan(c.amount_fen), paid: yuan(c.paid_fen), outstanding: yuan(c.outstanding_fen),
-          overdue: c.overdue_fen ? yuan(c.overdue_fen) : '', statusText: STATUS[c.status] || c.status
-        }),
-        steps: (c.steps || []).map((s) => ({
-          index: s.index + 1, state: STEP[s.state] || s.state,
-          who: s.approvers.map((id) => (s.approver_names || {})[id] || id).join('、'),
-          comment: (s.decisions || []).map((d) => d.comment).filter(Boolean).join('；')
-        })),
-        plan: (c.payment_plan || []).map((p) => ({ no: p.no, due: p.due_date, amount: yuan(p.amount_fen), paid: yuan(p.paid_fen) })),
-        error: ''
-      }))
-      .catch((e) => this.setData({ error: e.message }));
+    if (!this.contractId) { this.setData({ error: '缺少合同编号' }); return Promise.resolve(); }
+    const me = app.api.tokens().user || {};
+    return app.api.get('/contracts/' + this.contractId)
+      .then((raw) => {
+        this.raw = raw;
+        const c = view.contractView(raw, me);
+        const payer = me.role === 'manager' || me.role === 'admin' || me.finance === true;
+        this.setData({ c, canPay: payer && c.moneyVisible && raw.status === 'active' && !c.settled, error: '' });
+      })
+      .catch((e) => this.setData({ error: e.status === 404 ? '合同不存在或你无权查看' : e.message }));
+  },
+  act(promise, toast) {
+    if (this.data.busy) return Promise.resolve();
+    this.setData({ busy: true, error: '' });
+    return promise()
+      .then((res) => { wx.showToast({ title: toast }); return res; })
+      .catch((e) => {
+        this.setData({ error: e.status === 412 ? '合同已被他人更新，已刷新' : e.message });
+        if (e.status === 412 || e.status === 409) this.load();
+        return null;
+      })
+      .then((res) => { this.setData({ busy: false }); return res; });
+  },
+  submit() {
+    this.act(() => app.api.post('/contracts/' + this.contractId + '/submit', { version: this.raw.version }, { noKey: true, retry: false }), '已提交审批')
+      .then((res) => { if (res) this.load(); });
+  },
+  renew() {
+    this.act(() => app.api.post('/contracts/' + this.contractId + '/renew', null, { noKey: true, retry: false }), '已生成续约草稿')
+      .then((draft) => { if (draft) wx.navigateTo({ url: '/pages/contract-edit/contract-edit?id=' + draft.id }); });
+  },
+  edit() { wx.navigateTo({ url: '/pages/contract-edit/contract-edit?id=' + this.contractId }); },
+  pay() { wx.navigateTo({ url: '/pages/payment/payment?contract_id=' + this.contractId }); },
+  openLead() { if (this.raw) wx.navigateTo({ url: '/pages/lead/lead?id=' + this.raw.lead_id }); },
+  openRenewal() { if (this.data.c.renewedBy) wx.navigateTo({ url: '/pages/contract/contract?id=' + this.data.c.renewedBy }); },
+  openRenewed() { if (this.data.c.renews) wx.navigateTo({ url: '/pages/contract/contract?id=' + this.data.c.renews }); },
+  onComment(e) { this.setData({ comment: e.detail.value }); },
+  decide(e) {
+    const decision = e.currentTarget.dataset.decision;
+    const comment = this.data.comment.trim();
+    if (decision !== 'approve' && !comment) { this.setData({ error: '驳回或退回请填写意见' }); return; }
+    this.act(() => app.api.post('/contracts/' + this.contractId + '/' + decision, { version: this.raw.version, comment }, { noKey: true, retry: false }), '已处理')
+      .then((res) => { if (res) { this.setData({ comment: '' }); this.load(); } });
   }
 });

@@ -1,26 +1,29 @@
 const app = getApp();
+const session = require('../../utils/session');
+const format = require('../../utils/format');
 
-// wx.login → POST /auth/wechat-login. Staff enter the one-time bind code from their admin once;
-// after that WeChat alone logs them in.
+// The first page: someone already logged in goes straight to their home (staff: my leads;
+// customer: the customer home). Otherwise wx.login → POST /auth/wechat-login: staff enter the
+// one-time bind code from their admin once; customers just tap the button.
 Page({
-  data: { bindCode: '', error: '', user: null },
-  onLoad() { this.setData({ user: app.api.tokens().user || null }); },
-  onBindInput(e) { this.setData({ bindCode: e.detail.value.trim().toUpperCase() }); },
+  data: { bindCode: '', error: '', busy: false, staff: false },
+  onLoad(query) {
+    this.query = query || {};
+    const user = app.api.user();
+    if (user) session.goHome(wx, user);
+  },
+  onBindInput(e) { this.setData({ bindCode: String(e.detail.value || '').trim().toUpperCase() }); },
+  toggleStaff() { this.setData({ staff: !this.data.staff, error: '' }); },
   login() {
-    this.setData({ error: '' });
+    if (this.data.busy) return;
+    this.setData({ error: '', busy: true });
     app.api.loginWithWechat(this.data.bindCode || undefined)
       .then((pair) => {
         app.globalData.user = pair.user;
-        this.setData({ user: pair.user, bindCode: '' });
-        return app.api.flush();
+        this.setData({ bindCode: '', busy: false });
+        app.api.flush().catch(() => {}); // catching up must never keep anyone on the login page
+        session.goHome(wx, pair.user);
       })
-      .then(() => wx.switchTab({ url: '/pages/leads/leads' }))
-      .catch((e) => this.setData({ error: e.message }));
-  },
-  logout() {
-    const t = app.api.tokens();
-    if (t.refresh) app.api.post('/auth/logout', { refresh_token: t.refresh }, { noKey: true }).catch(() => {});
-    app.api.clearTokens();
-    this.setData({ user: null });
+      .catch((e) => this.setData({ busy: false, error: e.code === 'auth.invalid_credentials' || e.status === 401 ? '绑定码无效或已使用，请向管理员重新获取' : format.errorText(e) }));
   }
 });

@@ -1,21 +1,40 @@
 const app = getApp();
 const config = require('../../config');
+const { listMethods, LIST_DATA } = require('../../lib/list');
+const view = require('../../lib/view');
 
-// The in-app inbox, and the subscribe-message opt-in: each acceptance allows one WeChat message
-// of that template, so the page asks again and reports every acceptance to the server.
-Page({
-  data: { items: [], cursor: null, unreadOnly: false, error: '', remaining: {} },
-  onShow() { this.load(true); },
-  onReachBottom() { if (this.data.cursor) this.load(false); },
-  toggle() { this.setData({ unreadOnly: !this.data.unreadOnly }); this.load(true); },
-  load(fresh) {
-    app.api.get('/notifications', { limit: 20, unread: this.data.unreadOnly ? 'true' : undefined, cursor: fresh ? undefined : this.data.cursor })
-      .then((page) => this.setData({ items: (fresh ? [] : this.data.items).concat(page.items), cursor: page.next_cursor, error: '' }))
-      .catch((e) => this.setData({ error: e.message }));
-  },
-  read(e) {
-    const n = this.data.items[e.currentTarget.dataset.index];
-    app.api.post('/notifications/' + n.id + '/read', null, { noKey: true, retry: true }).then(() => this.load(true));
+// Where a notification leads (the same place its WeChat message opens, see templates.js).
+function target(n) {
+  const d = n.data || {};
+  if (d.task_id) return { url: '/pages/task/task?id=' + d.task_id };
+  if (n.kind === 'lead_reclaimed') return { url: '/pages/pool/pool', tab: true };
+  if (d.contract_id) return { url: '/pages/contract/contract?id=' + d.contract_id };
+  if (d.lead_id) return { url: '/pages/lead/lead?id=' + d.lead_id };
+  if (n.kind === 'allocation_stuck') return { url: '/pages/leads/leads', tab: true };
+  return null;
+}
+
+// The in-app inbox, newest first; tapping one marks it read and opens what it is about (a task,
+// a lead, a contract, an approval). The subscribe-message opt-in: each acceptance allows one
+// WeChat message of that template, so the page asks again and reports every acceptance.
+Page(Object.assign(listMethods({
+  fetch(cursor) { return app.api.get('/notifications', { limit: 20, unread: this.data.unreadOnly ? 'true' : undefined, cursor }); },
+  map(n) { return { id: n.id, kind: n.kind, title: n.title, body: n.body, at: view.format.when(n.created_at), read: Boolean(n.read_at), urgent: n.urgent, hasTarget: Boolean(target(n)), raw: n }; }
+}), {
+  data: Object.assign({}, LIST_DATA, { unreadOnly: false, remaining: {} }),
+  onShow() { this.reload(); },
+  toggle() { this.setData({ unreadOnly: !this.data.unreadOnly }); this.reload(); },
+  open(e) {
+    const index = e.currentTarget.dataset.index;
+    const n = this.data.items[index];
+    if (!n.read) {
+      this.setData({ ['items[' + index + '].read']: true });
+      app.api.post('/notifications/' + n.id + '/read', null, { noKey: true, retry: true }).catch(() => {});
+    }
+    const t = target(n.raw);
+    if (!t) return;
+    if (t.tab) wx.switchTab({ url: t.url });
+    else wx.navigateTo({ url: t.url });
   },
   subscribe() {
     const ids = Object.keys(config.templates).map((k) => config.templates[k]);
@@ -35,4 +54,4 @@ Page({
       fail: (err) => this.setData({ error: err.errMsg })
     });
   }
-});
+}));

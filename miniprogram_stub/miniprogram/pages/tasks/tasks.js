@@ -1,22 +1,41 @@
 const app = getApp();
+const { listMethods, LIST_DATA } = require('../../lib/list');
+const view = require('../../lib/view');
 
-// Open tasks, soonest due first; completing twice is harmless, so it may be retried.
-Page({
-  data: { items: [], cursor: null, error: '' },
-  onShow() { this.load(true); },
-  onReachBottom() { if (this.data.cursor) this.load(false); },
-  load(fresh) {
-    app.api.get('/tasks', { status: 'open', limit: 20, cursor: fresh ? undefined : this.data.cursor })
-      .then((page) => this.setData({ items: (fresh ? [] : this.data.items).concat(page.items), cursor: page.next_cursor, error: '' }))
-      .catch((e) => this.setData({ error: e.message }));
+const FILTERS = [
+  { value: 'open', label: '待完成' }, { value: 'today', label: '今天到期' },
+  { value: 'overdue', label: '已逾期' }, { value: 'done', label: '已完成' }
+];
+
+function query(filter, cursor) {
+  const q = { limit: 20, cursor };
+  if (filter === 'done') q.status = 'done';
+  else q.status = 'open';
+  if (filter === 'overdue') q.due_before = new Date().toISOString();
+  if (filter === 'today') q.due_before = view.format.today() + 'T23:59:59+08:00';
+  return q;
+}
+
+// My tasks (a manager: the team's), soonest due first, with filters; tap one for its detail.
+// Completing twice is harmless, so it may be retried.
+Page(Object.assign(listMethods({
+  fetch(cursor) { return app.api.get('/tasks', query(this.data.filter, cursor)); },
+  map(t) { return view.taskView(t); }
+}), {
+  data: Object.assign({}, LIST_DATA, { filters: FILTERS, filter: 'open' }),
+  onShow() { this.reload(); },
+  pick(e) {
+    const filter = e.currentTarget.dataset.value;
+    if (filter === this.data.filter) return;
+    this.setData({ filter });
+    this.reload();
   },
   complete(e) {
     const task = this.data.items[e.currentTarget.dataset.index];
     app.api.post('/tasks/' + task.id + '/complete', { version: task.version }, { noKey: true, retry: true })
-      .then(() => this.load(true)).catch((err) => this.setData({ error: err.message }));
+      .then(() => { wx.showToast({ title: '已完成' }); this.reload(); })
+      .catch((err) => this.setData({ error: err.message }));
   },
-  open(e) {
-    const task = this.data.items[e.currentTarget.dataset.index];
-    if (task.lead_id) wx.navigateTo({ url: '/pages/lead/lead?id=' + task.lead_id });
-  }
-});
+  open(e) { wx.navigateTo({ url: '/pages/task/task?id=' + this.data.items[e.currentTarget.dataset.index].id }); },
+  create() { wx.navigateTo({ url: '/pages/task-edit/task-edit' }); }
+}));

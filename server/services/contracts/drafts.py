@@ -1,52 +1,38 @@
-"""Contracts: drafts, approval chains (embedded steps), decisions, renewals and payments (回款).
+"""Drafts and approvals: a contract from draft to active — terms and plan, the approval chain built
+from the amount at submission, decisions (approve, reject, return), the approver's inbox, the lead
+becoming a customer on activation, and renewals (a new draft linked to the old contract).
 
-Contracts are scoped like leads (a rep their own, a manager their team's, an admin all) through
-the ``owner_id`` and ``team_id`` copied from the lead. Every change is a whole-document replacement
-guarded by ``version`` (the document carries datetimes in its steps and payments, and datetimes are
-never written with ``$set``; docs/mongodb-compat.md), so two managers approving the same step at
-once produce exactly one approval and one 412.
-
-Dates of the contract and its plan are business dates (``YYYY-MM-DD`` strings in the business time
-zone), which sort and compare as text.
+Every change is a whole-document replacement guarded by ``version`` (the document carries
+datetimes in its steps, and datetimes are never written with ``$set``; docs/mongodb-compat.md), so
+two managers approving the same step at once produce exactly one approval and one 412.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
 
 from config.settings import ApprovalTier, Settings
-from server.actor import SYSTEM, Actor
+from server.actor import Actor
 from server.clock import Clock
-from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
+from server.errors import Conflict, Forbidden, Invalid, VersionMismatch
 from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.common import DATE_MAX
-from server.schemas.contracts import ContractCreate, ContractListQuery, ContractUpdate, PaymentIn
+from server.schemas.contracts import ContractCreate, ContractListQuery, ContractUpdate
 from server.services.audit import AuditService
-from server.services.idempotency import IdempotencyService
+from server.services.contracts.common import NAMED, ContractBase, next_due, parse_date
 from server.services.leads import LeadService
 from server.services.lifecycle import CUSTOMER_STAGES, TRANSITIONS
 from server.services.notifications import NotificationService, notification
 
 DECISIONS = ("approve", "reject", "return")
-APPROVER_ROLES = ("manager", "admin")
-NAMED = "named"  # a step decided by the people it names (any_of / all_of), not by a role
 EVENT_KINDS = {"approve": "contract_approved", "reject": "contract_rejected", "return": "contract_returned"}
 # Stages a lead is never walked *through* on its way to customer / retained.
 _NO_PASSING = {"lost", "at_risk", "churned"}
-
-
-def _d(value: str) -> date:
-    return date.fromisoformat(value)
-
-
-def business_today(now: datetime, settings: Settings) -> date:
-    return now.astimezone(settings.tz).date()
 
 
 def stage_path(current: str, target: str) -> list[str] | None:
@@ -67,24 +53,11 @@ def stage_path(current: str, target: str) -> list[str] | None:
     return None
 
 
-def money(contract: dict, today: date) -> dict[str, int | bool]:
-    """Paid, outstanding and overdue amounts, computed from the plan as of ``today``."""
-    plan = contract.get("payment_plan") or []
-    paid = sum(i.get("paid_fen", 0) for i in plan)
-    overdue = sum(i["amount_fen"] - i.get("paid_fen", 0) for i in plan if _d(i["due_date"]) < today)
-    return {"paid_fen": paid, "outstanding_fen": contract["amount_fen"] - paid, "overdue_fen": overdue, "paid": paid >= contract["amount_fen"]}
-
-
-def _next_due(plan: list[dict]) -> str | None:
-    open_ = [i["due_date"] for i in plan if i.get("paid_fen", 0) < i["amount_fen"]]
-    return min(open_) if open_ else None
-
-
 def _renewal_terms(old: dict) -> tuple[date, date, list[dict]]:
     """The renewal's start, end and payment plan: the same length (whole years stay whole years
     across leap days), starting the day after ``old`` ends. Refused (422) when any date would fall
     after DATE_MAX — a contract ending 9999-12-31 has no next day at all."""
-    start, end = _d(old["start_date"]), _d(old["end_date"])
+    start, end = parse_date(old["start_date"]), parse_date(old["end_date"])
     try:
         new_start = end + timedelta(days=1)
         shift = new_start - start
@@ -96,100 +69,40 @@ def _renewal_terms(old: dict) -> tuple[date, date, list[dict]]:
                     break
             except ValueError:
                 break
-        plan = [{"due_date": _d(i["due_date"]) + shift, "amount_fen": i["amount_fen"]} for i in old["payment_plan"]]
+        plan = [{"due_date": parse_date(i["due_date"]) + shift, "amount_fen": i["amount_fen"]} for i in old["payment_plan"]]
     except OverflowError:
         plan, new_end = [], date.max
     if new_end > DATE_MAX or any(i["due_date"] > DATE_MAX for i in plan):
         raise Invalid("contract.renewal_out_of_range", params={"max": DATE_MAX.isoformat()},
-                      details=[{"field": "end_date", "code": "date_range", "message": f"the renewal would end after {DATE_MAX.isoformat()}"}])
+                      details=[detail("end_date", "date_range", text="renewal_ends_after", max=DATE_MAX.isoformat())])
     return new_start, new_end, plan
 
 
-class ContractService:
+class ContractService(ContractBase):
+    """Drafts, approval chains and decisions, the inbox and renewals."""
+
     def __init__(
-        self, db, clock: Clock, settings: Settings, leads: LeadService, audit: AuditService,
-        notifications: NotificationService, idempotency: IdempotencyService,
+        self, *, contracts, users_view, leads_view, clock: Clock, settings: Settings, leads: LeadService, audit: AuditService,
+        notifications: NotificationService,
     ) -> None:
-        self._col = db["contracts"]
-        self._users = db["users"]
-        self._leads_col = db["leads"]
-        self._clock = clock
-        self._settings = settings
+        super().__init__(contracts, clock, settings)
+        self._users = users_view
+        self._leads_col = leads_view
         self._leads = leads
         self._audit = audit
         self._notifications = notifications
-        self.idempotency = idempotency
-
-    # ------------------------------------------------------------ scope
-    @staticmethod
-    def scope(actor: Actor) -> dict:
-        """Like leads; finance staff see every contract (they collect the money)."""
-        if actor.is_admin or actor.finance:
-            return {}
-        return LeadService.scope(actor)
-
-    @staticmethod
-    def sees_money(actor: Actor, contract: dict) -> bool:
-        """Payments are for the owner, their team's managers, admins and finance."""
-        if actor.is_admin or actor.finance:
-            return True
-        if actor.is_manager:
-            return bool(actor.team_id) and contract.get("team_id") == actor.team_id
-        return contract.get("owner_id") == actor.id
-
-    def _visible(self, actor: Actor, contract: dict) -> bool:
-        """In the caller's scope, or waiting for the caller's decision now, or naming the caller as
-        an approver (``any_of``/``all_of``) while they still approve at all."""
-        scope = self.scope(actor)
-        if all(contract.get(k) == v for k, v in scope.items()) and "_id" not in scope:
-            return True
-        if self.holds_current_step(actor, contract):
-            return True
-        return actor.role in APPROVER_ROLES and actor.id in contract.get("approver_ids", [])
-
-    @staticmethod
-    def holds_current_step(actor: Actor, contract: dict) -> bool:
-        """Whether the caller may decide the contract's current step *now*.
-
-        A ``manager`` step belongs to whoever is a manager of the contract's team now, an ``admin``
-        step to whoever is an admin now (roles and teams come from the user read on this request),
-        so a manager moved to another team loses the old team's pending contracts at once and the
-        team's new manager gets them. Named steps (``any_of``/``all_of``) belong to the people named
-        who have not yet signed, while they still hold an approver's role. Nobody decides a contract
-        they own or submitted.
-        """
-        if contract.get("status") != "pending" or contract.get("current_step") is None:
-            return False
-        if actor.id in (contract.get("owner_id"), contract.get("submitted_by")):
-            return False
-        holder = contract.get("current_role") or NAMED
-        if holder == "manager":
-            return actor.is_manager and bool(actor.team_id) and actor.team_id == contract.get("team_id")
-        if holder == "admin":
-            return actor.is_admin
-        return actor.role in APPROVER_ROLES and actor.id in contract.get("current_approvers", [])
-
-    async def get(self, actor: Actor, contract_id: str) -> dict:
-        """The contract, for those in its scope and for anyone asked to approve it; else 404."""
-        doc = await self._col.find_one({"_id": str(contract_id)[:64]})
-        if doc is None or not self._visible(actor, doc):
-            raise NotFound("contract.not_found")
-        return doc
-
-    async def exists(self, contract_id: str) -> bool:
-        return await self._col.find_one({"_id": contract_id}, {"_id": 1}) is not None
 
     # ------------------------------------------------------------ drafts
     def _check_terms(self, amount: int, start: date, end: date, plan: list[dict]) -> None:
         if amount > self._settings.contract_max_amount_fen:
             raise Invalid("contract.amount_too_large", params={"max": self._settings.contract_max_amount_fen},
-                          details=[{"field": "amount_fen", "code": "too_large", "message": f"at most {self._settings.contract_max_amount_fen}"}])
+                          details=[detail("amount_fen", "too_large", text="at_most", max=self._settings.contract_max_amount_fen)])
         if end < start:
-            raise Invalid("contract.bad_dates", details=[{"field": "end_date", "code": "before_start", "message": "end_date is before start_date"}])
+            raise Invalid("contract.bad_dates", details=[detail("end_date", "before_start", text="end_before_start")])
         total = sum(i["amount_fen"] for i in plan)
         if total != amount:
             raise Invalid("contract.plan_mismatch", params={"plan": total, "amount": amount},
-                          details=[{"field": "payment_plan", "code": "sum", "message": f"instalments add up to {total}, not {amount}"}])
+                          details=[detail("payment_plan", "sum", text="plan_sum", total=total, amount=amount)])
 
     @staticmethod
     def _plan(plan_in: list | None, amount: int, start: date) -> list[dict]:
@@ -219,7 +132,7 @@ class ContractService:
             "renewed_by": None,
             "renewal_active": False,
             "payment_plan": plan,
-            "next_due": _next_due(plan),
+            "next_due": next_due(plan),
             "paid": False,
             "payments": [],
             "payment_ids": [],
@@ -248,13 +161,6 @@ class ContractService:
         filter_.update(self.scope(actor))  # last: a filter never widens the scope
         return await paginate(self._col, filter_, limit=query.limit, cursor=query.cursor)
 
-    async def _replace(self, doc: dict, changes: dict) -> dict:
-        new = {**doc, **changes, "version": doc["version"] + 1, "updated_at": self._clock.now()}
-        result = await self._col.find_one_and_replace({"_id": doc["_id"], "version": doc["version"]}, new, return_document=ReturnDocument.AFTER)
-        if result is None:
-            raise VersionMismatch("contract.version_mismatch")
-        return result
-
     async def update(self, actor: Actor, contract_id: str, data: ContractUpdate, version: int) -> dict:
         doc = await self._in_scope(actor, contract_id)
         if doc["status"] != "draft":
@@ -263,27 +169,21 @@ class ContractService:
             raise VersionMismatch("contract.version_mismatch")
         changes = data.model_dump(exclude_unset=True, exclude={"version", "payment_plan"})  # nulls: notes only (ContractUpdate)
         amount = changes.get("amount_fen", doc["amount_fen"])
-        start = changes.get("start_date") or _d(doc["start_date"])
-        end = changes.get("end_date") or _d(doc["end_date"])
+        start = changes.get("start_date") or parse_date(doc["start_date"])
+        end = changes.get("end_date") or parse_date(doc["end_date"])
         if "payment_plan" in data.model_fields_set:
             plan = self._plan(data.payment_plan, amount, start)
         elif len(doc["payment_plan"]) == 1 and "amount_fen" in changes:
-            plan = self._plan(None, amount, _d(doc["payment_plan"][0]["due_date"]))  # the implicit single instalment follows the amount
+            plan = self._plan(None, amount, parse_date(doc["payment_plan"][0]["due_date"]))  # the implicit single instalment follows the amount
         else:
             plan = doc["payment_plan"]
         self._check_terms(amount, start, end, plan)
         for key in ("start_date", "end_date"):
             if key in changes:
                 changes[key] = changes[key].isoformat()
-        new = await self._replace(doc, {**changes, "payment_plan": plan, "next_due": _next_due(plan)})
+        new = await self._replace(doc, {**changes, "payment_plan": plan, "next_due": next_due(plan)})
         await self._leads.add_event(doc["lead_id"], "contract_updated", actor, {"contract_id": doc["_id"], "fields": sorted(data.model_fields_set - {"version"})})
         return new
-
-    async def _in_scope(self, actor: Actor, contract_id: str) -> dict:
-        doc = await self._col.find_one({"_id": str(contract_id)[:64], **self.scope(actor)})
-        if doc is None:
-            raise NotFound("contract.not_found")
-        return doc
 
     # ------------------------------------------------------------ approval chains
     def tier_for(self, amount: int) -> ApprovalTier:
@@ -419,9 +319,7 @@ class ContractService:
     # ------------------------------------------------------------ decisions
     async def decide(self, actor: Actor, contract_id: str, decision: str, version: int, comment: str) -> tuple[Actor, dict]:
         """Approve, reject or return. Returns the caller and the contract."""
-        doc = await self._col.find_one({"_id": str(contract_id)[:64]})
-        if doc is None or not self._visible(actor, doc):
-            raise NotFound("contract.not_found")
+        doc = await self.get(actor, contract_id)
         if doc["status"] != "pending":
             raise Conflict("contract.not_pending", params={"status": doc["status"]})
         if doc["version"] != version:
@@ -430,7 +328,7 @@ class ContractService:
             raise Forbidden("contract.not_your_step")
         comment = (comment or "").strip()
         if decision in ("reject", "return") and not comment:
-            raise Invalid("contract.comment_required", details=[{"field": "comment", "code": "required", "message": "say why"}])
+            raise Invalid("contract.comment_required", details=[detail("comment", "required", text="say_why")])
         now = self._clock.now()
         new = {**doc, "steps": [dict(s) for s in doc["steps"]]}
         step = new["steps"][doc["current_step"]]
@@ -503,6 +401,14 @@ class ContractService:
             lead = await self._leads.move_stage(lead, to, actor, reason=reason)
 
     # ------------------------------------------------------------ the inbox
+    async def upgrade_pending(self) -> int:
+        """Contracts submitted before steps followed whoever holds the role now carry no
+        ``current_role``: they stay with the approvers named when they were submitted, and this
+        marks them so, which puts them back in those approvers' inboxes. Run at start-up; a no-op
+        once done."""
+        result = await self._col.update_many({"status": "pending", "current_role": {"$exists": False}}, {"$set": {"current_role": NAMED}})
+        return result.modified_count
+
     async def inbox(self, actor: Actor, limit: int, cursor: str | None) -> Page:
         """What waits for the caller now (``holds_current_step``): steps of the caller's role in
         their team (managers) or anywhere (admins), and named steps still waiting for the caller.
@@ -540,7 +446,7 @@ class ContractService:
         if old["status"] not in ("active", "ended"):
             raise Conflict("contract.not_renewable")
         if old.get("renewed_by"):
-            raise Conflict("contract.already_renewed", details=[{"field": "renewed_by", "code": "exists", "message": old["renewed_by"]}])
+            raise Conflict("contract.already_renewed", details=[detail("renewed_by", "exists", text="renewed_by", value=old["renewed_by"], contract_id=old["renewed_by"])])
         new_start, new_end, plan = _renewal_terms(old)
         data = ContractCreate.model_construct(
             lead_id=old["lead_id"], title=old["title"], amount_fen=old["amount_fen"], start_date=new_start,
@@ -559,176 +465,6 @@ class ContractService:
             raise
         await self._col.update_one({"_id": old["_id"], "renewed_by": "pending"}, {"$set": {"renewed_by": draft["_id"]}})
         return draft
-
-    async def renewal_reminders(self, now: datetime) -> dict:
-        """Reminders at the configured days before ``end_date`` to the owner, and to the team's managers
-        from ``renewal_manager_days``; one per contract, offset and person, ever (dedupe keys). A run
-        that was missed sends the reminder due most recently, late, once."""
-        offsets = sorted(set(self._settings.renewal_reminder_days))
-        if not offsets:
-            return {"notified": 0}
-        today = business_today(now, self._settings)
-        contracts = await self._col.find(
-            {"status": "active", "end_date": {"$gte": today.isoformat(), "$lte": (today + timedelta(days=max(offsets))).isoformat()}},
-            {"title": 1, "lead_name": 1, "owner_id": 1, "team_id": 1, "end_date": 1, "renewal_active": 1},
-        ).to_list(None)
-        due: list[tuple[dict, int, int]] = []
-        for c in contracts:
-            if c.get("renewal_active"):
-                continue
-            left = (_d(c["end_date"]) - today).days
-            offset = min((o for o in offsets if o >= left), default=None)
-            if offset is not None:
-                due.append((c, left, offset))
-        teams = sorted({c["team_id"] for c, left, _ in due if left <= self._settings.renewal_manager_days and c.get("team_id")})
-        managers: dict[str, list[str]] = {}
-        if teams:
-            for u in await self._users.find({"team_id": {"$in": teams}, "role": "manager", "active": True}, {"team_id": 1}).to_list(None):
-                managers.setdefault(u["team_id"], []).append(str(u["_id"]))
-        notes = []
-        for c, left, offset in due:
-            people = [c["owner_id"]] if c.get("owner_id") else []
-            if left <= self._settings.renewal_manager_days:
-                people += [m for m in managers.get(c.get("team_id"), []) if m not in people]
-            for user_id in people:
-                notes.append(notification(
-                    user_id, "renewal_due", "合同即将到期",
-                    f"《{c['title']}》（{c.get('lead_name', '')}）将于 {c['end_date']} 到期，还有 {left} 天，请跟进续约",
-                    f"renewal:{c['_id']}:{offset}:{user_id}", data={"contract_id": c["_id"], "days_left": left, "offset": offset},
-                    urgent=left <= self._settings.renewal_manager_days,
-                ))
-        created = await self._notifications.notify(notes, now)
-        return {"contracts": len(due), "notified": created}
-
-    async def end_contracts(self, now: datetime) -> dict:
-        """Active contracts past their end date become ``ended``; a customer with no renewal (and no
-        other active contract) moves to ``at_risk``. Safe to run twice or on two instances: the lead
-        move is version- and stage-guarded, the contract update conditional."""
-        today = business_today(now, self._settings).isoformat()
-        ended = await self._col.find({"status": "active", "end_date": {"$lt": today}}, {"lead_id": 1, "title": 1, "renewal_active": 1, "end_date": 1}).to_list(None)
-        moved = 0
-        if ended:
-            lead_ids = sorted({c["lead_id"] for c in ended})
-            still = {c["lead_id"] for c in await self._col.find({"lead_id": {"$in": lead_ids}, "status": "active", "end_date": {"$gte": today}}, {"lead_id": 1}).to_list(None)}
-            leads = {l["_id"]: l for l in await self._leads_col.find({"_id": {"$in": lead_ids}}).to_list(None)}
-            for c in ended:
-                lead = leads.get(c["lead_id"])
-                if c.get("renewal_active") or c["lead_id"] in still or lead is None or "at_risk" not in TRANSITIONS.get(lead["stage"], ()):
-                    continue
-                try:
-                    leads[c["lead_id"]] = await self._leads.move_stage(lead, "at_risk", SYSTEM, reason={
-                        "zh-CN": f"合同《{c['title']}》已于 {c['end_date']} 到期且未续约",
-                        "en": f"contract {c['title']} ended on {c['end_date']} with no renewal",
-                    })
-                    moved += 1
-                except (Conflict, VersionMismatch):
-                    continue  # another instance moved it first
-            for c in ended:
-                await self._col.update_one({"_id": c["_id"], "status": "active"}, {"$set": {"status": "ended"}, "$inc": {"version": 1}, "$currentDate": {"updated_at": True}})
-        return {"ended": len(ended), "at_risk": moved}
-
-    # ------------------------------------------------------------ payments (回款)
-    async def record_payment(self, actor: Actor, contract_id: str, data: PaymentIn, payment_id: str) -> dict:
-        if not (actor.is_manager or actor.is_admin or actor.finance):
-            # Still 404 for a contract the caller cannot see at all.
-            await self._in_scope(actor, contract_id)
-            raise Forbidden("payment.forbidden")
-        now = self._clock.now()
-        if data.received_at > now + timedelta(minutes=5):
-            raise Invalid("payment.future_date", details=[{"field": "received_at", "code": "future", "message": "not in the future"}])
-        received_at = data.received_at.astimezone(timezone.utc)
-        received_at = received_at.replace(microsecond=received_at.microsecond // 1000 * 1000)  # as BSON stores it
-        for _ in range(5):  # a concurrent payment on the same contract: read again and retry
-            doc = await self._in_scope(actor, contract_id)
-            if doc["status"] not in ("active", "ended"):
-                raise Conflict("payment.contract_not_active")
-            before = money(doc, business_today(now, self._settings))
-            if data.amount_fen > before["outstanding_fen"]:
-                raise Invalid("payment.over_balance", params={"outstanding": before["outstanding_fen"]},
-                              details=[{"field": "amount_fen", "code": "over_balance", "message": f"at most {before['outstanding_fen']}"}])
-            plan = [dict(i) for i in doc["payment_plan"]]
-            left, allocations = data.amount_fen, []
-            for inst in plan:  # oldest open instalment first
-                room = inst["amount_fen"] - inst.get("paid_fen", 0)
-                if left <= 0 or room <= 0:
-                    continue
-                take = min(room, left)
-                inst["paid_fen"] = inst.get("paid_fen", 0) + take
-                allocations.append({"no": inst["no"], "amount_fen": take})
-                left -= take
-            after = money({**doc, "payment_plan": plan}, business_today(now, self._settings))
-            payment = {
-                "id": payment_id, "amount_fen": data.amount_fen, "received_at": received_at, "method": data.method,
-                "reference": data.reference, "allocations": allocations, "recorded_by": actor.id, "recorded_at": now,
-                "paid_fen": after["paid_fen"], "outstanding_fen": after["outstanding_fen"], "paid": after["paid"],
-            }
-            try:
-                await self._replace(doc, {"payment_plan": plan, "payments": [*doc.get("payments", []), payment], "payment_ids": [*doc.get("payment_ids", []), payment_id], "paid": after["paid"], "next_due": _next_due(plan)})
-            except VersionMismatch:
-                continue
-            await self._audit.record(actor, "contract.payment", target_type="contract", target_id=doc["_id"], details={"payment_id": payment_id, "amount_fen": data.amount_fen})
-            return {**payment, "contract_id": doc["_id"]}
-        raise VersionMismatch("contract.version_mismatch")
-
-    async def payment_exists(self, payment_id: str) -> bool:
-        return await self._col.find_one({"payment_ids": payment_id}, {"_id": 1}) is not None
-
-    async def payment(self, actor: Actor, payment_id: str) -> dict:
-        doc = await self._col.find_one({"payment_ids": payment_id, **self.scope(actor)}, {"payments": 1})
-        if doc is None:
-            raise NotFound("contract.not_found")
-        return {**next(p for p in doc["payments"] if p["id"] == payment_id), "contract_id": doc["_id"]}
-
-    async def payment_reminders(self, now: datetime) -> dict:
-        """The owner hears of each open instalment N days before it is due and on the configured
-        overdue days (once each, ever: dedupe keys). A missed run sends the most recent one, late."""
-        today = business_today(now, self._settings)
-        before = self._settings.payment_reminder_days_before
-        overdue_days = sorted(set(self._settings.payment_overdue_days))
-        horizon = (today + timedelta(days=before)).isoformat()
-        contracts = await self._col.find(
-            {"status": {"$in": ["active", "ended"]}, "paid": False, "next_due": {"$lte": horizon}},
-            {"title": 1, "lead_name": 1, "owner_id": 1, "payment_plan": 1},
-        ).to_list(None)
-        notes = []
-        for c in contracts:
-            if not c.get("owner_id"):
-                continue
-            for inst in c["payment_plan"]:
-                open_fen = inst["amount_fen"] - inst.get("paid_fen", 0)
-                if open_fen <= 0:
-                    continue
-                days = (_d(inst["due_date"]) - today).days
-                if 0 <= days <= before:
-                    key, title = f"before{before}", "回款即将到期"
-                    body = f"《{c['title']}》第 {inst['no']} 期 ¥{open_fen / 100:,.2f} 将于 {inst['due_date']} 到期"
-                elif days < 0 and overdue_days and -days >= overdue_days[0]:
-                    k = max(o for o in overdue_days if o <= -days)
-                    key, title = f"overdue{k}", "回款已逾期"
-                    body = f"《{c['title']}》第 {inst['no']} 期 ¥{open_fen / 100:,.2f} 已逾期 {-days} 天（应于 {inst['due_date']} 回款）"
-                else:
-                    continue
-                notes.append(notification(
-                    c["owner_id"], "payment_due", title, body, f"payment:{c['_id']}:{inst['no']}:{key}",
-                    data={"contract_id": c["_id"], "instalment": inst["no"], "due_date": inst["due_date"], "outstanding_fen": open_fen},
-                    urgent=days < 0,
-                ))
-        created = await self._notifications.notify(notes, now)
-        return {"contracts": len(contracts), "notified": created}
-
-    # ------------------------------------------------------------ output
-    def out(self, actor: Actor, doc: dict) -> dict:
-        out = {**doc, "id": doc["_id"]}
-        if self.sees_money(actor, doc):
-            out.update(money(doc, business_today(self._clock.now(), self._settings)))
-            out["payments"] = [{**p, "contract_id": doc["_id"]} for p in doc.get("payments", [])]
-        else:
-            out["payments"] = None
-            out["paid"] = None
-            out["payment_plan"] = [{**i, "paid_fen": None} for i in doc["payment_plan"]]
-        if out.get("renewed_by") == "pending":
-            out["renewed_by"] = None
-        return out
 
 
 class _Inst:

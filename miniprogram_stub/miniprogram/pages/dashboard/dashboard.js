@@ -1,0 +1,78 @@
+const app = getApp();
+const uCharts = require('../../vendor/u-charts/u-charts.min.js');
+const charts = require('../../lib/charts');
+const view = require('../../lib/view');
+
+const PERIODS = [
+  { label: '本月', days: null }, { label: '近 7 天', days: 7 }, { label: '近 30 天', days: 30 }, { label: '近 90 天', days: 90 }
+];
+const CHARTS = ['funnel', 'reps', 'lifecycle', 'rfm'];
+
+function range(period) {
+  const to = view.format.today();
+  if (period.days === null) return { from: to.slice(0, 8) + '01', to };
+  const t = Date.parse(to + 'T00:00:00Z') - (period.days - 1) * 86400000;
+  return { from: new Date(t).toISOString().slice(0, 10), to };
+}
+
+// The team dashboard (managers: their team; admins: everyone): the sales funnel, the rep
+// leaderboard, customer lifecycle and churn, and RFM layers, drawn with uCharts into canvas 2d.
+Page({
+  data: {
+    periods: PERIODS.map((p) => p.label), periodIndex: 0, from: '', to: '', allowed: true, loading: false, error: '',
+    summary: null, leaders: [], lifecycle: null, rfm: null, charts: {}
+  },
+  onLoad() { this.instances = {}; },
+  onShow() {
+    const user = app.api.tokens().user || {};
+    const allowed = user.role === 'manager' || user.role === 'admin';
+    this.setData({ allowed });
+    if (allowed) this.load();
+  },
+  onPullDownRefresh() { this.load().then(() => wx.stopPullDownRefresh()); },
+  onPeriod(e) { this.setData({ periodIndex: Number(e.detail.value) }); this.load(); },
+  load() {
+    const r = range(PERIODS[this.data.periodIndex]);
+    this.setData({ from: r.from, to: r.to, loading: true, error: '' });
+    return Promise.all([
+      app.api.get('/reports/funnel', r), app.api.get('/reports/reps', r),
+      app.api.get('/reports/lifecycle', r), app.api.get('/reports/rfm')
+    ])
+      .then(([funnel, reps, lifecycle, rfm]) => {
+        const options = { funnel: charts.funnel(funnel), reps: charts.reps(reps), lifecycle: charts.lifecycle(lifecycle), rfm: charts.rfm(rfm) };
+        this.setData({
+          loading: false,
+          charts: options,
+          summary: { created: funnel.created, conversions: funnel.conversions, rate: view.percent(funnel.conversion_rate) },
+          leaders: options.reps.categories.map((name, i) => ({
+            rank: i + 1, name, leads: options.reps.series[0].data[i], followups: options.reps.series[1].data[i], conversions: options.reps.series[2].data[i]
+          })),
+          lifecycle: { now: lifecycle.customers_now, churnRate: view.percent(lifecycle.churn_rate), churned: lifecycle.churned, atRisk: lifecycle.into_at_risk },
+          rfm: { A: rfm.counts.A || 0, B: rfm.counts.B || 0, C: rfm.counts.C || 0, on: rfm.computed_on ? view.format.day(rfm.computed_on) : '' }
+        });
+        CHARTS.forEach((id) => this.draw(id, options[id]));
+      })
+      .catch((e) => this.setData({ loading: false, error: e.status === 403 ? '只有主管和管理员可以查看团队报表' : e.message }));
+  },
+  // One chart into its <canvas type="2d" id="…">, sized to the element, sharp on this screen.
+  draw(id, options) {
+    const query = wx.createSelectorQuery().in(this);
+    query.select('#' + id).fields({ node: true, size: true }).exec((res) => {
+      const box = res && res[0];
+      if (!box || !box.node) return;
+      const ratio = (wx.getWindowInfo ? wx.getWindowInfo().pixelRatio : wx.getSystemInfoSync().pixelRatio) || 1;
+      const canvas = box.node;
+      canvas.width = box.width * ratio;
+      canvas.height = box.height * ratio;
+      const context = canvas.getContext('2d');
+      this.instances[id] = new uCharts(Object.assign({
+        context, canvas2d: true, width: box.width * ratio, height: box.height * ratio, pixelRatio: ratio,
+        animation: false, background: '#FFFFFF', padding: [15, 15, 5, 5], legend: { show: true }
+      }, JSON.parse(JSON.stringify(options))));
+    });
+  },
+  touch(e) {
+    const chart = this.instances[e.currentTarget.dataset.id];
+    if (chart) chart.showToolTip(e);
+  }
+});
