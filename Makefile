@@ -5,8 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FUZZ_VENV := .venv-fuzz
 FUZZ_STAMP := $(FUZZ_VENV)/.installed
+LINT_VENV := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
 
-.PHONY: run test test-js demo bench fuzz install clean-venv
+.PHONY: run test test-js demo bench fuzz lint install clean-venv
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -60,5 +62,17 @@ $(FUZZ_STAMP): requirements-fuzz.txt
 fuzz: $(STAMP) $(FUZZ_STAMP)
 	$(PY) -m fuzz
 
+# ruff and mypy (settings in pyproject.toml), zero findings. Their own venv: requirements-lint.txt
+# (which brings the runtime pins along, for mypy's pydantic plugin and the libraries' types).
+$(LINT_STAMP): requirements-lint.txt requirements.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements-lint.txt
+	@touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(LINT_VENV)/bin/ruff check
+	$(LINT_VENV)/bin/mypy
+
 clean-venv:
-	rm -rf $(VENV) $(FUZZ_VENV)
+	rm -rf $(VENV) $(FUZZ_VENV) $(LINT_VENV)

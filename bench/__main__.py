@@ -172,8 +172,8 @@ def get_table(figures: dict) -> str:
         for name in ("app", "bare"):
             lines.append(row(name, figures["get_rounds"][name][n], f"{figures['get_rounds'][name][n].label}, round {n + 1}"))
     app_get, bare_get = figures["get"]
-    lines.append(row("app", app_get, f"**app, median round**"))
-    lines.append(row("bare", bare_get, f"**bare, median round**"))
+    lines.append(row("app", app_get, "**app, median round**"))
+    lines.append(row("bare", bare_get, "**bare, median round**"))
     return "\n".join(lines)
 
 

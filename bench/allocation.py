@@ -10,6 +10,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from bson import ObjectId
 from pymongo.monitoring import CommandListener
@@ -53,7 +54,7 @@ async def _measure(tmp: Path) -> dict:
                 {"name": f"rule {t}", "team_id": str(team["_id"]), "strategy": "round_robin", "members": members}))
             teams.append(str(team["_id"]))
         start = datetime.now(timezone.utc)
-        docs = [{"_id": str(ObjectId()), "name": f"lead {i}", "tags": [], "stage": "new", "owner_id": None, "team_id": teams[i % TEAMS],
+        docs: list[dict[str, Any]] = [{"_id": str(ObjectId()), "name": f"lead {i}", "tags": [], "stage": "new", "owner_id": None, "team_id": teams[i % TEAMS],
                  "source": {"kind": "form", "form_slug": "bench"}, "pool": False, "awaiting_allocation": True, "version": 1,
                  "created_at": start + timedelta(milliseconds=i), "updated_at": start} for i in range(LEADS)]
         await setup["leads"].insert_many(docs)

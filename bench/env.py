@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pymongo
 import tornado.web
@@ -43,13 +44,15 @@ async def bench_database(tmp: Path, db_name: str, *, timeout_ms: int | None = No
     mongo = EmbeddedMongo(tmp, free_port())
     mongo.start()
     try:
-        extra = {"db_timeout_ms": timeout_ms} if timeout_ms else {}
-        settings = Settings(env="test", scheduler="off", argon2_time_cost=1, argon2_memory_kib=1024, **extra)
+        values: dict[str, Any] = {"env": "test", "scheduler": "off", "argon2_time_cost": 1, "argon2_memory_kib": 1024}
+        if timeout_ms:
+            values["db_timeout_ms"] = timeout_ms
+        settings = Settings(**values)
         database = connect(mongo.uri, settings, db_name=db_name, listeners=listeners)
-        setup_client = pymongo.AsyncMongoClient(mongo.uri, tz_aware=True)
+        setup_client: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(mongo.uri, tz_aware=True)
         try:
             await ensure_indexes(database.db)
-            yield BenchDatabase(build_context(settings, database), setup_client[db_name], mongo.process.pid)
+            yield BenchDatabase(build_context(settings, database), setup_client[db_name], mongo.process.pid if mongo.process else 0)
         finally:
             await setup_client.close()
             await database.close()

@@ -47,7 +47,7 @@ class LogoutHandler(ApiHandler):
     @operation("Revoke this session's refresh tokens", roles=ALL_ROLES, body=RefreshRequest, status=204, tags=("auth",))
     async def post(self) -> None:
         body = self.parse_body(RefreshRequest)
-        await self.ctx.auth.logout(self.require_actor(), body.refresh_token)
+        await self.ctx.auth.logout(self.actor, body.refresh_token)
         self.no_content()
 
 

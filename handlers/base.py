@@ -15,16 +15,18 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, NetworkTimeout, PyMongoError, ServerSelectionTimeoutError
+from tornado.http1connection import HTTP1Connection
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from server.actor import STAFF_ROLES, Actor
 from server.context import AppContext
-from server.errors import ApiError, Forbidden, Unauthorized, detail
+from server.errors import ApiError, Forbidden, Unauthorized, detail, validation_details
 from server.openapi import allowed_methods
 from server.services.idempotency import IdempotencyService, request_fingerprint
 
@@ -84,7 +86,7 @@ def operation(summary: str, **kwargs: Any) -> Callable[[Callable], Callable]:
             result = method(self, *args, **kwargs)
             return await result if inspect.isawaitable(result) else result
 
-        run.operation = spec
+        run.__dict__["operation"] = spec  # read by current_operation() and server/openapi.py
         return run
 
     return mark
@@ -141,31 +143,6 @@ def json_too_deep(raw: bytes, limit: int = JSON_MAX_DEPTH) -> bool:
     return False
 
 
-def _plain(value: Any) -> Any:
-    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
-
-
-def _params(ctx: dict | None) -> dict:
-    params = {k: _plain(v) for k, v in (ctx or {}).items()}
-    if isinstance(params.get("expected"), str):  # "'A', 'B' or 'C'": a list in any language
-        params["expected"] = params["expected"].replace(" or ", ", ")
-    return params
-
-
-def validation_details(exc: ValidationError) -> list[dict]:
-    """Pydantic's problems as details: its error type is the code, its ``ctx`` the params from which
-    ``write_error`` renders the message in the caller's language (``server.errors.DETAIL_MESSAGES``)."""
-    return [
-        {
-            "field": ".".join(str(p) for p in err["loc"]) or None,
-            "code": err["type"],
-            "message": err["msg"],
-            "params": _params(err.get("ctx")),
-        }
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
-
-
 def pick_language(header: str | None, default: str) -> str:
     """``Accept-Language`` → ``zh-CN`` or ``en``, honouring q-values."""
     best, best_q = default, -1.0
@@ -189,13 +166,13 @@ class ApiHandler(RequestHandler):
     own cap: ``prepare`` refuses an over-size ``Content-Length`` before a byte of the body is read,
     and a chunked body is refused once it passes the cap."""
 
-    actor: Actor | None = None
+    _caller: Actor | None = None
     user_doc: dict | None = None  # the caller's user document, when it was read for this request
     _token: str | None = None
     _body_limit = 0
     _body_ceiling = 0
     _received = 0
-    _chunks: list[bytes] | None = None
+    _chunks: list[bytes]  # set by limit_body, which every prepare runs first
     _discard_body = False
     _refusal: BaseException | None = None
 
@@ -251,7 +228,7 @@ class ApiHandler(RequestHandler):
         self._received = 0
         self._chunks = []
         declared = self._declared_length()
-        connection = self.request.connection
+        connection = cast(HTTP1Connection, self.request.connection)  # the HTTP/1.1 server's connection
         if declared is not None and declared > self._body_ceiling:
             # Let Tornado skip the rest quietly (it would append a bare 400) until the connection
             # closes right after this answer.
@@ -310,16 +287,16 @@ class ApiHandler(RequestHandler):
             # or malformed token is 401; a genuine one whose user is deactivated, gone or signed out
             # (token_version) counts as no token (one user read, only when a token is sent).
             if token:
-                self.actor, self.user_doc = await self.ctx.auth.public_caller(token)
+                self._caller, self.user_doc = await self.ctx.auth.public_caller(token)
             return
         self._token = token
         if token and spec.auth == "token":
-            self.actor = self.ctx.auth.actor_from_token(token)
+            self._caller = self.ctx.auth.actor_from_token(token)
         elif token:
-            self.actor, self.user_doc = await self.ctx.auth.authenticate(token)
-        if self.actor is None:
+            self._caller, self.user_doc = await self.ctx.auth.authenticate(token)
+        if self._caller is None:
             raise Unauthorized("auth.required")
-        if self.actor.role not in spec.roles:
+        if self._caller.role not in spec.roles:
             raise Forbidden("auth.forbidden")
 
     async def current_user_doc(self) -> dict:
@@ -327,13 +304,24 @@ class ApiHandler(RequestHandler):
         for this request, or a read now when authentication used what this instance read of the
         user within the last second; checked again, like every authentication."""
         if self.user_doc is None:
-            self.actor, self.user_doc = await self.ctx.auth.authenticate(self._token or "", fresh=True)
+            self._caller, self.user_doc = await self.ctx.auth.authenticate(self._token or "", fresh=True)
+            if self.user_doc is None:  # never: a fresh authentication always reads the user
+                raise Unauthorized("auth.required")
         return self.user_doc
 
-    def require_actor(self) -> Actor:
-        if self.actor is None:
+    @property
+    def caller(self) -> Actor | None:
+        """Who is calling, if anyone: None on a public operation called without a token (or with
+        one whose user is gone, deactivated or signed out), and on ``auth="none"`` operations."""
+        return self._caller
+
+    @property
+    def actor(self) -> Actor:
+        """The authenticated caller. ``prepare`` refuses every non-public operation without one
+        (401), so only a public operation can find none here: it is refused the same way."""
+        if self._caller is None:
             raise Unauthorized("auth.required")
-        return self.actor
+        return self._caller
 
     # ------------------------------------------------------------ input
     def parse_body(self, model: type[M]) -> M:

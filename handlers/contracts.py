@@ -65,8 +65,8 @@ def _decision_handler(decision: str, summary: str) -> type[ApiHandler]:
                    extra_responses={412: "Stale version (someone decided first)", 409: "Not awaiting approval"})
         async def post(self, contract_id: str) -> None:
             body = self.parse_body(DecisionIn)
-            self.actor, doc = await self.ctx.contracts.decide(self.actor, contract_id, decision, self.expected_version(body.version), body.comment)
-            self.write_model(ContractOut, self.ctx.contracts.out(self.actor, doc))
+            approver, doc = await self.ctx.contracts.decide(self.actor, contract_id, decision, self.expected_version(body.version), body.comment)
+            self.write_model(ContractOut, self.ctx.contracts.out(approver, doc))
 
     DecisionHandler.__name__ = DecisionHandler.__qualname__ = f"{decision.capitalize()}Handler"
     return DecisionHandler

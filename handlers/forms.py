@@ -52,7 +52,7 @@ class SubmissionHandler(ApiHandler):
     )
     async def post(self, slug: str) -> None:
         body = self.parse_body(SubmissionIn)
-        customer = self.actor if self.actor and self.actor.role == "customer" else None
+        customer = self.caller if self.caller and self.caller.role == "customer" else None
         done = await self.ctx.capture.submit(
             slug, body, client_ip=self.client_ip(), customer=customer,
             idempotency_key=self.idempotency_key(), fingerprint=self.request_fingerprint(),

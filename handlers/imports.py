@@ -15,7 +15,7 @@ from tornado.httputil import HTTPInputError, parse_body_arguments
 
 from handlers.base import ApiHandler, operation
 from server.actor import STAFF_ROLES
-from server.errors import ApiError, Invalid
+from server.errors import ApiError, Invalid, detail
 from server.schemas.imports import ExportQuery, ImportAccepted, ImportOut
 from server.services.imports import XLSX_TYPE
 
@@ -46,7 +46,7 @@ class LeadImportHandler(ApiHandler):
         self.request.body = b""  # the file lives on in `files` only
         uploads = files.get("file") or []
         if len(uploads) != 1 or not uploads[0].body:
-            raise Invalid("import.file_required", details=[{"field": "file", "code": "required", "message": "send one non-empty file in the field `file`"}])
+            raise Invalid("import.file_required", details=[detail("file", "required", text="file_required")])
         team_values = arguments.get("team_id") or [b""]
         try:
             team_id = team_values[0].decode("utf-8").strip() or None

@@ -12,7 +12,7 @@ from tornado.web import StaticFileHandler
 
 from config.settings import Settings
 from handlers.base import ApiHandler, operation
-from server.errors import ApiError, Unauthorized
+from server.errors import ApiError, Unauthorized, detail
 from server.schemas.common import OutModel
 
 DOCS_STATIC = os.path.join(os.path.dirname(swagger_ui.__file__), "static")
@@ -49,9 +49,7 @@ class ReadyHandler(ApiHandler):
                 state = database_status() if database_status else "running"
                 state = "unreachable" if state == "running" else state
         if state != "running":
-            self.set_header("Retry-After", "5")
-            self.write_json({"error": {"code": "service.unavailable", "message": f"database {state}", "details": [{"database": state}]}}, 503)
-            return
+            raise ApiError("service.unavailable", 503, headers={"Retry-After": "5"}, details=[detail("database", state, text="database_state", state=state)])
         self.write_json({"status": "ready"})
 
 

@@ -16,13 +16,13 @@ so tests can make the network fail (``FlakyTransport``).
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 BACKOFF_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # six retries after the first try
@@ -36,7 +36,7 @@ class NetworkError(Exception):
 class ClientError(Exception):
     """An answer the flow did not expect; carries the response for the message."""
 
-    def __init__(self, what: str, response: "Response | None" = None) -> None:
+    def __init__(self, what: str, response: Response | None = None) -> None:
         self.response = response
         detail = ""
         if response is not None:
@@ -80,7 +80,7 @@ class UrllibTransport:
                 return Response(resp.status, dict(resp.headers), resp.read())
         except urllib.error.HTTPError as exc:
             return Response(exc.code, dict(exc.headers or {}), exc.read() or b"")
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError, OSError) as exc:
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             raise NetworkError(f"{method} {url}: {exc}") from exc
 
 
@@ -208,6 +208,13 @@ class Client:
         self.user = pair["user"]
         return pair
 
+    @property
+    def me(self) -> dict:
+        """The signed-in user, from the last login or refresh."""
+        if self.user is None:
+            raise ClientError(f"{self.name}: not signed in")
+        return self.user
+
     def password_login(self, username: str, password: str) -> dict:
         def login() -> None:
             pair = self.call("POST", "/api/v1/auth/password-login", {"username": username, "password": password}, auth=False,
@@ -216,7 +223,7 @@ class Client:
 
         self.relogin = login
         login()
-        return self.user
+        return self.me
 
     def wechat_login(self, wx_login: Callable[[], str], bind_code: str | None = None) -> dict:
         """``wx.login()`` → ``/auth/wechat-login``. A code is single-use, so each try asks ``wx_login``
@@ -250,7 +257,7 @@ class Client:
 
         self.relogin = login
         login()
-        return self.user
+        return self.me
 
     def refresh(self) -> None:
         """Rotate the token pair. A lost answer leaves us with a spent refresh token (the server

@@ -24,8 +24,12 @@ import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from miniprogram_stub.journey import REQUIRED_JOBS, Env, JourneyError, run
+
+if TYPE_CHECKING:
+    from server.embedded import EmbeddedMongo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +44,7 @@ class System:
     def __init__(self, overrides: dict[str, str] | None = None) -> None:
         self.overrides = dict(overrides or {})  # environment over the demo's (e.g. the simulator tests' backend)
         self.tmp = Path(tempfile.mkdtemp(prefix="mpcrm-demo-"))
-        self.embedded = None
+        self.embedded: EmbeddedMongo | None = None
         self.server: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
         self.log_path = self.tmp / "server.log"
@@ -139,7 +143,7 @@ def main() -> int:
             system = System()
             system.start()
             env, base_url, wechat_base = system.env, system.base_url, system.wechat_base
-            print(f"started: embedded DB {system.embedded.uri.split('/?')[0]}, API {base_url}, fake WeChat {wechat_base}, scheduler off", flush=True)
+            print(f"started: embedded DB {system.env['MPCRM_MONGODB_URI'].split('/?')[0]}, API {base_url}, fake WeChat {wechat_base}, scheduler off", flush=True)
             username, password = "demo-admin", "demo-admin-pass"
         tag = uuid.uuid4().hex[:6]
         try:

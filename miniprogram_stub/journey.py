@@ -10,15 +10,17 @@ the mini-program's users with ``miniprogram_stub.client.Client`` over HTTP; jobs
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from config.wechat_templates import load_templates
 from miniprogram_stub.client import Client, ClientError, UrllibTransport, WechatStub
 
 TZ = ZoneInfo("Asia/Shanghai")
+T = TypeVar("T")
 
 # The subscribe-message templates the rep accepts in the story, as the mini-program's catalogue
 # (templates.js) has them: the server's defaults and the fake WeChat's templates are the same, so a
@@ -83,8 +85,9 @@ class Journey:
         self.env.say(f"[{self.step_no:02d}] {text}")
 
     def client(self, role: str) -> Client:
-        kw = {"sleep": self.env.sleep} if self.env.sleep else {}
-        c = Client(self.env.base_url, self.env.transport(role), name=role, **kw)
+        c = Client(self.env.base_url, self.env.transport(role), name=role)
+        if self.env.sleep:
+            c.sleep = self.env.sleep
         self.result.clients[role] = c
         return c
 
@@ -105,6 +108,12 @@ class Journey:
     def expect(self, ok: bool, what: str) -> None:
         if not ok:
             raise JourneyError(what)
+
+    def found(self, value: T | None, what: str) -> T:
+        """``value``, which must be there (else the journey fails with ``what``)."""
+        if value is None:
+            raise JourneyError(what)
+        return value
 
     def deliver(self, kind: str, now: datetime, missing: str) -> tuple[dict, list[dict]]:
         """Run ``deliver_outbox`` at ``now``: the rep's new WeChat messages must hold one of ``kind``
@@ -196,8 +205,7 @@ class Journey:
         }, idempotent=True, what="log a visit")
         lead = rep.get(f"/api/v1/leads/{lead_id}", what="lead after the visit")
         tasks = rep.get("/api/v1/tasks", query={"status": "open"}, what="my tasks")
-        task = next((t for t in tasks["items"] if t.get("lead_id") == lead_id), None)
-        self.expect(task is not None, "the next follow-up made no task")
+        task = self.found(next((t for t in tasks["items"] if t.get("lead_id") == lead_id), None), "the next follow-up made no task")
         self.say(f"rep logged visit {fu['id']} with check-in (31.2304,121.4737) → stage {lead['stage']}, next follow-up "
                  f"{next_at:%m-%d %H:%M}, task {task['id']} due {task['due_at']}")
 
@@ -205,8 +213,7 @@ class Journey:
         remind_now = next_at - timedelta(minutes=30)
         out = self.job("send_due_reminders", remind_now)
         notes = rep.get("/api/v1/notifications", query={"unread": "true"}, what="my notifications")
-        reminder = next((x for x in notes["items"] if x["kind"] == "task_reminder"), None)
-        self.expect(reminder is not None, f"send_due_reminders made no task reminder (job said {out})")
+        reminder = self.found(next((x for x in notes["items"] if x["kind"] == "task_reminder"), None), f"send_due_reminders made no task reminder (job said {out})")
         _, msgs = self.deliver("task_reminder", remind_now, "the task reminder did not reach WeChat")
         self.say(f"send_due_reminders @ {remind_now:%m-%d %H:%M} → {_brief(out)}; in-app '{reminder['title']}'; WeChat: {_text(msgs[-1])}")
         rep.call("POST", f"/api/v1/notifications/{reminder['id']}/read", idempotent=True, what="read the reminder")
@@ -319,7 +326,7 @@ class Journey:
         msgs = sorted((m["template_id"], _text(m)) for m in self.stub.messages(self.names["rep_openid"]))
         subs = {t["template_id"]: self._remaining(rep, t["template_id"]) for t in DEMO_TEMPLATES.values()}
         return clean({
-            "lead": {k: lead.get(k) for k in ("name", "company", "stage", "tags", "source")} | {"owner_is_rep": lead.get("owner_id") == rep.user["id"]},
+            "lead": {k: lead.get(k) for k in ("name", "company", "stage", "tags", "source")} | {"owner_is_rep": lead.get("owner_id") == rep.me["id"]},
             "rep_leads": len(leads),
             "events": sorted(e["kind"] for e in timeline),
             "contracts": sorted((c["title"], c["status"], c["amount_fen"], c["id"] == cid) for c in contracts),

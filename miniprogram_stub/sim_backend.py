@@ -18,7 +18,6 @@ Control API (JSON over HTTP, for tests only; the mini-program never sees it):
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -26,7 +25,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from miniprogram_stub.client import Client, WechatStub
+from miniprogram_stub.client import Client
 from miniprogram_stub.demo import System, cli
 
 PASSWORD = "sim-pass-123456"
@@ -65,7 +64,7 @@ def seed(system: System) -> dict:
                                               "members": [people["rep"]["id"]]}, what="create allocation rule")
     return {
         "tag": tag,
-        "admin": {"id": admin.user["id"], "username": admin_name, "password": PASSWORD},
+        "admin": {"id": admin.me["id"], "username": admin_name, "password": PASSWORD},
         "team": {"id": team["id"], "name": team["name"]},
         **people,
         "customer": {"openid": f"o-sim-customer-{tag}"},
@@ -131,12 +130,16 @@ def main() -> int:
             "api_base": system.base_url + "/api/v1",
             "wechat_base": system.wechat_base,
             "control": f"http://127.0.0.1:{control.server_address[1]}",
-            "mongodb_uri": system.embedded.uri,
+            "mongodb_uri": system.env["MPCRM_MONGODB_URI"],
             "db_name": system.env["MPCRM_DB_NAME"],
         })
         print("SIM_BACKEND " + json.dumps(info, ensure_ascii=False), flush=True)
         # Until the test process closes our stdin (it ended) or sends SIGTERM.
-        threading.Thread(target=lambda: (sys.stdin.read(), stopping.set()), daemon=True).start()
+        def stop_at_eof() -> None:
+            sys.stdin.read()
+            stopping.set()
+
+        threading.Thread(target=stop_at_eof, daemon=True).start()
         stopping.wait()
         return 0
     except Exception as exc:  # noqa: BLE001 - the test prints it

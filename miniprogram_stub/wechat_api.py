@@ -37,8 +37,9 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any
 
 import tornado.httpserver
 import tornado.web
@@ -69,7 +70,7 @@ API_PATHS = (
 )
 
 # errcode -> errmsg, as WeChat spells them (WeChat appends ", rid: ..." which we omit).
-ERRMSGS: Dict[int, str] = {
+ERRMSGS: dict[int, str] = {
     -1: "system error",
     0: "ok",
     40001: "invalid credential, access_token is invalid or not latest",
@@ -105,7 +106,7 @@ _DATE_POINT = re.compile(rf"{_DAY}(\s?{_CLOCK})?")
 _SYMBOL = re.compile(rf"[^0-9A-Za-z{_HAN}\s]+")
 
 
-def _points(pattern: "re.Pattern[str]", value: str) -> bool:
+def _points(pattern: re.Pattern[str], value: str) -> bool:
     """One point in time, or a period of two joined by ``~``."""
     parts = value.split("~")
     return len(parts) <= 2 and all(pattern.fullmatch(part.strip()) for part in parts)
@@ -117,7 +118,7 @@ def _name_ok(value: str) -> bool:
     return len(value) <= 20 and re.fullmatch(r"[A-Za-z\s.\-·'_]+", value) is not None
 
 
-VALUE_RULES: Dict[str, Callable[[str], bool]] = {
+VALUE_RULES: dict[str, Callable[[str], bool]] = {
     "thing": lambda v: len(v) <= 20,
     "number": lambda v: len(v) <= 32 and re.fullmatch(r"\d+(\.\d+)?", v) is not None,
     "letter": lambda v: len(v) <= 32 and re.fullmatch(r"[A-Za-z]+", v) is not None,
@@ -133,7 +134,7 @@ VALUE_RULES: Dict[str, Callable[[str], bool]] = {
 }
 
 
-def value_error(key: str, value: Any) -> Optional[str]:
+def value_error(key: str, value: Any) -> str | None:
     """Why WeChat refuses ``value`` for keyword ``key`` (its errmsg), or None when it is fine."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return f"argument invalid! data.{key}.value invalid"
@@ -158,7 +159,7 @@ class RateLimit:
 # The documented limits: code2Session 100 per user per minute; getStableAccessToken 10,000 per
 # minute and 500,000 per day, its force_refresh mode 20 per day (and at least 30 s apart, else it
 # does not refresh); subscribeMessage.send 10 million per day.
-DEFAULT_LIMITS: Dict[str, RateLimit] = {
+DEFAULT_LIMITS: dict[str, RateLimit] = {
     "jscode2session_per_user_minute": RateLimit(100, 60, 45011),
     "stable_token_minute": RateLimit(10_000, 60, 45011),
     "stable_token_day": RateLimit(500_000, 86_400, 45009),
@@ -168,12 +169,12 @@ DEFAULT_LIMITS: Dict[str, RateLimit] = {
 FORCE_REFRESH_INTERVAL = 30  # seconds between two force_refresh calls that really refresh
 
 
-def wx_error(errcode: int, errmsg: Optional[str] = None) -> Dict[str, Any]:
+def wx_error(errcode: int, errmsg: str | None = None) -> dict[str, Any]:
     """A WeChat error body ``{"errcode", "errmsg"}``."""
     return {"errcode": errcode, "errmsg": errmsg or ERRMSGS.get(errcode, "stub error")}
 
 
-def parse_phone(raw: str) -> Tuple[str, str]:
+def parse_phone(raw: str) -> tuple[str, str]:
     """Parse ``"13800138000"``, ``"+86 138-0013-8000"``, ``"+852 9123 4567"``.
 
     Returns ``(country_code, pure_phone_number)``; raises ``ValueError``.
@@ -206,10 +207,10 @@ class Fault:
     """A queued failure for the next ``times`` calls to ``path``."""
 
     path: str
-    errcode: Optional[int] = None
-    errmsg: Optional[str] = None
+    errcode: int | None = None
+    errmsg: str | None = None
     malformed: bool = False
-    status: Optional[int] = None
+    status: int | None = None
     delay: float = 0.0
     times: int = 1
 
@@ -228,35 +229,35 @@ class StubState:
         appid: str = DEFAULT_APPID,
         secret: str = DEFAULT_SECRET,
         clock: Callable[[], float] = time.time,
-        templates: Optional[Dict[str, Iterable[str]]] = None,
-        pages: Optional[Iterable[str]] = None,
+        templates: dict[str, Iterable[str]] | None = None,
+        pages: Iterable[str] | None = None,
     ) -> None:
         self.appid = appid
         self.secret = secret
         self.clock = clock
         if templates is None:
             templates = {t["template_id"]: list(t["fields"].values()) for t in load_templates().values()}
-        self.templates: Dict[str, List[str]] = {tid: list(keys) for tid, keys in templates.items()}
+        self.templates: dict[str, list[str]] = {tid: list(keys) for tid, keys in templates.items()}
         self.pages = set(miniprogram_pages() if pages is None else pages)
-        self.subscriptions: Dict[Tuple[str, str], int] = {}  # (openid, template_id) -> sends allowed
-        self.limits: Dict[str, RateLimit] = {name: RateLimit(**vars(limit)) for name, limit in DEFAULT_LIMITS.items()}
-        self._hits: Dict[Tuple[str, str], List[float]] = {}
-        self._last_force_refresh: Optional[float] = None
-        self.users: Dict[str, Optional[str]] = {}  # openid -> unionid
-        self.login_codes: Dict[str, Tuple[str, float]] = {}  # code -> (openid, expires_at)
-        self.used_login_codes: Dict[str, float] = {}  # spent code -> its expiry (40163 until then)
-        self.phone_codes: Dict[str, Tuple[str, str, float]] = {}  # code -> (cc, pure, issued_at)
-        self.tokens: Dict[str, float] = {}  # access_token -> expires_at
-        self.latest_token: Optional[str] = None  # last /cgi-bin/token result
-        self.stable_token: Optional[str] = None  # current /cgi-bin/stable_token result
-        self.messages: List[Dict[str, Any]] = []
-        self.faults: List[Fault] = []
-        self.calls: Dict[str, int] = {}
+        self.subscriptions: dict[tuple[str, str], int] = {}  # (openid, template_id) -> sends allowed
+        self.limits: dict[str, RateLimit] = {name: RateLimit(**vars(limit)) for name, limit in DEFAULT_LIMITS.items()}
+        self._hits: dict[tuple[str, str], list[float]] = {}
+        self._last_force_refresh: float | None = None
+        self.users: dict[str, str | None] = {}  # openid -> unionid
+        self.login_codes: dict[str, tuple[str, float]] = {}  # code -> (openid, expires_at)
+        self.used_login_codes: dict[str, float] = {}  # spent code -> its expiry (40163 until then)
+        self.phone_codes: dict[str, tuple[str, str, float]] = {}  # code -> (cc, pure, issued_at)
+        self.tokens: dict[str, float] = {}  # access_token -> expires_at
+        self.latest_token: str | None = None  # last /cgi-bin/token result
+        self.stable_token: str | None = None  # current /cgi-bin/stable_token result
+        self.messages: list[dict[str, Any]] = []
+        self.faults: list[Fault] = []
+        self.calls: dict[str, int] = {}
         self._msgids = itertools.count(3_000_000_001)
 
     # -- control (used by /__stub__/ endpoints and directly by tests) --
 
-    def issue_login_code(self, openid: Optional[str] = None, unionid: Optional[str] = None) -> Dict[str, str]:
+    def issue_login_code(self, openid: str | None = None, unionid: str | None = None) -> dict[str, str]:
         """Register ``openid`` as a user and mint a single-use wx.login code."""
         openid = openid or "o" + secrets.token_urlsafe(21)[:27]
         if unionid is not None or openid not in self.users:
@@ -265,7 +266,7 @@ class StubState:
         self.login_codes[code] = (openid, self.clock() + CODE_TTL)
         return {"code": code, "openid": openid}
 
-    def issue_phone_code(self, phone: str) -> Dict[str, str]:
+    def issue_phone_code(self, phone: str) -> dict[str, str]:
         """Mint a single-use getPhoneNumber code; raises ``ValueError`` on a bad number."""
         country, pure = parse_phone(phone)
         code = secrets.token_hex(32)
@@ -279,7 +280,7 @@ class StubState:
             raise ValueError(f"a template needs an id and keywords of the types {sorted(VALUE_RULES)}")
         self.templates[template_id] = keywords
 
-    def accept_subscriptions(self, openid: str, template_ids: List[str], decisions: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    def accept_subscriptions(self, openid: str, template_ids: list[str], decisions: dict[str, str] | None = None) -> dict[str, str]:
         """What ``wx.requestSubscribeMessage({tmplIds})`` does on the phone: the user answers each
         template (``decisions``, default ``accept``); each ``accept`` allows one more message of
         that template to ``openid``. Returns the result object the mini-program gets
@@ -291,7 +292,7 @@ class StubState:
         if unknown:
             raise ValueError(f"20001: no template data return, verify the template id exist: {unknown}")
         decisions = decisions or {}
-        result: Dict[str, str] = {}
+        result: dict[str, str] = {}
         for template_id in template_ids:
             answer = decisions.get(template_id, "accept")
             if answer not in ("accept", "reject"):
@@ -303,10 +304,10 @@ class StubState:
         self.users.setdefault(openid, None)
         return result
 
-    def subscriptions_left(self, openid: str) -> Dict[str, int]:
+    def subscriptions_left(self, openid: str) -> dict[str, int]:
         return {tid: n for (who, tid), n in self.subscriptions.items() if who == openid}
 
-    def _limited(self, name: str, key: str = "") -> Optional[Dict[str, Any]]:
+    def _limited(self, name: str, key: str = "") -> dict[str, Any] | None:
         """Count one call against limit ``name`` (per ``key``); the error body when over it."""
         limit = self.limits.get(name)
         if limit is None:
@@ -330,7 +331,7 @@ class StubState:
             raise ValueError("a fault needs errcode, malformed, status or delay")
         self.faults.append(fault)
 
-    def take_fault(self, path: str) -> Optional[Fault]:
+    def take_fault(self, path: str) -> Fault | None:
         """Consume one use of the first fault queued for ``path``."""
         for fault in self.faults:
             if fault.path == path:
@@ -351,7 +352,7 @@ class StubState:
 
     # -- WeChat APIs --
 
-    def _check_credentials(self, appid: Optional[str], secret: Optional[str]) -> Optional[Dict[str, Any]]:
+    def _check_credentials(self, appid: str | None, secret: str | None) -> dict[str, Any] | None:
         if not appid:
             return wx_error(41002)
         if not secret:
@@ -362,7 +363,7 @@ class StubState:
             return wx_error(40125)
         return None
 
-    def code2session(self, appid: str, secret: str, js_code: str, grant_type: str) -> Dict[str, Any]:
+    def code2session(self, appid: str, secret: str, js_code: str, grant_type: str) -> dict[str, Any]:
         """``/sns/jscode2session``: exchange a login code for openid + session_key."""
         error = self._check_credentials(appid, secret)
         if error:
@@ -384,7 +385,7 @@ class StubState:
             return limited  # the code stays usable
         del self.login_codes[js_code]
         self.used_login_codes[js_code] = entry[1]
-        body = {"session_key": base64.b64encode(secrets.token_bytes(16)).decode(), "openid": openid}
+        body: dict[str, Any] = {"session_key": base64.b64encode(secrets.token_bytes(16)).decode(), "openid": openid}
         if self.users.get(openid):
             body["unionid"] = self.users[openid]
         return body
@@ -394,10 +395,10 @@ class StubState:
         self.tokens[token] = self.clock() + TOKEN_TTL
         return token
 
-    def _token_body(self, token: str) -> Dict[str, Any]:
+    def _token_body(self, token: str) -> dict[str, Any]:
         return {"access_token": token, "expires_in": int(round(self.tokens[token] - self.clock()))}
 
-    def get_access_token(self, grant_type: str, appid: str, secret: str) -> Dict[str, Any]:
+    def get_access_token(self, grant_type: str, appid: str, secret: str) -> dict[str, Any]:
         """``/cgi-bin/token``: always a new token; the previous one lives 5 more minutes."""
         if grant_type != "client_credential":
             return wx_error(40002)
@@ -413,7 +414,7 @@ class StubState:
 
     def get_stable_access_token(
         self, grant_type: str, appid: str, secret: str, force_refresh: bool = False
-    ) -> Dict[str, Any]:
+    ) -> dict[str, Any]:
         """``/cgi-bin/stable_token``: same token while valid, unless force_refresh.
 
         Like WeChat, ``expires_in`` is the remaining lifetime, a new token is
@@ -445,7 +446,7 @@ class StubState:
         self.stable_token = self._new_token()
         return self._token_body(self.stable_token)
 
-    def check_access_token(self, token: Optional[str]) -> Optional[Dict[str, Any]]:
+    def check_access_token(self, token: str | None) -> dict[str, Any] | None:
         """None if ``token`` is usable, else the WeChat error body (41001/40001/42001)."""
         if not token:
             return wx_error(41001)
@@ -455,7 +456,7 @@ class StubState:
             return wx_error(42001)
         return None
 
-    def get_phone_number(self, access_token: Optional[str], code: Optional[str]) -> Dict[str, Any]:
+    def get_phone_number(self, access_token: str | None, code: str | None) -> dict[str, Any]:
         """``/wxa/business/getuserphonenumber``: exchange a phone code for the number."""
         error = self.check_access_token(access_token)
         if error:
@@ -476,7 +477,7 @@ class StubState:
             },
         }
 
-    def send_subscribe_message(self, access_token: Optional[str], body: Dict[str, Any]) -> Dict[str, Any]:
+    def send_subscribe_message(self, access_token: str | None, body: dict[str, Any]) -> dict[str, Any]:
         """``/cgi-bin/message/subscribe/send``: validate and record the message."""
         error = self.check_access_token(access_token)
         if error:
@@ -541,14 +542,14 @@ class JsonHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
 
-    def compute_etag(self) -> Optional[str]:
+    def compute_etag(self) -> str | None:
         return None  # state changes between calls; never answer 304
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(body, ensure_ascii=False))
 
-    def json_body(self) -> Optional[Dict[str, Any]]:
+    def json_body(self) -> dict[str, Any] | None:
         """The request body as a dict, or None if it is not a JSON object."""
         try:
             body = json.loads(self.request.body or b"{}")
@@ -585,7 +586,7 @@ class WeChatApiHandler(JsonHandler):
         elif fault.errcode is not None:
             self.write_json(wx_error(fault.errcode, fault.errmsg))
 
-    def wx_body(self) -> Optional[Dict[str, Any]]:
+    def wx_body(self) -> dict[str, Any] | None:
         """Parsed POST body; answers 47001 and returns None when not a JSON object."""
         body = self.json_body()
         if body is None:
@@ -736,8 +737,8 @@ class StubLimitsHandler(JsonHandler):
         self.write_json({"limits": {name: vars(limit) for name, limit in self.state.limits.items()}})
 
     def post(self) -> None:
-        body = self.json_body()
-        limit = self.state.limits.get(str((body or {}).get("name")))
+        body = self.json_body() or {}
+        limit = self.state.limits.get(str(body.get("name")))
         try:
             if limit is None:
                 raise ValueError(f"name must be one of {sorted(self.state.limits)}")
@@ -843,8 +844,8 @@ def make_stub_app(state: StubState) -> tornado.web.Application:
 
 
 async def start_stub(
-    host: str = "127.0.0.1", port: int = 8100, state: Optional[StubState] = None
-) -> Tuple[tornado.httpserver.HTTPServer, StubState]:
+    host: str = "127.0.0.1", port: int = 8100, state: StubState | None = None
+) -> tuple[tornado.httpserver.HTTPServer, StubState]:
     """Listen on ``host:port``; call ``server.stop()`` to shut down."""
     state = state or StubState()
     server = make_stub_app(state).listen(port, address=host)
@@ -858,7 +859,7 @@ async def _serve_forever(args: argparse.Namespace) -> None:
     await asyncio.Event().wait()
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
     parser = argparse.ArgumentParser(description="Fake WeChat server API for offline development.")
     parser.add_argument("--host", default="127.0.0.1")

@@ -46,7 +46,7 @@ async def open_database(settings: Settings, *, serving: bool = False):
     started while ``run`` holds the folder uses that server's database (found through
     ``<data_dir>/db/embedded.json``), so the CLI works beside a running server."""
     embedded = supervisor = None
-    if settings.embedded:
+    if settings.mongodb_uri is None:  # settings.embedded
         embedded = EmbeddedMongo(settings.data_dir, settings.embedded_port)
         try:
             await asyncio.to_thread(embedded.start)

@@ -10,7 +10,7 @@ import tornado.web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from handlers import admin, allocation, auth, forms, imports, leads, notifications, ops, sync
-from handlers import contracts
+from handlers import console, contracts
 from handlers import reports
 from handlers import tasks as task_handlers
 from handlers.base import NotFoundHandler
@@ -61,7 +61,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     metrics: Metrics = handler.application.settings["metrics"]
     metrics.requests.labels(handler.request.method, name, str(status)).inc()
     metrics.latency.labels(name).observe(elapsed)
-    actor = getattr(handler, "actor", None)
+    actor = getattr(handler, "caller", None)
     level = logging.ERROR if status >= 500 else logging.INFO
     access_log.log(
         level,
@@ -104,7 +104,7 @@ class PlainServerHeader(tornado.web.OutputTransform):
 
 def make_app(ctx: AppContext) -> tornado.web.Application:
     app = tornado.web.Application(
-        [*API_ROUTES, *ops.static_routes],
+        [*API_ROUTES, *ops.static_routes, *console.static_routes],
         ctx=ctx,
         metrics=make_metrics(),
         openapi=build_openapi(API_ROUTES, VERSION),

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, TextIO
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -86,7 +87,7 @@ class EmbeddedMongo:
         self.host = host
         self.port = port
         self.process: subprocess.Popen | None = None
-        self._lock_file = None
+        self._lock_file: TextIO | None = None
 
     @property
     def uri(self) -> str:
@@ -147,7 +148,7 @@ class EmbeddedMongo:
         self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         out.close()
         deadline = time.monotonic() + timeout_s
-        client = MongoClient(self.uri, serverSelectionTimeoutMS=500)
+        client: MongoClient[dict[str, Any]] = MongoClient(self.uri, serverSelectionTimeoutMS=500)
         try:
             while True:
                 if self.process.poll() is not None:
@@ -220,6 +221,7 @@ def running_uri(data_dir: Path, timeout_s: float = 15.0) -> str:
         try:
             state = json.loads((db_dir / STATE_FILE).read_text())
             uri = f"mongodb://{state['host']}:{int(state['port'])}/?directConnection=true"
+            client: MongoClient[dict[str, Any]]
             with MongoClient(uri, serverSelectionTimeoutMS=500) as client:
                 client.admin.command("ping")
             return uri

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 MESSAGES: dict[str, dict[str, str]] = {
     # Request shape
     "request.malformed_json": {"zh-CN": "请求体不是有效的 JSON", "en": "The request body is not valid JSON"},
@@ -152,6 +154,8 @@ MESSAGES: dict[str, dict[str, str]] = {
 # on (the id of an existing lead, the allowed stages) travels in the detail's ``value``, not in its
 # message (see ``detail``).
 DETAIL_MESSAGES: dict[str, dict[str, str]] = {
+    # /readyz: why the database is not ready ("restarting", "unreachable", "failed")
+    "database_state": {"zh-CN": "数据库状态：{state}", "en": "database {state}"},
     # pydantic error types
     "missing": {"zh-CN": "必填", "en": "Field required"},
     "extra_forbidden": {"zh-CN": "不允许的字段", "en": "Extra inputs are not permitted"},
@@ -285,6 +289,31 @@ def detail(field: str | None, code: str, *, text: str | None = None, value: str 
     if value is not None:
         item["value"] = value
     return item
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def _params(ctx: dict | None) -> dict:
+    params = {k: _plain(v) for k, v in (ctx or {}).items()}
+    if isinstance(params.get("expected"), str):  # "'A', 'B' or 'C'": a list in any language
+        params["expected"] = params["expected"].replace(" or ", ", ")
+    return params
+
+
+def validation_details(exc: ValidationError) -> list[dict]:
+    """Pydantic's problems as details: its error type is the code, its ``ctx`` the params from which
+    ``ApiHandler.write_error`` renders the message in the caller's language (``DETAIL_MESSAGES``)."""
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or None,
+            "code": err["type"],
+            "message": err["msg"],
+            "params": _params(err.get("ctx")),
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def render_detail(item: dict[str, Any], language: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ Request bodies also say what ``ApiHandler.parse_body`` refuses in any object: ke
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -179,7 +179,7 @@ def _upload_body() -> dict:
 
 def build_openapi(routes: list[tuple], version: str) -> dict:
     ops = route_operations(routes)
-    models: list[tuple[type[BaseModel], str]] = [(ErrorEnvelope, "serialization")]
+    models: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [(ErrorEnvelope, "serialization")]
     for _, _, _, spec in ops:
         if spec.body:
             models.append((spec.body, "validation"))

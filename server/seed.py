@@ -52,7 +52,7 @@ async def _seed_leads(ctx: AppContext, users: dict[str, dict]) -> dict:
             continue
         actor = Actor.from_user(users[owner])
         try:
-            await ctx.leads.create(actor, LeadCreate(id=lead_id, name=name, company=company, phone=phone, city=city, level=level, tags=tags))
+            await ctx.leads.create(actor, LeadCreate.model_validate({"id": lead_id, "name": name, "company": company, "phone": phone, "city": city, "level": level, "tags": tags}))
         except Conflict:  # this phone already has a lead (made by hand): keep that one
             existing.append(lead_id)
             continue
@@ -68,15 +68,15 @@ async def _seed_leads(ctx: AppContext, users: dict[str, dict]) -> dict:
 async def seed_demo(ctx: AppContext) -> dict:
     teams: dict[str, str] = {}
     for name in DEMO_TEAMS:
-        team = await ctx.users.team_by_name(name) or await ctx.users.create_team(SEED_ADMIN, TeamCreate(name=name))
-        teams[name] = str(team["_id"])
+        team_doc = await ctx.users.team_by_name(name) or await ctx.users.create_team(SEED_ADMIN, TeamCreate(name=name))
+        teams[name] = str(team_doc["_id"])
     users: dict[str, dict] = {}
     for username, name, role, team in DEMO_USERS:
         user = await ctx.users.by_username(username)
         if user is None:
             user = await ctx.users.create_user(
                 SEED_ADMIN,
-                UserCreate(username=username, password=DEMO_PASSWORD, name=name, role=role, team_id=teams.get(team) if team else None),
+                UserCreate.model_validate({"username": username, "password": DEMO_PASSWORD, "name": name, "role": role, "team_id": teams.get(team) if team else None}),
             )
         users[username] = user
     leads = await _seed_leads(ctx, users)

@@ -199,7 +199,7 @@ function wrapComponent(comp, route, wx) {
     },
     has(selector) { return Boolean(self.find(selector)); },
     async trigger(selector, name, detail) {
-      const el = await waitFor(() => self.find(selector), 4000, selector + ' in ' + route);
+      const el = await waitFor(() => self.find(selector), 10000, selector + ' in ' + route);
       useWx(wx);
       current = launched.get(wx) || current;
       dispatch(el.dom, name, detail);

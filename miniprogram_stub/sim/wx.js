@@ -46,7 +46,7 @@ function makeWx(backend, options) {
   const state = {
     openid: opts.openid || null,
     offline: false,
-    loseAnswers: 0, // the next n requests reach the server but their answers are lost on the way back
+    lose: null, // {n, match, thenOffline}: answers lost on the way back (wx.loseAnswers)
     location: opts.location || { latitude: 31.2304, longitude: 121.4737, accuracy: 15 },
     privacyAgreed: Boolean(opts.privacyAgreed),
     envVersion: opts.envVersion || 'develop',
@@ -90,8 +90,9 @@ function makeWx(backend, options) {
       let aborted = false;
       const fail = (msg) => setTimeout(() => { entry.error = msg; if (o.fail) o.fail({ errMsg: msg }); if (o.complete) o.complete({ errMsg: msg }); }, 0);
       if (state.offline) { fail('request:fail -101 net::ERR_INTERNET_DISCONNECTED'); return { abort() {} }; }
-      const lost = state.loseAnswers > 0;
-      if (lost) state.loseAnswers -= 1;
+      const lose = state.lose;
+      const lost = Boolean(lose && lose.n > 0 && (!lose.match || lose.match.test(entry.method + ' ' + o.url)));
+      if (lost) lose.n -= 1;
       const u = new URL(target(o.url));
       let body = null;
       if (o.data !== undefined && o.data !== null && entry.method !== 'GET') body = Buffer.from(typeof o.data === 'string' ? o.data : JSON.stringify(o.data));
@@ -107,7 +108,13 @@ function makeWx(backend, options) {
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
           if (aborted) return;
-          if (lost) { entry.statusCode = res.statusCode; entry.lost = true; fail('request:fail timeout'); return; }
+          if (lost) {
+            entry.statusCode = res.statusCode;
+            entry.lost = true;
+            if (lose.thenOffline) wx.setOffline(true);
+            fail('request:fail timeout');
+            return;
+          }
           const text = Buffer.concat(chunks).toString('utf8');
           let data = text;
           if (o.dataType !== 'text') { try { data = text ? JSON.parse(text) : ''; } catch (e) { /* keep text */ } }
@@ -187,9 +194,10 @@ function makeWx(backend, options) {
     const status = { isConnected: !state.offline, networkType: state.offline ? 'none' : 'wifi' };
     netListeners.slice().forEach((fn) => fn(status));
   };
-  // The next n requests are handled by the server but the phone never gets the answer (a lift, a
-  // tunnel): wx.request fails with "request:fail timeout" after the server did the work.
-  wx.loseAnswers = (n) => { state.loseAnswers = n === undefined ? 1 : n; };
+  // The next n requests (those whose "METHOD url" matches o.match, if given) are handled by the
+  // server but the phone never gets the answer (a lift, a tunnel): wx.request fails with
+  // "request:fail timeout" after the server did the work. o.thenOffline: the network goes with it.
+  wx.loseAnswers = (n, o) => { state.lose = Object.assign({ n: n === undefined ? 1 : n }, o || {}); };
   // What WeChat does when a privacy API (the phone-number button, …) is used before the user agreed:
   // the page's onNeedPrivacyAuthorization listener is called; resolves once agreed, rejects on refusal.
   wx.askPrivacy = (apiName) => needPrivacy(apiName || 'getPhoneNumber');

@@ -67,7 +67,10 @@ class Page(OutModel, Generic[T]):
 class ErrorDetail(OutModel):
     field: str | None = None
     code: str
-    message: str
+    message: str  # in the caller's language, for a person
+    # Data a client acts on (the allowed stages, the existing lead's id), the same in every language;
+    # present only on the details that carry data. Read it instead of parsing ``message``.
+    value: str | None = None
 
 
 class ErrorBody(OutModel):

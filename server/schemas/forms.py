@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -103,7 +104,7 @@ class FormFieldOut(OutModel):
     label: str
     type: FieldType
     required: bool
-    options: list[OptionOut] | None = None
+    options: Sequence[OptionOut] | None = None  # a Sequence, so FormFieldAdminOut may say list[FormOptionOut]
     min_length: int | None = None
     max_length: int | None = None
     min: float | None = None

@@ -26,11 +26,12 @@ from datetime import datetime, time
 from typing import Any
 
 from bson import ObjectId
+from pydantic import ValidationError
 from pymongo import ReturnDocument
 
 from server.actor import SYSTEM, Actor, require_role
 from server.clock import Clock
-from server.errors import Invalid, NotFound, VersionMismatch
+from server.errors import Invalid, NotFound, VersionMismatch, detail, validation_details
 from server.i18n import LANGUAGES
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
@@ -208,8 +209,8 @@ class AllocationService:
         merged = {**current, **changes}
         try:  # the merged rule must still be a valid rule
             RuleCreate.model_validate({k: merged.get(k) for k in RuleCreate.model_fields if k in merged})
-        except ValueError as exc:
-            raise Invalid("request.invalid", details=[{"field": None, "code": "invalid_rule", "message": str(exc)[:300]}]) from None
+        except ValidationError as exc:
+            raise Invalid("request.invalid", details=validation_details(exc)) from None
         await self._check_members(merged["team_id"], merged.get("members") or [])
         doc = await self._rules.find_one_and_update(
             {"_id": current["_id"], "version": version},
@@ -240,14 +241,14 @@ class AllocationService:
     async def _check_members(self, team_id: str, members: list[str]) -> None:
         oids = [maybe_oid(m) for m in members]
         if None in oids:
-            raise Invalid("allocation_rule.bad_members", details=[{"field": "members", "code": "bad_id", "message": "not a user id"}])
+            raise Invalid("allocation_rule.bad_members", details=[detail("members", "bad_id", text="not_a_user_id")])
         if not members:
             return
         found = await self._users.find({"_id": {"$in": oids}}, {"team_id": 1, "role": 1}).to_list(None)
         ok = {str(u["_id"]) for u in found if u.get("team_id") == team_id and u.get("role") in ("rep", "manager")}
         outsiders = [m for m in members if m not in ok]
         if outsiders:
-            raise Invalid("allocation_rule.bad_members", details=[{"field": "members", "code": "not_in_team", "message": ",".join(outsiders)}])
+            raise Invalid("allocation_rule.bad_members", details=[detail("members", "not_in_team", text="members_outside_team", value=",".join(outsiders), members=", ".join(outsiders))])
 
     # ------------------------------------------------------------ preview
     async def preview(self, actor: Actor, rule_id: str, data: PreviewIn) -> dict:
@@ -308,7 +309,7 @@ class AllocationService:
         """Rules and members are read once per batch, turns reserved once per rule; each lead is one
         conditional write; events, notifications and member counters are written in bulk."""
         stats.considered += len(leads)
-        teams = sorted({lead.get("team_id") for lead in leads if lead.get("team_id")})
+        teams = sorted({lead["team_id"] for lead in leads if lead.get("team_id")})
         rules = await self._rules.find({"team_id": {"$in": teams}, "active": True}).sort("priority", 1).to_list(None) if teams else []
         members = await self._members(rules, now)
         by_rule: dict[Any, list[tuple[dict, Phrase]]] = {}
@@ -436,7 +437,7 @@ class AllocationService:
             if d.owner is None and d.rule is not None:
                 stuck.append(d)
                 continue
-            if d.owner is None:  # no rule: the team's pool
+            if d.owner is None or d.rule is None:  # no rule (and so no owner): the team's pool
                 if await self._leads.allocate_to_pool(lead_id, d.reason, now):
                     stats.pooled += 1
                     events.append(event(lead_id, "pooled", SYSTEM, {"reason": d.reason}, at=now))
@@ -466,7 +467,8 @@ class AllocationService:
         await self._notifications.notify(notes, now)
 
     async def _stuck_notifications(self, stuck: list[Decision], today: str) -> list[dict]:
-        teams = sorted({d.lead.get("team_id") for d in stuck})
+        team_ids: set[Any] = {d.lead.get("team_id") for d in stuck}
+        teams = sorted(team_ids)
         managers = await self._users.find({"team_id": {"$in": teams}, "role": "manager", "active": True}, {"team_id": 1}).to_list(None)
         notes = []
         for d in stuck:

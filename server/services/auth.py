@@ -109,11 +109,12 @@ class AuthService:
         if bind_code:
             user = await self._bind_staff(session.openid, bind_code)
         else:
-            user = await self._users.by_openid(session.openid) or await self._users.customer_for(session.openid, self._clock.now())
-            if user is None:  # pragma: no cover - the upsert or the racing login made it
+            found = await self._users.by_openid(session.openid) or await self._users.customer_for(session.openid, self._clock.now())
+            if found is None:  # pragma: no cover - the upsert or the racing login made it
                 raise Unauthorized("auth.invalid_credentials")
-            if not user.get("active"):
+            if not found.get("active"):
                 raise Unauthorized("auth.invalid_credentials")
+            user = found
         # Keep the session key (encrypted) for the older encryptedData flow; it never leaves the server.
         await self._users.record_wechat_login(user["_id"], self._cipher.encrypt(session.session_key, str(user["_id"])))
         return await self.issue_tokens(user, family_id=None)

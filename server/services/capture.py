@@ -18,7 +18,7 @@ from bson import ObjectId
 
 from config.settings import Settings
 from server.actor import Actor
-from server.errors import Invalid
+from server.errors import Invalid, detail
 from server.schemas.forms import SubmissionIn
 from server.services.allocation import AllocationService
 from server.services.forms import FormService, validate_answers
@@ -78,7 +78,7 @@ class CaptureService:
         # The key is claimed before the phone code is resolved: a retry whose first answer was lost
         # must replay, and its (single-use) phone code has already been spent by the first try.
         scope = f"user:{customer.id}" if customer else f"ip:{client_ip}"
-        done = await self._idempotency.run(scope, idempotency_key or None, fingerprint, create, load)
+        done: Submission = await self._idempotency.run(scope, idempotency_key or None, fingerprint, create, load)
         if done.lead_id and self._settings.allocate_on_capture:
             # Capture decides: the new lead is allocated in the background, after the caller has
             # answered (nothing is awaited between here and the response); the sweep is the safety net.
@@ -90,5 +90,5 @@ class CaptureService:
             return await self._wechat.phone_number(code)
         except WechatCallError as exc:
             if exc.errcode in (40029, 40163, 40013, 41008):  # invalid, used, expired or not a code at all
-                raise Invalid("submission.phone_code_invalid", details=[{"field": "phone_code", "code": "invalid", "message": "invalid or used phone code"}]) from None
+                raise Invalid("submission.phone_code_invalid", details=[detail("phone_code", "invalid", text="phone_code_invalid")]) from None
             raise

@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError
 
 from server.actor import Actor
 from server.clock import Clock
-from server.errors import Invalid, VersionMismatch
+from server.errors import Invalid, VersionMismatch, detail
 from server.schemas.leads import FollowupCreate
 from server.services.leads import LeadService, event
 
@@ -34,12 +34,12 @@ class FollowupService:
         now = self._clock.now()
         errors = []
         if data.kind == "visit" and data.location is None:
-            errors.append({"field": "location", "code": "required", "message": "a visit needs a check-in location"})
+            errors.append(detail("location", "required", text="visit_location_required"))
         if data.next_followup_at is not None and not (now - timedelta(minutes=5) <= data.next_followup_at <= now + MAX_AHEAD):
-            errors.append({"field": "next_followup_at", "code": "out_of_range", "message": "must be in the coming year"})
+            errors.append(detail("next_followup_at", "out_of_range", text="within_coming_year"))
         occurred = data.occurred_at or now
         if not (now - MAX_BACKDATE <= occurred <= now + timedelta(minutes=5)):
-            errors.append({"field": "occurred_at", "code": "out_of_range", "message": "must be within the last 30 days"})
+            errors.append(detail("occurred_at", "out_of_range", text="within_last_30_days"))
         if errors:
             raise Invalid("request.invalid", details=errors)
         lead = await self._leads.get(actor, lead_id)
@@ -59,7 +59,7 @@ class FollowupService:
         except BulkWriteError:
             existing = await self._events.find_one({"_id": followup_id, "kind": "followup", "author_id": actor.id, "lead_id": lead["_id"]})
             if existing is None:
-                raise Invalid("request.invalid", details=[{"field": "id", "code": "taken", "message": "this id is taken"}]) from None
+                raise Invalid("request.invalid", details=[detail("id", "taken", text="id_taken")]) from None
             return existing, False  # an offline phone sending the same follow-up again
         for attempt in range(3):  # a concurrent edit of the lead: read it again and re-apply
             update: dict[str, Any] = {"last_activity_at": max(occurred, lead.get("last_activity_at") or occurred), "updated_at": now, "touched_at": now}

@@ -157,7 +157,7 @@ class FormService:
         try:
             result = await self._forms.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict("form.slug_taken", details=[{"field": "slug", "code": "taken", "message": "slug in use"}]) from None
+            raise Conflict("form.slug_taken", details=[detail("slug", "taken", text="slug_in_use")]) from None
         doc["_id"] = result.inserted_id
         await self._audit.record(actor, "form.create", target_type="form", target_id=str(doc["_id"]))
         return doc
@@ -217,4 +217,4 @@ class FormService:
 
     async def _existing_team(self, team_id: str) -> None:
         if await self._teams.find_one({"_id": maybe_oid(team_id)}, {"_id": 1}) is None:
-            raise Invalid("team.not_found", details=[{"field": "team_id", "code": "unknown", "message": "no such team"}])
+            raise Invalid("team.not_found", details=[detail("team_id", "unknown", text="no_such_team")])

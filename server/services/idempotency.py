@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -80,7 +81,7 @@ class IdempotencyService:
             await self._col.delete_one({"_id": doc_id})
             raise
 
-    async def _claim(self, doc_id: str, fingerprint: str, new_resource_id: str, load: Load) -> tuple[str, object | None]:
+    async def _claim(self, doc_id: str, fingerprint: str, new_resource_id: str, load: Load) -> tuple[str, Any]:
         """``(resource_id, None)``: this request creates it; ``(resource_id, loaded)``: a replay."""
         now = self._clock.now()
         try:

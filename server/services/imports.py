@@ -20,7 +20,7 @@ import logging
 import re
 import struct
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from pymongo.errors import BulkWriteError
 
 from server.actor import Actor
 from server.clock import Clock, as_utc
-from server.errors import ApiError, Forbidden, Invalid, NotFound
+from server.errors import ApiError, Forbidden, Invalid, NotFound, detail
 from server.schemas.common import text_problem
 from server.security import FieldCipher, normalise_mainland_mobile
 from server.services.audit import AuditService
@@ -165,12 +165,12 @@ def _header_map(header: list[Any]) -> list[str | None]:
             continue
         name = HEADER_ALIASES.get(text.lower()) or HEADER_ALIASES.get(text)
         if name is None:
-            problems.append({"field": f"column {index + 1}", "code": "unknown", "message": text[:64]})
+            problems.append(detail(f"column {index + 1}", "unknown", text="unknown_column", value=text[:64], header=text[:64]))
         elif name in mapped:
-            problems.append({"field": f"column {index + 1}", "code": "repeated", "message": text[:64]})
+            problems.append(detail(f"column {index + 1}", "repeated", text="repeated_column", value=text[:64], header=text[:64]))
         mapped.append(name)
     if "name" not in mapped:
-        problems.append({"field": "name", "code": "missing", "message": "a name (姓名) column is required"})
+        problems.append(detail("name", "missing", text="name_column_required"))
     if problems:
         raise Invalid("import.bad_header", details=problems[:20])
     return mapped
@@ -368,7 +368,7 @@ def parse_upload(data: bytes, filename: str | None, limits: ParseLimits = ParseL
             raise Invalid("import.too_many_rows", params={"limit": MAX_ROWS})
         if columns is None:
             if not any(c.value for c in cells):
-                raise Invalid("import.bad_header", details=[{"field": "name", "code": "missing", "message": "the first row must be the header"}])
+                raise Invalid("import.bad_header", details=[detail("name", "missing", text="header_first_row")])
             columns = _header_map([c.value for c in cells])
             parsed.header = _kept(cells)
             continue
@@ -381,7 +381,7 @@ def parse_upload(data: bytes, filename: str | None, limits: ParseLimits = ParseL
         else:
             parsed.rejected.append(checked)
     if columns is None:
-        raise Invalid("import.bad_header", details=[{"field": "name", "code": "missing", "message": "the file is empty"}])
+        raise Invalid("import.bad_header", details=[detail("name", "missing", text="file_empty")])
     return parsed
 
 
@@ -417,7 +417,7 @@ def _local_time(value: Any, tz) -> str | None:
 def _export_row(doc: dict, owners: dict[str, str], language: str, tz) -> list[Any]:
     """One lead as a person reads it: the owner's name, local times, the stage in words."""
     owner = doc.get("owner_id")
-    stage = doc.get("stage")
+    stage: Any = doc.get("stage")  # as stored: a label when it is a known stage
     row = [
         doc["_id"], doc.get("name"), doc.get("company"), doc.get("phone_masked"), doc.get("city"), doc.get("level"),
         STAGE_LABELS[language].get(stage, stage), owners.get(owner, owner) if owner else None,
@@ -451,7 +451,7 @@ class _Progress:
     def done(self) -> int:
         return self.created + self.merged + len(self.rejected)
 
-    def add(self, created: int, merged: int, rejected: list[dict], rows: list[int] = ()) -> None:
+    def add(self, created: int, merged: int, rejected: list[dict], rows: Iterable[int] = ()) -> None:
         self.created += created
         self.merged += merged
         self.rejected.extend(rejected)
@@ -527,13 +527,13 @@ class ImportService:
                 raise Forbidden("auth.forbidden")
             return actor.team_id
         if not team_id:
-            raise Invalid("import.team_required", details=[{"field": "team_id", "code": "required", "message": "choose the team whose pool receives the leads"}])
+            raise Invalid("import.team_required", details=[detail("team_id", "required", text="import_team_required")])
         try:
             oid = ObjectId(team_id)
         except (InvalidId, TypeError):
             oid = None
         if oid is None or await self._teams.find_one({"_id": oid}, {"_id": 1}) is None:
-            raise Invalid("team.not_found", details=[{"field": "team_id", "code": "unknown", "message": "no such team"}])
+            raise Invalid("team.not_found", details=[detail("team_id", "unknown", text="no_such_team")])
         return str(oid)
 
     def _reject(self, row: int, code: str, field: str | None) -> dict:
@@ -638,7 +638,7 @@ class ImportService:
         existing = await self._existing(list(by_bidx))
         to_insert = []
         for doc in docs:
-            hit = existing.get(doc.get("phone_bidx"))
+            hit = existing.get(doc["phone_bidx"]) if "phone_bidx" in doc else None
             if hit is None:
                 to_insert.append(doc)
             elif self._visible(actor, hit):
@@ -752,7 +752,7 @@ class ImportService:
                     owners[str(user["_id"])] = user.get("name") or user.get("username") or str(user["_id"])
             yield [_export_row(d, owners, language, self._tz) for d in batch]
 
-    async def export_csv(self, actor: Actor, language: str | None = None) -> AsyncIterator[bytes]:
+    async def export_csv(self, actor: Actor, language: str | None = None) -> AsyncGenerator[bytes, None]:
         """UTF-8 CSV with a BOM (Excel), in batches; audited with the row count when it ends."""
         language = export_language(language or self._language)
         rows = 0

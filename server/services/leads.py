@@ -7,6 +7,7 @@ all. Anything outside the caller's scope is "not found", exactly like an id that
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from server.actor import SYSTEM, Actor, scope_filter
 from server.clock import Clock
-from server.errors import ApiError, Conflict, Invalid, NotFound, VersionMismatch
+from server.errors import ApiError, Conflict, Invalid, NotFound, VersionMismatch, detail
 from server.paging import Page, paginate
 from server.schemas.leads import LeadCreate, LeadListQuery, LeadUpdate, StageChange
 from server.security import FieldCipher, mask_phone, normalise_mainland_mobile
@@ -304,7 +305,7 @@ class LeadService:
         if data.phone:
             phone = normalise_mainland_mobile(data.phone)
             if phone is None:
-                raise Invalid("request.invalid", details=[{"field": "phone", "code": "invalid", "message": "not a mainland mobile number"}])
+                raise Invalid("request.invalid", details=[detail("phone", "invalid", text="phone_invalid")])
             doc.update(self.seal_phone(phone, lead_id))
         try:
             await self._store.insert(doc)
@@ -314,8 +315,8 @@ class LeadService:
                 return existing, False
             if data.phone and "phone_bidx" in str(exc):
                 visible = await self._leads.find_one({"phone_bidx": doc["phone_bidx"], **self.scope(actor)}, {"_id": 1})
-                raise Conflict("lead.duplicate", details=[{"field": "phone", "code": "duplicate", "message": visible["_id"] if visible else "exists"}]) from None
-            raise Conflict("lead.id_taken", details=[{"field": "id", "code": "taken", "message": "choose another id"}]) from None
+                raise Conflict("lead.duplicate", details=[detail("phone", "duplicate", text="lead_exists_visible", value=visible["_id"], lead_id=visible["_id"]) if visible else detail("phone", "duplicate", text="lead_exists")]) from None
+            raise Conflict("lead.id_taken", details=[detail("id", "taken", text="choose_another_id")]) from None
         if doc["owner_id"]:
             await self._users.adjust_open_leads(doc["owner_id"], +1)
         if self._tasks is not None and doc["next_followup_at"] and doc["owner_id"]:
@@ -397,9 +398,9 @@ class LeadService:
             raise ValueError("a stage change needs an actor: the person, or server.actor.SYSTEM in jobs")
         current = lead["stage"]
         if to not in allowed_targets(current):
-            raise Conflict("lead.invalid_transition", params={"from": current, "to": to}, details=[{"field": "to", "code": "allowed", "message": ",".join(allowed_targets(current))}])
+            raise Conflict("lead.invalid_transition", params={"from": current, "to": to}, details=[detail("to", "allowed", text="allowed_moves", value=",".join(allowed_targets(current)), allowed=", ".join(allowed_targets(current)))])
         if (current, to) in REASON_REQUIRED and not reason:
-            raise Invalid("lead.reason_required", details=[{"field": "reason", "code": "required", "message": "this move needs a reason"}])
+            raise Invalid("lead.reason_required", details=[detail("reason", "required", text="move_reason_required")])
         if expected_version is not None and expected_version != lead["version"]:
             raise VersionMismatch("lead.version_mismatch")
         now = at or self._clock.now()
@@ -413,7 +414,7 @@ class LeadService:
         doc = event(lead["_id"], "stage_changed", actor, {"from": current, "to": to, "reason": reason}, at=now)
         return StageMove(lead, to, changes, doc, delta)
 
-    async def apply_open_deltas(self, moves: list[StageMove], at: datetime) -> None:
+    async def apply_open_deltas(self, moves: builtins.list[StageMove], at: datetime) -> None:
         """The owners' open-lead counts after stage moves that were written: one command at most."""
         tallies: dict[str, OwnerTally] = {}
         for move in moves:
@@ -431,8 +432,8 @@ class LeadService:
         return updated
 
     async def move_stages(
-        self, moves: list[tuple[dict, str, str | dict[str, str] | None]], actor: Actor = SYSTEM, now: datetime | None = None,
-    ) -> list[dict | ApiError]:
+        self, moves: builtins.list[tuple[dict, str, str | dict[str, str] | None]], actor: Actor = SYSTEM, now: datetime | None = None,
+    ) -> builtins.list[dict | ApiError]:
         """The batch form for sweeps: each ``(lead, to, reason)`` is checked and written as
         ``move_stage`` would, then every event goes in one write and every owner's count in one.
         Returns, per move, the updated lead or the ``ApiError`` that refused it (changed meanwhile,
@@ -517,7 +518,7 @@ class LeadService:
         writes the events and the owners' counts of its batch in one go each."""
         return await self._store.allocate_to_owner(lead_id, assignment)
 
-    async def reclaim(self, due: list[tuple[dict, str]], cooldown_days: int, now: datetime) -> list[dict]:
+    async def reclaim(self, due: builtins.list[tuple[dict, str]], cooldown_days: int, now: datetime) -> builtins.list[dict]:
         """Leads nobody worked go back to their team's pool (the reclaim sweep). Each is one write
         guarded by the version read, so a lead touched meanwhile stays; the events, the previous
         owners' counts and scope exits, and the follow-up tasks are one write each. Returns the
@@ -541,15 +542,15 @@ class LeadService:
         return [lead for lead, _ in done]
 
     # ------------------------------------------------------------ bulk writes of other services' work
-    async def insert_imported(self, docs: list[dict]) -> None:
+    async def insert_imported(self, docs: builtins.list[dict]) -> None:
         """New leads from an import, unordered (a ``BulkWriteError`` names the rows that failed)."""
         await self._store.insert_leads(docs)
 
-    async def merge_imported(self, merges: list[tuple[str, list[str]]]) -> None:
+    async def merge_imported(self, merges: builtins.list[tuple[str, builtins.list[str]]]) -> None:
         if merges:
             await self._store.merge_imported(merges)
 
-    async def record_rfm(self, changes: list[tuple[str, str | None, dict]]) -> None:
+    async def record_rfm(self, changes: builtins.list[tuple[str, str | None, dict]]) -> None:
         """The daily RFM scores: ``(lead_id, new layer or None, rfm)``."""
         if changes:
             await self._store.record_rfm(changes)
@@ -561,10 +562,10 @@ class LeadService:
     async def reseal_phones(self, cipher: FieldCipher, batch_size: int = 500) -> int:
         return await self._store.reseal_phones(cipher, batch_size)
 
-    async def claim_events_for_fold(self, event_ids: list, batch: str) -> None:
+    async def claim_events_for_fold(self, event_ids: builtins.list, batch: str) -> None:
         await self._store.claim_for_fold(event_ids, batch)
 
-    async def mark_events_folded(self, event_ids: list, batch: str) -> None:
+    async def mark_events_folded(self, event_ids: builtins.list, batch: str) -> None:
         await self._store.mark_folded(event_ids, batch)
 
     # ------------------------------------------------------------ output

@@ -56,7 +56,7 @@ DEFAULT_TEMPLATES: dict[str, dict[str, Any]] = load_templates()
 VALUE_LIMITS = {"thing": 20, "name": 10, "phrase": 5, "character_string": 32, "number": 32, "letter": 32, "symbol": 5, "phone_number": 17, "car_number": 8, "amount": 11}
 RETRY_ERRCODES = {None, -1, 45009, 45011}  # network, 5xx, timeouts, malformed answers, busy, quota
 REFUSED = 43101  # the user refused (or has no subscription left on WeChat's side)
-FAILURE_REASONS = {REFUSED: "refused", 40003: "bad_openid", 40037: "unknown_template", 41030: "bad_page", 47003: "bad_data"}
+FAILURE_REASONS: dict[int | None, str] = {REFUSED: "refused", 40003: "bad_openid", 40037: "unknown_template", 41030: "bad_page", 47003: "bad_data"}
 # A value that would be empty (WeChat refuses empty values) is sent as this, by keyword type.
 EMPTY_VALUE = {"phrase": "无", "number": "0", "amount": "0", "letter": "NA"}
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"

@@ -9,11 +9,11 @@ once, exactly one update matches; the other gets 409 and its reservation is give
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from server.actor import Actor
 from server.clock import Clock
-from server.errors import Conflict, Forbidden, Invalid, NotFound
+from server.errors import Conflict, Forbidden, Invalid, NotFound, detail
 from server.paging import Page, paginate
 from server.services.leads import LIST_PROJECTION, LeadService
 from server.services.users import UserService
@@ -47,7 +47,7 @@ class PoolService:
             await self._why_not_claimed(actor, lead_id, now, rules)
         return lead
 
-    async def _why_not_claimed(self, actor: Actor, lead_id: str, now, rules: dict) -> None:
+    async def _why_not_claimed(self, actor: Actor, lead_id: str, now, rules: dict) -> NoReturn:
         """A lead someone claimed in the last minute was lost in a race (409); any other lead that is
         not in the caller's pool is simply not theirs to see (404)."""
         lead = await self._leads_col.find_one({"_id": str(lead_id)[:64], "team_id": actor.team_id or "-"}, {"pool": 1, "cooldowns": 1, "assignment": 1})
@@ -83,7 +83,7 @@ class PoolService:
             or owner.get("role") not in ("rep", "manager")
             or owner.get("team_id") != lead.get("team_id")
         ):
-            raise Invalid("pool.bad_assignee", details=[{"field": "owner_id", "code": "not_in_team", "message": "not an active member of the lead's team"}])
+            raise Invalid("pool.bad_assignee", details=[detail("owner_id", "not_in_team", text="assignee_not_in_team")])
         text = reason or {"zh-CN": f"由 {actor.name or actor.id} 分配", "en": f"assigned by {actor.name or actor.id}"}
         updated = await self._leads.hand_over(lead, actor, owner_id, text, self._clock.now())
         if updated is None:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 # What authentication and Actor.from_user read: nothing personal or secret is kept.
 AUTH_FIELDS = ("_id", "role", "active", "token_version", "team_id", "name", "finance")

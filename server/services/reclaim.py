@@ -49,7 +49,8 @@ class ReclaimService:
         async for lead in self._leads_col.find({"team_id": team_id, "touched_at": {"$lt": horizon}}, _FIELDS):
             if not _reclaimable(lead):
                 continue
-            days = rules.no_followup_days_by_level.get(lead.get("level") or "", rules.no_followup_days)
+            level: Any = lead.get("level") or ""  # as stored; a level with no rule of its own takes the default
+            days = rules.no_followup_days_by_level.get(level, rules.no_followup_days)
             idle = now - lead["touched_at"]
             if idle >= timedelta(days=days):
                 due[lead["_id"]] = (lead, f"no follow-up for {idle.days} days (limit {days})")

@@ -54,7 +54,7 @@ class ReminderService:
             come = [(name, at) for name, at in self._tasks.rungs(task) if since <= at <= now]
             if come:  # several at once (the job was down, or the task was late): the latest one only
                 fired.append((task, *come[-1]))
-        escalated_teams = {t.get("team_id") for t, name, _ in fired if name in ("manager", "at_risk") and t.get("team_id")}
+        escalated_teams = {t["team_id"] for t, name, _ in fired if name in ("manager", "at_risk") and t.get("team_id")}
         managers: dict[str, list[str]] = {}
         if escalated_teams:
             for user in await self._users.find({"team_id": {"$in": sorted(escalated_teams)}, "role": "manager", "active": True}, {"team_id": 1}).to_list(None):
@@ -64,7 +64,7 @@ class ReminderService:
         items: list[dict[str, Any]] = []
         flagged = 0
         for task, name, at in fired:
-            owner = task.get("assignee_id")
+            owner: Any = task.get("assignee_id")  # None when nobody is assigned: those items are dropped below
             key = f"task:{task['_id']}:{name}@{int(at.timestamp())}"
             data = {"task_id": task["_id"], "lead_id": task.get("lead_id"), "rung": name, "due_at": as_utc(task["due_at"]).isoformat()}
             title, due_text = task["title"], self._local(task["due_at"])

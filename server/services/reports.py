@@ -15,7 +15,7 @@ from pymongo import ReplaceOne
 
 from server.actor import Actor
 from server.clock import Clock
-from server.errors import Forbidden, Invalid, NotFound
+from server.errors import Forbidden, Invalid, NotFound, detail
 from server.ids import maybe_oid
 from server.services.leads import LeadService
 from server.services.lifecycle import CUSTOMER_STAGES, STAGES, TRANSITIONS
@@ -27,9 +27,9 @@ FUNNEL_PATH = ("new", "contacted", "qualified", "customer")
 
 def check_range(start: date, end: date) -> None:
     if start > end:
-        raise Invalid("report.bad_range", details=[{"field": "from", "code": "after_to", "message": "from is after to"}])
+        raise Invalid("report.bad_range", details=[detail("from", "after_to", text="from_after_to")])
     if (end - start).days + 1 > MAX_RANGE_DAYS:
-        raise Invalid("report.bad_range", details=[{"field": "to", "code": "too_long", "message": f"at most {MAX_RANGE_DAYS} days"}])
+        raise Invalid("report.bad_range", details=[detail("to", "too_long", text="range_too_long", days=MAX_RANGE_DAYS)])
 
 
 def _rate(numerator: int, denominator: int) -> float | None:

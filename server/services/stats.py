@@ -129,7 +129,7 @@ class Fold:
             state = {"_id": lead_id, "team_id": team, "owner_id": None, "stage": None, "assigned_at": None, "responded": 1}
         else:
             # A lead from before the fold existed: adopt it in the stage it was in.
-            stage = data.get("from") if event["kind"] == "stage_changed" and data.get("from") else (lead.get("stage") or "new")
+            stage = (data.get("from") if event["kind"] == "stage_changed" else None) or lead.get("stage") or "new"
             state = {"_id": lead_id, "team_id": team, "owner_id": lead.get("owner_id"), "stage": stage, "assigned_at": None, "responded": 1}
             self.population(team, stage, +1)
         self.states[lead_id] = state
@@ -220,7 +220,7 @@ def cum_plan(deltas: dict[str, dict[str, dict[str, int]]], heads: dict[str, dict
                 prefix[k] = prefix.get(k, 0) + n
             if first is None or day < first:
                 plan["new"].append({"_id": f"{scope}:{day}", "scope": scope, "day": day, **prefix})
-            elif day <= last:
+            elif last is not None and day <= last:  # first and last are both set here
                 if prefix:
                     plan["inc"].append({"_id": f"{scope}:{day}", "inc": dict(prefix)})
             else:

@@ -176,7 +176,7 @@ class SyncService:
         if not actor.is_staff:
             raise Forbidden("auth.forbidden")
         now = self._clock.now()
-        state = self.decode_cursor(cursor, actor, now) if cursor else {"k": scope_key(actor), "s": None}
+        state: dict[str, Any] = self.decode_cursor(cursor, actor, now) if cursor else {"k": scope_key(actor), "s": None}
         exits: list[str] = []
         if "r" not in state:  # a new round starts now (minus the overlap: see the module docstring)
             if state["s"] is not None:
@@ -203,7 +203,7 @@ class SyncService:
         return [lead_id for stamp, lead_id in entries if int(stamp) >= since_ms]
 
     @staticmethod
-    async def _walk(collection, filter_: dict, stamp: str, since: datetime | None, after: Any, limit: int, projection: dict) -> tuple[list[dict], Any]:
+    async def _walk(collection, filter_: dict, stamp: str, since: datetime | None, after: Any, limit: int, projection: dict | None) -> tuple[list[dict], Any]:
         """The next ``limit`` documents changed since ``since``, in ``_id`` order after ``after``;
         returns them and the new position (the last ``_id``, or DONE at the end)."""
         if after is DONE:

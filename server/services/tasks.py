@@ -12,6 +12,7 @@ the ``(status, reminders.next_at)`` index, so its cost does not grow with tasks 
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from pymongo.errors import DuplicateKeyError
 from config.settings import Settings
 from server.actor import Actor, scope_filter
 from server.clock import Clock, as_utc
-from server.errors import Conflict, Invalid, NotFound, VersionMismatch
+from server.errors import Conflict, Invalid, NotFound, VersionMismatch, detail
 from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.tasks import TaskCreate, TaskQuery, TaskUpdate
@@ -37,8 +38,11 @@ def followup_task_id(lead_id: str) -> str:
     return f"{FOLLOWUP_PREFIX}{lead_id}"
 
 
-def _detail(field: str, code: str, message: str) -> dict:
-    return {"field": field, "code": code, "message": message}
+def _may_be_assigned(actor: Actor, user: dict) -> bool:
+    """An active staff member; of the actor's own team unless the actor is an admin."""
+    if not (user.get("active", True) and user.get("role") in ("rep", "manager", "admin")):
+        return False
+    return actor.is_admin or (bool(actor.team_id) and str(user.get("team_id") or "") == actor.team_id)
 
 
 class TaskService:
@@ -100,17 +104,14 @@ class TaskService:
             return {"_id": actor.id, "team_id": actor.team_id, "name": actor.name}
         oid = maybe_oid(assignee_id)
         user = await self._users.find_one({"_id": oid}, {"team_id": 1, "role": 1, "active": 1, "name": 1}) if oid else None
-        ok = user is not None and user.get("active", True) and user.get("role") in ("rep", "manager", "admin")
-        if ok and not actor.is_admin:
-            ok = bool(actor.team_id) and str(user.get("team_id") or "") == actor.team_id
-        if not ok:
-            raise Invalid("task.bad_assignee", details=[_detail("assignee_id", "outside_team", "assign to an active member of your team")])
+        if user is None or not _may_be_assigned(actor, user):
+            raise Invalid("task.bad_assignee", details=[detail("assignee_id", "outside_team", text="task_assignee_outside_team")])
         return {"_id": str(user["_id"]), "team_id": str(user["team_id"]) if user.get("team_id") else None, "name": user.get("name", "")}
 
     @staticmethod
     def _check_times(due: datetime, remind: datetime | None) -> None:
         if remind is not None and remind > due:
-            raise Invalid("task.remind_after_due", details=[_detail("remind_at", "after_due", "remind_at must not be after due_at")])
+            raise Invalid("task.remind_after_due", details=[detail("remind_at", "after_due", text="remind_after_due")])
 
     async def create(self, actor: Actor, data: TaskCreate, task_id: str | None = None) -> tuple[dict, bool]:
         self._check_times(data.due_at, data.remind_at)
@@ -166,7 +167,7 @@ class TaskService:
         if task["version"] != version:
             raise VersionMismatch("task.version_mismatch")
         if task.get("kind") == "followup":
-            raise Conflict("task.managed_by_lead", details=[_detail("lead_id", "followup", "change the lead's next_followup_at instead")])
+            raise Conflict("task.managed_by_lead", details=[detail("lead_id", "followup", text="followup_task_follows_lead")])
         if task["status"] != "open":
             raise Conflict("task.closed")
         changes = data.model_dump(exclude_unset=True, exclude={"version"})  # TaskUpdate refuses null but for remind_at
@@ -230,7 +231,7 @@ class TaskService:
             # Close an open one if there is one; nothing to close otherwise (matches 0).
             await self._col.replace_one({"_id": task_id, "status": "open"}, doc)
 
-    async def close_followup_tasks(self, lead_ids: list[str]) -> None:
+    async def close_followup_tasks(self, lead_ids: builtins.list[str]) -> None:
         """Close the follow-up tasks of leads that lost their owner (reclaim), in one command."""
         if lead_ids:
             await self._col.update_many(
@@ -239,10 +240,10 @@ class TaskService:
             )
 
     # ------------------------------------------------------------ for the reminder job
-    async def due_for_reminders(self, now: datetime, limit: int) -> list[dict]:
+    async def due_for_reminders(self, now: datetime, limit: int) -> builtins.list[dict]:
         return await self._col.find({"status": "open", "reminders.next_at": {"$lte": now}}).sort("reminders.next_at", 1).limit(limit).to_list(None)
 
-    async def mark_checked(self, checked: list[tuple[dict, datetime | None]], now: datetime) -> None:
+    async def mark_checked(self, checked: builtins.list[tuple[dict, datetime | None]], now: datetime) -> None:
         """Move each task's ``next_at`` on; skipped when the task changed meanwhile."""
         ops = [
             UpdateOne(

@@ -47,8 +47,12 @@ async def test_bad_rule_definitions_are_422(api, people):
     rule = r.json
     r = await api.patch(f"{RULES}/{rule['id']}", json={"members": [a.id], "version": rule["version"]}, token=admin.token)
     assert r.status == 422, r.body
-    r = await api.patch(f"{RULES}/{rule['id']}", json={"members": [a.id, outsider.id], "version": rule["version"]}, token=admin.token)
+    assert [(d["code"], d["message"]) for d in r.json["error"]["details"]] == [("value_error", "取值无效：weights must give one weight per member")]
+    r = await api.patch(f"{RULES}/{rule['id']}", json={"members": [a.id, outsider.id], "version": rule["version"]}, token=admin.token,
+                        headers={"Accept-Language": "en"})
     assert r.status == 422, r.body
+    assert r.json["error"]["details"] == [{"field": "members", "code": "not_in_team", "message": f"not reps or managers of the rule's team: {outsider.id}",
+                                           "value": outsider.id}]
     r = await api.patch(f"{RULES}/{rule['id']}", json={"weights": [1, 1], "version": rule["version"]}, token=admin.token)
     assert r.status == 200 and r.json["weights"] == [1, 1] and r.json["version"] == 2, r.body
 

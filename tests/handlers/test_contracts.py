@@ -262,7 +262,9 @@ async def test_renewal_is_a_linked_draft_and_makes_the_lead_retained(api, people
     renewal = r.json
     assert renewal["status"] == "draft" and renewal["renews"] == c["id"]
     assert renewal["start_date"] == "2028-01-01" and renewal["end_date"] == "2028-12-31"
-    assert (await api.post(f"{CONTRACTS}/{c['id']}/renew", token=rep.token)).error_code == "contract.already_renewed"
+    r = await api.post(f"{CONTRACTS}/{c['id']}/renew", token=rep.token, headers={"Accept-Language": "en"})
+    assert r.error_code == "contract.already_renewed"
+    assert r.json["error"]["details"] == [{"field": "renewed_by", "code": "exists", "message": f"renewed by {renewal['id']}", "value": renewal["id"]}]
     assert (await api.get(f"{CONTRACTS}/{c['id']}", token=rep.token)).json["renewed_by"] == renewal["id"]
     r = await api.post(f"{CONTRACTS}/{renewal['id']}/renew", token=rep.token)
     assert r.status == 409  # a draft cannot be renewed

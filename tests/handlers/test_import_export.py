@@ -231,6 +231,13 @@ async def test_bad_header_rejects_the_whole_file(api, people, raw_db):
     for rows in ([["name", "phone", "salary"], ["A", "13800138000", "1"]], [["phone", "company"], ["13800138000", "X"]], [["名称"], ["A"]]):
         r = await upload(api, manager, csv_file(rows))
         assert r.status == 422 and r.error_code == "import.bad_header", r.body
+    # the unknown header comes back as data (value) beside a message in the caller's language
+    body, headers = multipart(csv_file([["姓名", "薪水"], ["A", "1"]]), "contacts.csv", {})
+    for language, message in ((None, "未知的列：薪水"), ("en", "unknown column: 薪水")):
+        r = await api.request("POST", IMPORT, body=body, token=manager.token, timeout=60,
+                              headers={**headers, **({"Accept-Language": language} if language else {})})
+        assert r.error_code == "import.bad_header", r.body
+        assert r.json["error"]["details"] == [{"field": "column 2", "code": "unknown", "message": message, "value": "薪水"}]
     r = await upload(api, manager, xlsx_file([["姓名", "职位"], ["A", "CEO"]]), filename="x.xlsx")
     assert r.status == 422 and r.error_code == "import.bad_header", r.body
     r = await upload(api, manager, b"PK\x03\x04 not really a zip", filename="x.xlsx")

@@ -202,7 +202,7 @@ async def test_same_phone_as_an_existing_lead_is_a_duplicate(api, people, raw_db
     first = await make_lead(api, rep, name="原始", phone="13900004444")
     r = await api.post(LEADS, json={"name": "重复", "phone": "+86 139-0000-4444"}, token=rep.token)
     assert r.status == 409 and r.error_code == "lead.duplicate", r.body
-    assert r.json["error"]["details"][0]["message"] == first["id"]
+    assert r.json["error"]["details"][0]["value"] == first["id"]  # data, the same in every language
     r = await api.post(LEADS, json={"name": "重复", "phone": "13900004444"}, token=other.token)
     assert r.status == 409 and r.error_code == "lead.duplicate", r.body
     assert first["id"] not in r.body.decode()  # another rep's lead id is not disclosed
@@ -245,14 +245,14 @@ async def test_lost_needs_a_reason_and_invalid_moves_list_the_allowed_ones(api, 
     assert raw_db.leads.find_one({"_id": lead["id"]})["stage"] == "new"
     r = await _move(api, rep, lead["id"], "customer")
     assert r.status == 409 and r.error_code == "lead.invalid_transition", r.body
-    allowed = set(r.json["error"]["details"][0]["message"].split(","))
+    allowed = set(r.json["error"]["details"][0]["value"].split(","))
     assert allowed == {"contacted", "lost"}
     r = await _move(api, rep, lead["id"], "promoted")
     assert r.status == 422
     r = await _move(api, rep, lead["id"], "lost", reason="预算砍了")
     assert r.status == 200 and r.json["stage"] == "lost"
     r = await _move(api, rep, lead["id"], "qualified", reason="x")
-    assert r.status == 409 and r.json["error"]["details"][0]["message"] == "contacted"
+    assert r.status == 409 and r.json["error"]["details"][0]["value"] == "contacted"
     r = await api.get(f"{LEADS}/{lead['id']}/timeline", token=rep.token)
     top = r.json["items"][0]
     assert top["kind"] == "stage_changed" and top["data"]["reason"] == "预算砍了" and top["actor_id"] == rep.id

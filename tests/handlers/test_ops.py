@@ -154,6 +154,8 @@ class TestDatabaseOutage:
                 assert resp.json["error"]["code"] == "service.unavailable", (path, resp.body)
                 assert resp.headers.get("Retry-After"), path
                 assert elapsed < settings.db_timeout_ms / 1000 + 1.5, (path, elapsed)
+                if path == "/readyz":  # the usual envelope, saying why
+                    assert [(d["field"], d["code"]) for d in resp.json["error"]["details"]] == [("database", "unreachable")], resp.body
             login = await api.post("/api/v1/auth/password-login", json={"username": "ops.admin", "password": "long-password-1"}, timeout=15)
             assert (login.status, login.error_code) == (503, "service.unavailable"), login.body
             assert (await api.get("/healthz")).status == 200, "the process itself is alive"

@@ -33,7 +33,7 @@ def assert_envelope(r, status: int) -> None:
 
 
 def deep_json(key: str = "name") -> str:
-    return '{"%s": %s"x"%s}' % (key, "[" * DEEP, "]" * DEEP)
+    return '{"' + key + '": ' + "[" * DEEP + '"x"' + "]" * DEEP + "}"
 
 
 async def same_after(api, token: str, path: str, before: dict, patch: dict) -> None:

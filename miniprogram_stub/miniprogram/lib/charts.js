@@ -2,7 +2,7 @@
 // draws them (vendor/u-charts) and the simulator tests compare them with the API's figures.
 'use strict';
 
-const fmt = require('./fmt');
+const format = require('../utils/format');
 
 const FUNNEL_STAGES = ['new', 'contacted', 'qualified', 'customer'];
 const COLORS = ['#1677ff', '#52c41a', '#faad14', '#f5222d', '#13c2c2', '#722ed1'];
@@ -13,7 +13,7 @@ function funnel(report) {
   return {
     type: 'funnel',
     color: COLORS,
-    series: [{ name: '销售漏斗', data: FUNNEL_STAGES.map((stage) => ({ name: fmt.stageLabel(stage), value: (rows[stage] && rows[stage].entered) || 0 })) }],
+    series: [{ name: '销售漏斗', data: FUNNEL_STAGES.map((stage) => ({ name: format.stage(stage), value: (rows[stage] && rows[stage].entered) || 0 })) }],
     extra: { funnel: { activeOpacity: 0.3, labelAlign: 'right', border: true, borderWidth: 2, borderColor: '#FFFFFF' } }
   };
 }

@@ -1,14 +1,18 @@
 // Cursor-paged lists for the pages: pull-to-refresh reloads, reaching the bottom loads the next
 // page, and the page data says what to show (loading, empty, error, done). Mixed into a Page:
-//   Page(Object.assign(listMethods({ fetch(cursor) → Promise<{items, next_cursor}>, map? }), {...}))
+//   Page(Object.assign(listMethods({ fetch(cursor) → Promise<{items, next_cursor}>, map?, offlineText? }), {...}))
+// offlineText: what the list says when the phone has no network (default: pull down to retry).
 // The page's data gets: items, cursor, loading, done, error, empty.
 'use strict';
 
+const format = require('../utils/format');
+
 const LIST_DATA = { items: [], cursor: null, loading: false, done: false, error: '', empty: false };
 
+// The server's own reason (utils/format.js errorText), with what to do next on a list.
 function message(e) {
   if (e && e.code === 'network.error') return '网络不可用，下拉重试';
-  return (e && e.message) || '加载失败，下拉重试';
+  return format.errorText(e);
 }
 
 function listMethods(spec) {
@@ -32,7 +36,7 @@ function listMethods(spec) {
         })
         .catch((e) => {
           if (token !== (this._listToken || 0)) return;
-          this.setData({ error: message(e), loading: false });
+          this.setData({ error: e && e.code === 'network.error' && spec.offlineText ? spec.offlineText : message(e), loading: false });
         });
     },
     onPullDownRefresh() {

@@ -1,30 +1,26 @@
-// What the task, contract, payment, approval and report pages show: money in yuan, the Chinese
-// labels and business-time-zone dates of utils/format.js, payment methods, plan arithmetic.
-// Pure (no wx), so the same code runs in the simulator tests.
+// The view models of the task, contract, payment and approval pages, and the arithmetic of amounts
+// typed in yuan and of payment plans. Every date, label and amount shown comes from
+// utils/format.js (the business time zone, the Chinese words, money); nothing here formats on
+// its own. Pure (no wx), so the same code runs in the simulator tests.
 'use strict';
 
-const format = require('./fmt');
+const format = require('../utils/format');
 
-const CONTRACT_STATUS = format.format.CONTRACT_STATUSES;
-const STEP_STATE = format.format.STEP_STATES;
+const CONTRACT_STATUS = format.CONTRACT_STATUSES;
+const STEP_STATE = format.STEP_STATES;
 const STEP_HOLDER = { manager: '团队主管', admin: '管理员', named: '指定审批人' };
 const DECISION = { approve: '同意', reject: '驳回', return: '退回' };
-const TASK_STATUS = format.format.TASK_STATUSES;
-const TASK_KIND = format.format.TASK_KINDS;
+const TASK_STATUS = format.TASK_STATUSES;
+const TASK_KIND = format.TASK_KINDS;
 const PAYMENT_METHODS = [
   { value: 'bank_transfer', label: '银行转账' }, { value: 'wechat_pay', label: '微信支付' },
   { value: 'alipay', label: '支付宝' }, { value: 'cash', label: '现金' },
   { value: 'cheque', label: '支票' }, { value: 'other', label: '其他' }
 ];
-const SUBMISSION_STATUS = format.format.SUBMISSION_STATUSES;
-
-function label(map, code) {
-  if (code === null || code === undefined || code === '') return '';
-  return map[code] || String(code);
-}
-
-// 123456 fen → "¥1,234.56"; null / undefined → "" (never "null").
-function yuan(fen) { return format.format.money(fen); }
+const SUBMISSION_STATUS = format.SUBMISSION_STATUSES;
+const PAYMENT_METHOD = Object.fromEntries(PAYMENT_METHODS.map((m) => [m.value, m.label]));
+const label = format.label;
+const yuan = format.money;
 
 // "1234.5" (what a person types) → 123450 fen; anything that is not a positive amount with at
 // most two decimals → null. No floats on the way: the digits are split as text.
@@ -94,7 +90,7 @@ function planView(plan, today) {
 function paymentView(p) {
   return {
     id: p.id, amount: yuan(p.amount_fen), at: format.when(p.received_at),
-    method: label(Object.fromEntries(PAYMENT_METHODS.map((m) => [m.value, m.label])), p.method),
+    method: label(PAYMENT_METHOD, p.method),
     reference: p.reference || ''
   };
 }
@@ -154,6 +150,5 @@ function percent(rate) {
 
 module.exports = {
   CONTRACT_STATUS, STEP_STATE, DECISION, TASK_STATUS, PAYMENT_METHODS, SUBMISSION_STATUS,
-  label, yuan, toFen, fenToInput, evenPlan, addMonths, addYears, contractView, stepView, planView,
-  paymentView, taskView, percent, format
+  toFen, fenToInput, evenPlan, addMonths, addYears, contractView, stepView, planView, paymentView, taskView, percent
 };

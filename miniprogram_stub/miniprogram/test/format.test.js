@@ -17,6 +17,7 @@ test('times are Shanghai wall-clock times, relative to today', () => {
   assert.equal(f.day('2025-03-05T04:00:00Z', NOW), '2025年3月5日');
   assert.equal(f.day('2026-12-20', NOW), '12月20日'); // a plain date is that day, not UTC midnight
   assert.equal(f.dateValue('2026-12-20T17:00:00Z'), '2026-12-21');
+  assert.equal(f.today(Date.parse('2026-11-30T16:30:00Z')), '2026-12-01'); // already tomorrow in Shanghai
   assert.equal(f.isoAt('2026-12-20', '09:30'), '2026-12-20T09:30:00+08:00');
   assert.equal(f.daysFrom('2026-12-03', NOW), 2);
 });
@@ -52,6 +53,9 @@ test('stage moves follow the server\'s lifecycle; a 409 names the allowed target
   assert.deepEqual(life.allowed('new'), ['contacted', 'lost']);
   assert.equal(life.needsReason('new', 'lost'), true);
   assert.equal(life.needsReason('new', 'contacted'), false);
-  assert.deepEqual(life.allowedFromError({ details: [{ field: 'to', code: 'allowed', message: 'qualified,lost' }] }), ['qualified', 'lost']);
+  const detail = { field: 'to', code: 'allowed', message: '可以变为：qualified, lost', value: 'qualified,lost' };
+  assert.deepEqual(life.allowedFromError({ details: [detail] }), ['qualified', 'lost'], 'the data is value, not the localized message');
+  assert.deepEqual(life.allowedFromError({ details: [{ ...detail, message: 'allowed moves: qualified, lost' }] }), ['qualified', 'lost']);
+  assert.deepEqual(life.allowedFromError({ details: [{ field: 'to', code: 'allowed', message: 'qualified,lost' }] }), ['qualified', 'lost'], 'an older server');
   assert.equal(life.allowedFromError({}), null);
 });

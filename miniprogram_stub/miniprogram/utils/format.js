@@ -87,6 +87,8 @@ function when(v, now) {
 function time(v) { const w = wall(v); return w ? clock(w) : ''; }
 // "2026-12-20" (what <picker mode="date"> takes) in the business zone.
 function dateValue(v) { const w = wall(v); return w ? w.year + '-' + pad(w.month) + '-' + pad(w.day) : ''; }
+// Today in the business zone, "2026-12-20".
+function today(now) { return dateValue(now === undefined ? Date.now() : now); }
 // A picked day and time in Shanghai as an ISO time with its offset, for the API.
 function isoAt(date, hhmm) { return date ? date + 'T' + (hhmm || '10:00') + ':00+08:00' : null; }
 // Days from today to a day (negative: past).
@@ -163,7 +165,7 @@ function errorText(e) {
 
 module.exports = {
   STAGES, EVENT_KINDS, FOLLOWUP_KINDS, TASK_STATUSES, TASK_KINDS, CONTRACT_STATUSES, STEP_STATES, SUBMISSION_STATUSES, ROLES, LAYERS, SOURCES,
-  isBlank, text, label, toDate, wall, day, when, time, dateValue, isoAt, daysFrom, money, lead, event, followup, location, errorText,
+  isBlank, text, label, toDate, wall, day, when, time, dateValue, today, isoAt, daysFrom, money, lead, event, followup, location, errorText,
   stage: (code) => label(STAGES, code),
   role: (code) => label(ROLES, code)
 };

@@ -19,11 +19,14 @@ const REASON_REQUIRED = ['new>lost', 'contacted>lost', 'qualified>lost', 'lost>c
 function allowed(stage) { return (TRANSITIONS[stage] || []).slice(); }
 function needsReason(from, to) { return REASON_REQUIRED.indexOf(from + '>' + to) >= 0; }
 // The allowed targets a 409 lead.invalid_transition names: details [{field: "to", code: "allowed",
-// message: "contacted,lost"}].
+// message: "可以变为：contacted, lost", value: "contacted,lost"}]. The data is `value` (the message is
+// for a person, in their language); an older server put the list in `message` itself.
 function allowedFromError(err) {
   const d = err && Array.isArray(err.details) ? err.details : [];
-  const item = d.find((x) => x && x.code === 'allowed' && typeof x.message === 'string');
-  return item ? item.message.split(',').map((s) => s.trim()).filter(Boolean) : null;
+  const item = d.find((x) => x && x.code === 'allowed' && (typeof x.value === 'string' || typeof x.message === 'string'));
+  if (!item) return null;
+  const list = typeof item.value === 'string' ? item.value : item.message;
+  return list.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
 module.exports = { TRANSITIONS, allowed, needsReason, allowedFromError };

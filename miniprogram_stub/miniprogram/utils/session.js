@@ -38,6 +38,18 @@ function guard(wx, user, roles) {
   return ok;
 }
 
+// Whether a page is on the tab bar (those open with switchTab, which takes no query).
+function isTab(url) {
+  const route = String(url || '').replace(/^\//, '').split('?')[0];
+  return STAFF_TABS.some((t) => t.pagePath === route);
+}
+
+// Open a page the way WeChat requires: switchTab for a tab page, navigateTo for every other one.
+function open(wx, url) {
+  if (isTab(url)) wx.switchTab({ url: '/' + String(url).replace(/^\//, '').split('?')[0] });
+  else wx.navigateTo({ url });
+}
+
 // On a tab page's onShow: the custom tab bar shows this role's tabs with this one selected.
 function selectTab(page, user) {
   const bar = page && typeof page.getTabBar === 'function' ? page.getTabBar() : null;
@@ -46,4 +58,4 @@ function selectTab(page, user) {
   bar.setData({ items: tabs, selected: tabs.findIndex((t) => t.pagePath === page.route) });
 }
 
-module.exports = { STAFF_TABS, isStaff, isManager, tabsFor, homeOf, goHome, guard, selectTab, LOGIN, STAFF_HOME, CUSTOMER_HOME };
+module.exports = { STAFF_TABS, isStaff, isManager, tabsFor, homeOf, goHome, guard, selectTab, isTab, open, LOGIN, STAFF_HOME, CUSTOMER_HOME };

@@ -73,11 +73,28 @@ test('a customer submits the form from a rep\'s share card; the rep is the refer
   assert.equal(repPhone.last('navigateTo').url, '/pages/lead/lead?id=' + lead.id);
 });
 
+// A form whose slug fits a QR code with a referrer: wxacode scenes hold 32 characters, the rep id
+// takes 24 and the "~" one, so at most 7 are left for the slug.
+let qrMade = null;
+function qrForm() {
+  if (!qrMade) qrMade = be.staff('admin').then((admin) => admin.post('/forms', {
+    slug: 'q' + be.tag, title: '门店预约登记', team_id: be.team.id,
+    fields: [
+      { key: 'name', label: '姓名', type: 'text', required: true, maps_to: 'name' },
+      { key: 'mobile', label: '手机号', type: 'phone', required: true }
+    ]
+  }));
+  return qrMade;
+}
+
 test('a QR code\'s scene carries the form and the rep; a referrer that is not staff is not sent', async () => {
+  const qr = await qrForm();
+  const scene = qr.slug + '~' + be.rep2.id;
+  assert.ok(scene.length <= 32, scene);
   const phone = makeWx(be, { phone: 'f-qr', openid: 'o-sim-qr-' + be.tag });
   sim.launch(phone);
-  const form = await sim.loadPage('form/form', { scene: encodeURIComponent(be.form.slug + '~' + be.rep2.id) }, { wx: phone });
-  await form.waitForText(be.form.title, 10000);
+  const form = await sim.loadPage('form/form', { scene: encodeURIComponent(scene) }, { wx: phone });
+  await form.waitForText(qr.title, 10000);
   await form.input('.in-name', '郑先生');
   await form.input('.in-mobile', '13700003333');
   await form.tap('.submit');
@@ -96,4 +113,80 @@ test('a QR code\'s scene carries the form and the rep; a referrer that is not st
   await other.waitForText('提交成功', 10000);
   const last = phone.requests.filter((r) => r.method === 'POST' && /submissions$/.test(r.url)).pop();
   assert.equal(last.data.referrer_id, undefined);
+});
+
+test('a QR code whose scene cannot be read says so and asks for nothing', async () => {
+  const phone = makeWx(be, { phone: 'f-bad-qr', openid: 'o-sim-bad-qr-' + be.tag });
+  sim.launch(phone);
+  for (const scene of ['~' + be.rep.id, be.form.slug + '~' + be.rep.id.slice(0, 10), 'a~b~c', 'EXPO!', '%E4%B8']) {
+    const asked = phone.requests.length;
+    const form = await sim.loadPage('form/form', { scene }, { wx: phone });
+    await form.waitForText('二维码无法识别', 3000);
+    assert.ok(!form.has('.submit'), scene);
+    assert.deepEqual(phone.requests.slice(asked).map((r) => r.url), [], scene);
+    form.close();
+  }
+});
+
+test('the phone button asks for privacy authorisation first; the customer home lists the forms opened', async () => {
+  const qr = await qrForm();
+  const phone = makeWx(be, { phone: 'f-privacy', openid: 'o-sim-privacy-' + be.tag });
+  await sim.launch(phone).api.loginWithWechat();
+  const form = await sim.loadPage('form/form', { slug: qr.slug }, { wx: phone });
+  await form.waitForText(qr.title, 10000);
+  const agreed = phone.askPrivacy('getPhoneNumber'); // what WeChat does when the phone button is tapped first
+  await form.waitForText('同意并继续', 3000);
+  await form.trigger('text=同意并继续', 'agreeprivacyauthorization', {});
+  await agreed;
+  assert.ok(!form.text().includes('同意并继续'));
+  await form.trigger('.phone-button', 'getphonenumber', { code: await be.phoneCode('13700006666'), errMsg: 'getPhoneNumber:ok' });
+  await form.input('.in-name', '褚女士');
+  await form.tap('.submit');
+  await form.waitForText('提交成功', 10000);
+
+  const home = await sim.loadPage('home/home', {}, { wx: phone });
+  await home.waitForText(qr.title);
+  assert.match(home.text(), /在线登记/); // the mini-program's own form stays listed
+  await home.tap('text=' + qr.title);
+  assert.equal(phone.last('navigateTo').url, '/pages/form/form?slug=' + qr.slug);
+});
+
+test('no network: the answers and the key are kept, and trying again submits once without a new phone code', async () => {
+  const phone = makeWx(be, { phone: 'f-offline', openid: 'o-sim-offline-' + be.tag });
+  await sim.launch(phone).api.loginWithWechat();
+  const form = await sim.loadPage('form/form', { slug: be.form.slug }, { wx: phone });
+  await form.waitForText(be.form.title, 10000);
+  await form.input('.in-name', '冯女士');
+  await form.trigger('.phone-button', 'getphonenumber', { code: await be.phoneCode('13700005555'), errMsg: 'getPhoneNumber:ok' });
+  await form.waitForText('已授权手机号');
+
+  // Known offline: nothing is sent and the page says so at once.
+  phone.setOffline(true);
+  const started = Date.now();
+  await form.tap('.submit');
+  await form.waitForText('网络不可用', 3000);
+  assert.ok(Date.now() - started < 3000, 'took ' + (Date.now() - started) + ' ms');
+  assert.equal(form.data().answers.name, '冯女士');
+  assert.equal(form.data().phoneOk, true);
+
+  // Online again: the submission reaches the server, but the answer and the network are lost (a lift).
+  phone.setOffline(false);
+  phone.loseAnswers(1, { match: /^POST .*\/submissions$/, thenOffline: true });
+  await form.tap('.submit');
+  await form.waitFor(() => phone.requests.some((r) => r.lost) && !form.data().submitting, 10000, 'the lost answer');
+  assert.match(form.text(), /网络不可用/);
+  assert.doesNotMatch(form.text(), /提交成功/);
+
+  // Tried again: the same key, so the server answers with the first submission; the code is not asked again.
+  phone.setOffline(false);
+  await form.tap('.submit');
+  await form.waitForText('提交成功', 10000);
+  const posts = phone.requests.filter((r) => r.method === 'POST' && /submissions$/.test(r.url));
+  assert.equal(posts.length, 2);
+  assert.equal(posts[1].header['Idempotency-Key'], posts[0].header['Idempotency-Key']);
+  assert.deepEqual(posts[1].data, posts[0].data);
+  assert.equal(posts[1].statusCode, 201);
+  const leads = (await (await be.staff('manager')).get('/leads', { q: '冯女士' })).items;
+  assert.equal(leads.length, 1);
+  assert.equal(leads[0].phone, '137****5555');
 });

@@ -132,7 +132,7 @@ test('logging out with unsent work asks first; cancelling keeps it', async () =>
   await me.waitForText('等待发送（1）');
   phone.answerModal({ confirm: false });
   await me.tap('text=退出登录');
-  await me.waitFor(() => phone.last('showModal'), 2000, 'the question');
+  await me.waitFor(() => phone.last('showModal'), 5000, 'the question');
   assert.match(phone.last('showModal').content, /1 条记录还没有发送/);
   assert.ok(phone.getStorageSync(TOKENS_KEY).access, 'still logged in');
   assert.equal(phone.last('reLaunch'), null);

@@ -112,3 +112,28 @@ test('the rep\'s daily path', async () => {
   await claimed.waitFor(() => phone.all('showToast').some((t) => t.title === '已释放到公海'), 8000, 'released');
   assert.ok((await rep.get('/pool', { limit: 100 })).items.some((l) => l.id === pooled.id), 'back in the pool');
 });
+
+test('the lead page leads on to a task, the contracts, a new contract; a manager also reassigns', async () => {
+  const rep = await be.staff('rep');
+  const lead = await rep.post('/leads', { name: '韩总', company: '韩氏电器', phone: '13800138061' });
+  const phone = makeWx(be, { phone: 'rep-links', openid: be.rep.openid });
+  await login(phone, be.rep);
+  const page = await sim.loadPage('lead/lead', { id: lead.id }, { wx: phone });
+  await page.waitForText('韩氏电器', 10000);
+  const opens = async (label, url) => {
+    await page.tap('text=' + label);
+    assert.equal(phone.last('navigateTo').url, url, label);
+  };
+  await opens('新建待办', '/pages/task-edit/task-edit?lead_id=' + lead.id);
+  await opens('合同', '/pages/contracts/contracts?lead_id=' + lead.id);
+  await opens('起草合同', '/pages/contract-edit/contract-edit?lead_id=' + lead.id);
+  await opens('写跟进', '/pages/followup/followup?id=' + lead.id);
+  assert.ok(!page.text().includes('转给同事'));
+
+  const mgr = makeWx(be, { phone: 'mgr-links', openid: be.manager.openid });
+  await login(mgr, be.manager);
+  const seen = await sim.loadPage('lead/lead', { id: lead.id }, { wx: mgr });
+  await seen.waitForText('转给同事', 10000);
+  await seen.tap('text=转给同事');
+  assert.equal(mgr.last('navigateTo').url, '/pages/reassign/reassign?id=' + lead.id);
+});

@@ -59,3 +59,44 @@ test('opening the mini-program again goes straight to the home of whoever is log
   const nav = phone.calls.slice(seen).find((c) => c.api === 'switchTab');
   assert.equal(nav && nav.args.url, '/pages/leads/leads');
 });
+
+test('every tab page highlights its own tab; staff pages send a customer home and ask nothing', async () => {
+  const phone = makeWx(be, { phone: 'tabs-rep', openid: be.rep.openid });
+  await login(phone, be.rep);
+  const tasks = await sim.loadPage('tasks/tasks', {}, { wx: phone });
+  assert.deepEqual(tasks.tabBar.data().items.map((t) => t.text), ['线索', '公海', '待办', '消息', '我的']);
+  assert.equal(tasks.tabBar.data().selected, 2);
+  const inbox = await sim.loadPage('notifications/notifications', {}, { wx: phone });
+  assert.equal(inbox.tabBar.data().selected, 3);
+  phone.setOffline(true);
+  const pool = await sim.loadPage('pool/pool', {}, { wx: phone });
+  assert.equal(pool.tabBar.data().selected, 1);
+  await pool.waitForText('离线时看不到公海', 3000);
+  phone.setOffline(false);
+
+  const customer = makeWx(be, { phone: 'tabs-customer', openid: be.customer.openid });
+  await login(customer, null);
+  const asked = customer.requests.length;
+  for (const route of ['tasks/tasks', 'notifications/notifications', 'task/task?id=x', 'task-edit/task-edit', 'contracts/contracts',
+    'contract/contract?id=x', 'contract-edit/contract-edit?lead_id=x', 'payment/payment?contract_id=x', 'approvals/approvals',
+    'dashboard/dashboard', 'reassign/reassign?id=x']) {
+    const before = customer.all('reLaunch').length;
+    await sim.loadPage(route, {}, { wx: customer });
+    assert.equal(customer.all('reLaunch').length, before + 1, route + ' did not send the customer home');
+    assert.equal(customer.last('reLaunch').url, '/pages/home/home');
+  }
+  assert.deepEqual(customer.requests.slice(asked).map((r) => r.url), [], 'a customer\'s phone asked for staff data');
+});
+
+test('a rep who opens the approval inbox or the dashboard is taken to their leads, with nothing asked', async () => {
+  const phone = makeWx(be, { phone: 'no-manager', openid: be.rep2.openid });
+  await login(phone, be.rep2);
+  const asked = phone.requests.length;
+  for (const route of ['approvals/approvals', 'dashboard/dashboard', 'reassign/reassign?id=x']) {
+    const before = phone.all('switchTab').length;
+    await sim.loadPage(route, {}, { wx: phone });
+    assert.equal(phone.all('switchTab').length, before + 1, route);
+    assert.equal(phone.last('switchTab').url, '/pages/leads/leads');
+  }
+  assert.equal(phone.requests.slice(asked).filter((r) => /\/approvals|\/reports\/|\/users|\/leads\//.test(r.url)).length, 0);
+});

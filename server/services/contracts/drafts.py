@@ -9,6 +9,7 @@ two managers approving the same step at once produce exactly one approval and on
 
 from __future__ import annotations
 
+import builtins
 from collections import deque
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,11 +19,11 @@ from bson import ObjectId
 from config.settings import ApprovalTier, Settings
 from server.actor import Actor
 from server.clock import Clock
-from server.errors import Conflict, Forbidden, Invalid, VersionMismatch
+from server.errors import Conflict, Forbidden, Invalid, VersionMismatch, detail
 from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.common import DATE_MAX
-from server.schemas.contracts import ContractCreate, ContractListQuery, ContractUpdate
+from server.schemas.contracts import ContractCreate, ContractListQuery, ContractUpdate, InstalmentIn
 from server.services.audit import AuditService
 from server.services.contracts.common import NAMED, ContractBase, next_due, parse_date
 from server.services.leads import LeadService
@@ -107,7 +108,7 @@ class ContractService(ContractBase):
     @staticmethod
     def _plan(plan_in: list | None, amount: int, start: date) -> list[dict]:
         """Instalments ordered by due date; no plan means one instalment of the whole amount due at the start."""
-        items = [{"due_date": i.due_date, "amount_fen": i.amount_fen} for i in plan_in] if plan_in else [{"due_date": start, "amount_fen": amount}]
+        items: list[dict[str, Any]] = [{"due_date": i.due_date, "amount_fen": i.amount_fen} for i in plan_in] if plan_in else [{"due_date": start, "amount_fen": amount}]
         items.sort(key=lambda i: i["due_date"])
         return [{"no": n, "due_date": i["due_date"].isoformat(), "amount_fen": i["amount_fen"], "paid_fen": 0} for n, i in enumerate(items, 1)]
 
@@ -193,7 +194,7 @@ class ContractService(ContractBase):
                 return tier
         return tiers[-1]  # above every bound: the strictest tier configured
 
-    async def _build_steps(self, contract: dict, submitter: Actor, now: datetime) -> list[dict]:
+    async def _build_steps(self, contract: dict, submitter: Actor, now: datetime) -> builtins.list[dict]:
         """Resolve each configured step to people. Nobody approves their own contract: the owner and
         the submitter are left out; an empty step passes to the next one, and an empty last step to
         the admins."""
@@ -262,7 +263,7 @@ class ContractService(ContractBase):
     def _step_key(self, contract: dict, step: dict) -> str:
         return f"{contract['round']}.{step['index']}"
 
-    def _pending_notes(self, contract: dict, step: dict, now: datetime) -> list[dict]:
+    def _pending_notes(self, contract: dict, step: dict, now: datetime) -> builtins.list[dict]:
         amount = contract["amount_fen"] / 100
         return [
             notification(
@@ -450,7 +451,7 @@ class ContractService(ContractBase):
         new_start, new_end, plan = _renewal_terms(old)
         data = ContractCreate.model_construct(
             lead_id=old["lead_id"], title=old["title"], amount_fen=old["amount_fen"], start_date=new_start,
-            end_date=new_end, notes=old.get("notes"), payment_plan=[_Inst(**p) for p in plan],
+            end_date=new_end, notes=old.get("notes"), payment_plan=[InstalmentIn.model_construct(**p) for p in plan],
         )
         claimed = await self._col.find_one_and_update(
             {"_id": old["_id"], "renewed_by": None, "status": {"$in": ["active", "ended"]}},
@@ -465,11 +466,3 @@ class ContractService(ContractBase):
             raise
         await self._col.update_one({"_id": old["_id"], "renewed_by": "pending"}, {"$set": {"renewed_by": draft["_id"]}})
         return draft
-
-
-class _Inst:
-    """A plan instalment for a renewal draft, shaped like ``InstalmentIn``."""
-
-    def __init__(self, due_date: date, amount_fen: int) -> None:
-        self.due_date = due_date
-        self.amount_fen = amount_fen

@@ -45,7 +45,7 @@ class ContractJobs(ContractBase):
             if offset is not None:
                 due.append((c, left, offset))
         teams = sorted({c["team_id"] for c, left, _ in due if left <= self._settings.renewal_manager_days and c.get("team_id")})
-        managers: dict[str, list[str]] = {}
+        managers: dict[str | None, list[str]] = {}  # by team id as stored
         if teams:
             for u in await self._users.find({"team_id": {"$in": teams}, "role": "manager", "active": True}, {"team_id": 1}).to_list(None):
                 managers.setdefault(u["team_id"], []).append(str(u["_id"]))
@@ -74,7 +74,7 @@ class ContractJobs(ContractBase):
         if ended:
             lead_ids = sorted({c["lead_id"] for c in ended})
             still = {c["lead_id"] for c in await self._col.find({"lead_id": {"$in": lead_ids}, "status": "active", "end_date": {"$gte": today}}, {"lead_id": 1}).to_list(None)}
-            leads = {l["_id"]: l for l in await self._leads_col.find({"_id": {"$in": lead_ids}}).to_list(None)}
+            leads = {d["_id"]: d for d in await self._leads_col.find({"_id": {"$in": lead_ids}}).to_list(None)}
             moves: dict[str, tuple[dict, str, dict[str, str]]] = {}
             for c in ended:
                 lead = leads.get(c["lead_id"])

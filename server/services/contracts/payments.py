@@ -12,7 +12,7 @@ from bson import ObjectId
 from config.settings import Settings
 from server.actor import Actor
 from server.clock import Clock
-from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch
+from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch, detail
 from server.schemas.contracts import PaymentIn
 from server.services.audit import AuditService
 from server.services.contracts.common import ContractBase, business_today, money, next_due

@@ -1,6 +1,8 @@
 const app = getApp();
+const session = require('../../utils/session');
 const { listMethods, LIST_DATA } = require('../../lib/list');
 const view = require('../../lib/view');
+const format = require('../../utils/format');
 
 // The approval inbox (oldest first), each item with the whole contract: parties, dates, amount,
 // payment plan, notes and the history so far; approve, reject or return with a comment.
@@ -18,19 +20,14 @@ Page(Object.assign(listMethods({
     const item = pair.item;
     return {
       id: item.contract_id, version: pair.c ? pair.c.version : item.version, title: item.title, leadName: item.lead_name,
-      amount: view.yuan(item.amount_fen), submitter: item.submitter_name, waiting: view.format.when(item.waiting_since),
+      amount: format.money(item.amount_fen), submitter: item.submitter_name, waiting: format.when(item.waiting_since),
       stepText: '第 ' + (item.step + 1) + '/' + item.steps_total + ' 步',
       c: pair.c ? view.contractView(pair.c, me) : null, open: false
     };
   }
 }), {
-  data: Object.assign({}, LIST_DATA, { comments: {}, allowed: true, busyId: '' }),
-  onShow() {
-    const user = app.api.tokens().user || {};
-    const allowed = user.role === 'manager' || user.role === 'admin';
-    this.setData({ allowed });
-    if (allowed) this.reload();
-  },
+  data: Object.assign({}, LIST_DATA, { comments: {}, busyId: '' }),
+  onShow() { if (session.guard(wx, app.api.user(), 'manager')) this.reload(); },
   toggle(e) {
     const i = e.currentTarget.dataset.index;
     this.setData({ ['items[' + i + '].open']: !this.data.items[i].open });

@@ -1,5 +1,7 @@
 const app = getApp();
+const session = require('../../utils/session');
 const view = require('../../lib/view');
+const format = require('../../utils/format');
 
 const COUNTS = [1, 2, 3, 4, 6, 12];
 
@@ -18,6 +20,7 @@ Page({
     editing: false, error: '', saving: false
   },
   onLoad(q) {
+    if (!session.guard(wx, app.api.user(), 'staff')) return;
     this.contractId = q.id || null;
     this.leadId = q.lead_id || null;
     this.setData({ editing: Boolean(this.contractId) });
@@ -36,7 +39,7 @@ Page({
         if (c.status !== 'draft') this.setData({ error: '只有草稿可以修改' });
       }).catch((e) => this.setData({ error: e.message }));
     } else if (this.leadId) {
-      const start = view.format.today();
+      const start = format.today();
       this.setData({ start, end: dayBefore(view.addYears(start, 1)) });
       app.api.get('/leads/' + this.leadId).then((lead) => {
         this.setData({ leadName: lead.name || '', title: this.data.title || ((lead.company || lead.name || '') + ' 服务合同') });
@@ -65,7 +68,7 @@ Page({
   check() {
     const total = this.data.plan.reduce((sum, p) => sum + (view.toFen(p.amount) || 0), 0);
     const fen = view.toFen(this.data.amount);
-    this.setData({ planTotal: view.yuan(total), planOk: !this.data.plan.length || total === fen });
+    this.setData({ planTotal: format.money(total), planOk: !this.data.plan.length || total === fen });
   },
   save() {
     if (this.data.saving) return;

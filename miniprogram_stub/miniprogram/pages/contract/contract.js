@@ -1,4 +1,5 @@
 const app = getApp();
+const session = require('../../utils/session');
 const view = require('../../lib/view');
 
 // One contract (from the list, a lead, a renewal / payment / approval notification, or a WeChat
@@ -9,7 +10,7 @@ const view = require('../../lib/view');
 Page({
   data: { c: null, comment: '', error: '', busy: false, canPay: false },
   onLoad(q) { this.contractId = q.id; },
-  onShow() { this.load(); },
+  onShow() { if (session.guard(wx, app.api.user(), 'staff')) this.load(); },
   onPullDownRefresh() { this.load().then(() => wx.stopPullDownRefresh()); },
   load() {
     if (!this.contractId) { this.setData({ error: '缺少合同编号' }); return Promise.resolve(); }

@@ -1,4 +1,5 @@
 const app = getApp();
+const session = require('../../utils/session');
 const { listMethods, LIST_DATA } = require('../../lib/list');
 const view = require('../../lib/view');
 
@@ -16,7 +17,7 @@ Page(Object.assign(listMethods({
 }), {
   data: Object.assign({}, LIST_DATA, { filters: FILTERS, status: '', forLead: false }),
   onLoad(q) { this.leadId = q.lead_id || null; this.setData({ forLead: Boolean(this.leadId) }); },
-  onShow() { this.reload(); },
+  onShow() { if (session.guard(wx, app.api.user(), 'staff')) this.reload(); },
   pick(e) { this.setData({ status: e.currentTarget.dataset.value }); this.reload(); },
   open(e) { wx.navigateTo({ url: '/pages/contract/contract?id=' + e.currentTarget.dataset.id }); },
   create() { wx.navigateTo({ url: '/pages/contract-edit/contract-edit?lead_id=' + this.leadId }); }

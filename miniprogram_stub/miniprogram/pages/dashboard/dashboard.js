@@ -1,7 +1,9 @@
 const app = getApp();
+const session = require('../../utils/session');
 const uCharts = require('../../vendor/u-charts/u-charts.min.js');
 const charts = require('../../lib/charts');
 const view = require('../../lib/view');
+const format = require('../../utils/format');
 
 const PERIODS = [
   { label: '本月', days: null }, { label: '近 7 天', days: 7 }, { label: '近 30 天', days: 30 }, { label: '近 90 天', days: 90 }
@@ -9,7 +11,7 @@ const PERIODS = [
 const CHARTS = ['funnel', 'reps', 'lifecycle', 'rfm'];
 
 function range(period) {
-  const to = view.format.today();
+  const to = format.today();
   if (period.days === null) return { from: to.slice(0, 8) + '01', to };
   const t = Date.parse(to + 'T00:00:00Z') - (period.days - 1) * 86400000;
   return { from: new Date(t).toISOString().slice(0, 10), to };
@@ -19,16 +21,11 @@ function range(period) {
 // leaderboard, customer lifecycle and churn, and RFM layers, drawn with uCharts into canvas 2d.
 Page({
   data: {
-    periods: PERIODS.map((p) => p.label), periodIndex: 0, from: '', to: '', allowed: true, loading: false, error: '',
+    periods: PERIODS.map((p) => p.label), periodIndex: 0, from: '', to: '', loading: false, error: '',
     summary: null, leaders: [], lifecycle: null, rfm: null, charts: {}
   },
   onLoad() { this.instances = {}; },
-  onShow() {
-    const user = app.api.tokens().user || {};
-    const allowed = user.role === 'manager' || user.role === 'admin';
-    this.setData({ allowed });
-    if (allowed) this.load();
-  },
+  onShow() { if (session.guard(wx, app.api.user(), 'manager')) this.load(); },
   onPullDownRefresh() { this.load().then(() => wx.stopPullDownRefresh()); },
   onPeriod(e) { this.setData({ periodIndex: Number(e.detail.value) }); this.load(); },
   load() {
@@ -48,7 +45,7 @@ Page({
             rank: i + 1, name, leads: options.reps.series[0].data[i], followups: options.reps.series[1].data[i], conversions: options.reps.series[2].data[i]
           })),
           lifecycle: { now: lifecycle.customers_now, churnRate: view.percent(lifecycle.churn_rate), churned: lifecycle.churned, atRisk: lifecycle.into_at_risk },
-          rfm: { A: rfm.counts.A || 0, B: rfm.counts.B || 0, C: rfm.counts.C || 0, on: rfm.computed_on ? view.format.day(rfm.computed_on) : '' }
+          rfm: { A: rfm.counts.A || 0, B: rfm.counts.B || 0, C: rfm.counts.C || 0, on: rfm.computed_on ? format.day(rfm.computed_on) : '' }
         });
         CHARTS.forEach((id) => this.draw(id, options[id]));
       })

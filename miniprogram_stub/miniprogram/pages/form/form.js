@@ -1,16 +1,24 @@
 const app = getApp();
 const config = require('../../config');
+const session = require('../../utils/session');
 const { uuid4 } = require('../../utils/request');
 
 const STAFF_ID = /^[0-9a-f]{24}$/;
+// A QR code's scene (wxacode.getUnlimited, at most 32 characters): "<form slug>" or
+// "<form slug>~<rep id>" — with the 24-character rep id, the slug has at most 7 characters.
+const SCENE = /^([a-z0-9][a-z0-9-]{1,63})(?:~([0-9a-f]{24}))?$/;
+const RECENT_FORMS_KEY = 'mpcrm.recentForms'; // [{slug, title}] the customer home lists (per user)
+const RECENT_FORMS_MAX = 10;
 
-// Where the customer came from: a share card (?slug=&ref=<sharing rep>), a QR code (?scene=, the
-// wxacode "scene" "<slug>~<rep id>", at most 32 characters), or neither (config.formSlug).
+// Where the customer came from: a share card (?slug=&ref=<sharing rep>), a QR code (?scene=), or
+// neither (config.formSlug). A scene that is not one of ours (cut short, mistyped): null.
 function entry(query) {
   const q = query || {};
   if (q.scene) {
-    const parts = decodeURIComponent(q.scene).split('~');
-    return { slug: parts[0] || config.formSlug, ref: parts[1] || '', channel: 'qrcode' };
+    let scene = '';
+    try { scene = decodeURIComponent(q.scene); } catch (e) { return null; }
+    const m = SCENE.exec(scene);
+    return m ? { slug: m[1], ref: m[2] || '', channel: 'qrcode' } : null;
   }
   return { slug: q.slug || config.formSlug, ref: q.ref || '', channel: q.ref ? 'share' : 'miniprogram' };
 }
@@ -28,29 +36,37 @@ Page({
   },
   onLoad(query) {
     const e = entry(query);
+    if (!e) { this.setData({ error: '二维码无法识别，请向销售索取新的二维码' }); return; }
     this.slug = e.slug;
     this.channel = e.channel;
     this.referrer = STAFF_ID.test(e.ref) ? e.ref : '';
-    const user = app.api.tokens().user || {};
-    const staff = ['rep', 'manager', 'admin'].indexOf(user.role) >= 0;
-    this.setData({ staff, customer: user.role === 'customer' });
+    const user = app.api.user();
+    this.setData({ staff: session.isStaff(user), customer: Boolean(user) && user.role === 'customer' });
     if (wx.showShareMenu) wx.showShareMenu({ withShareTicket: false, menus: ['shareAppMessage'] });
     this.load();
   },
-  onPullDownRefresh() { this.load().then(() => wx.stopPullDownRefresh()); },
+  onPullDownRefresh() { (this.slug ? this.load() : Promise.resolve()).then(() => wx.stopPullDownRefresh()); },
   load() {
     return app.api.get('/public/forms/' + this.slug)
       .then((form) => {
         const fields = form.fields.map((f) => Object.assign({}, f, { options: f.options || [] }));
         this.setData({ form, fields, error: '', sharePath: this.sharePath() });
         if (wx.setNavigationBarTitle) wx.setNavigationBarTitle({ title: form.title });
+        if (this.data.customer) this.remember(form);
       })
       .catch((e) => this.setData({ error: e.status === 404 ? '表单不存在或已停用' : e.message }));
+  },
+  // The customer home lists the forms this customer opened, the latest first.
+  remember(form) {
+    const recent = app.api.storage.get(RECENT_FORMS_KEY);
+    const others = (Array.isArray(recent) ? recent : []).filter((f) => f && f.slug && f.slug !== this.slug);
+    app.api.storage.set(RECENT_FORMS_KEY, [{ slug: this.slug, title: form.title }].concat(others).slice(0, RECENT_FORMS_MAX));
   },
   // The share card carries the form and the sharing rep (a customer who forwards it keeps the rep
   // who shared it first).
   sharePath() {
-    const user = app.api.tokens().user || {};
+    if (!this.slug) return '/pages/form/form';
+    const user = app.api.user() || {};
     const ref = this.data.staff ? user.id : this.referrer;
     return '/pages/form/form?slug=' + encodeURIComponent(this.slug) + (ref ? '&ref=' + ref : '');
   },

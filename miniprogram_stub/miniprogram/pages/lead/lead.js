@@ -18,7 +18,7 @@ Page({
     lead: null, events: [], cursor: null, loadingMore: false, error: '', offline: false, manager: false,
     moves: [], phone: '', editing: false, form: {}, levels: LEVELS, levelIndex: 0, saving: false
   },
-  onLoad(q) { this.id = q.id; },
+  onLoad(q) { this.leadId = q.id; },
   onShow() {
     const user = app.api.user();
     if (!session.guard(wx, user, 'staff')) return;
@@ -28,11 +28,11 @@ Page({
   onPullDownRefresh() { this.load().then(() => wx.stopPullDownRefresh()); },
   load() {
     this.setData({ error: '' });
-    return Promise.all([app.api.get('/leads/' + this.id), app.api.get('/leads/' + this.id + '/timeline', { limit: 30 })])
+    return Promise.all([app.api.get('/leads/' + this.leadId), app.api.get('/leads/' + this.leadId + '/timeline', { limit: 30 })])
       .then(([lead, page]) => this.show(lead, page.items.map((e) => format.event(e)), page.next_cursor || null, false))
       .catch((e) => {
-        const cached = e.code === 'network.error' ? app.api.localLead(this.id) : null;
-        if (cached) this.show(cached, app.api.localFollowups(this.id).map((f) => format.followup(f)), null, true);
+        const cached = e.code === 'network.error' ? app.api.localLead(this.leadId) : null;
+        if (cached) this.show(cached, app.api.localFollowups(this.leadId).map((f) => format.followup(f)), null, true);
         else this.setData({ error: format.errorText(e) });
       });
   },
@@ -43,14 +43,14 @@ Page({
   onReachBottom() {
     if (!this.data.cursor || this.data.loadingMore) return;
     this.setData({ loadingMore: true });
-    app.api.get('/leads/' + this.id + '/timeline', { limit: 30, cursor: this.data.cursor })
+    app.api.get('/leads/' + this.leadId + '/timeline', { limit: 30, cursor: this.data.cursor })
       .then((page) => this.setData({ events: this.data.events.concat(page.items.map((e) => format.event(e))), cursor: page.next_cursor || null, loadingMore: false }))
       .catch((e) => this.setData({ error: format.errorText(e), loadingMore: false }));
   },
 
   // -- phone: reveal (audited on the server), then call
   reveal() {
-    return app.api.post('/leads/' + this.id + '/reveal', { field: 'phone' }, { noKey: true, retry: false })
+    return app.api.post('/leads/' + this.leadId + '/reveal', { field: 'phone' }, { noKey: true, retry: false })
       .then((r) => { this.setData({ phone: r.value }); return r.value; })
       .catch((e) => { this.setData({ error: format.errorText(e) }); return null; });
   },
@@ -64,7 +64,7 @@ Page({
   move(e) {
     const to = e.currentTarget.dataset.to;
     const from = this.raw.stage;
-    const send = (reason) => app.api.post('/leads/' + this.id + '/stage', { to, reason: reason || undefined, version: this.raw.version }, { noKey: true, retry: false })
+    const send = (reason) => app.api.post('/leads/' + this.leadId + '/stage', { to, reason: reason || undefined, version: this.raw.version }, { noKey: true, retry: false })
       .then((lead) => { wx.showToast({ title: '已改为' + format.stage(to), icon: 'none' }); this.raw = lead; this.load(); })
       .catch((err) => {
         const allowed = lifecycle.allowedFromError(err);
@@ -100,22 +100,22 @@ Page({
       tags: String(f.tags || '').split(/[\s,，、]+/).filter(Boolean), level: LEVELS[this.data.levelIndex].value || null
     };
     this.setData({ saving: true, error: '' });
-    app.api.patch('/leads/' + this.id, body)
+    app.api.patch('/leads/' + this.leadId, body)
       .then(() => { this.setData({ editing: false, saving: false }); wx.showToast({ title: '已保存', icon: 'success' }); this.load(); })
       .catch((e) => this.setData({ saving: false, error: format.errorText(e) }));
   },
 
   // -- next steps
-  followup() { wx.navigateTo({ url: '/pages/followup/followup?id=' + this.id }); },
-  newTask() { wx.navigateTo({ url: '/pages/task-edit/task-edit?lead_id=' + this.id }); },
-  contracts() { wx.navigateTo({ url: '/pages/contracts/contracts?lead_id=' + this.id }); },
-  newContract() { wx.navigateTo({ url: '/pages/contract-edit/contract-edit?lead_id=' + this.id }); },
-  reassign() { wx.navigateTo({ url: '/pages/reassign/reassign?id=' + this.id }); },
+  followup() { wx.navigateTo({ url: '/pages/followup/followup?id=' + this.leadId }); },
+  newTask() { wx.navigateTo({ url: '/pages/task-edit/task-edit?lead_id=' + this.leadId }); },
+  contracts() { wx.navigateTo({ url: '/pages/contracts/contracts?lead_id=' + this.leadId }); },
+  newContract() { wx.navigateTo({ url: '/pages/contract-edit/contract-edit?lead_id=' + this.leadId }); },
+  reassign() { wx.navigateTo({ url: '/pages/reassign/reassign?id=' + this.leadId }); },
   release() {
     wx.showModal({ title: '释放到公海', editable: true, placeholderText: '原因（必填）', success: (r) => {
       if (!r.confirm) return;
       if (!String(r.content || '').trim()) { this.setData({ error: '释放需要填写原因' }); return; }
-      app.api.post('/leads/' + this.id + '/release', { reason: String(r.content).trim() }, { noKey: true, retry: false })
+      app.api.post('/leads/' + this.leadId + '/release', { reason: String(r.content).trim() }, { noKey: true, retry: false })
         .then(() => { wx.showToast({ title: '已释放到公海', icon: 'none' }); wx.navigateBack(); })
         .catch((e) => this.setData({ error: format.errorText(e) }));
     } });

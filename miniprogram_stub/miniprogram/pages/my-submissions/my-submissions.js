@@ -1,12 +1,12 @@
 const app = getApp();
 const { listMethods, LIST_DATA } = require('../../lib/list');
-const view = require('../../lib/view');
+const format = require('../../utils/format');
 
 // What this customer submitted and where it stands (收到 / 跟进中 / 已完结), newest first.
 Page(Object.assign(listMethods({
   fetch(cursor) { return app.api.get('/public/my-submissions', { limit: 20, cursor }); },
   map(s) {
-    return { id: s.submission_id, title: s.form_title || s.form_slug, slug: s.form_slug, at: view.format.when(s.submitted_at), status: s.status, statusText: view.label(view.SUBMISSION_STATUS, s.status) };
+    return { id: s.submission_id, title: s.form_title || s.form_slug, slug: s.form_slug, at: format.when(s.submitted_at), status: s.status, statusText: format.label(format.SUBMISSION_STATUSES, s.status) };
   }
 }), {
   data: Object.assign({}, LIST_DATA, { customer: true }),

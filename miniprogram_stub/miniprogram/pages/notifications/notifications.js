@@ -1,16 +1,19 @@
 const app = getApp();
 const config = require('../../config');
+const session = require('../../utils/session');
+const format = require('../../utils/format');
 const { listMethods, LIST_DATA } = require('../../lib/list');
-const view = require('../../lib/view');
 
-// Where a notification leads (the same place its WeChat message opens, see templates.js).
+// Where a notification leads (the same place its WeChat message opens, see templates.js). An
+// approval opens its contract, where the current approver decides. session.open picks switchTab
+// for the tab pages (the pool, the leads) and navigateTo for the rest.
 function target(n) {
   const d = n.data || {};
-  if (d.task_id) return { url: '/pages/task/task?id=' + d.task_id };
-  if (n.kind === 'lead_reclaimed') return { url: '/pages/pool/pool', tab: true };
-  if (d.contract_id) return { url: '/pages/contract/contract?id=' + d.contract_id };
-  if (d.lead_id) return { url: '/pages/lead/lead?id=' + d.lead_id };
-  if (n.kind === 'allocation_stuck') return { url: '/pages/leads/leads', tab: true };
+  if (d.task_id) return '/pages/task/task?id=' + d.task_id;
+  if (n.kind === 'lead_reclaimed') return '/pages/pool/pool';
+  if (d.contract_id) return '/pages/contract/contract?id=' + d.contract_id;
+  if (d.lead_id) return '/pages/lead/lead?id=' + d.lead_id;
+  if (n.kind === 'allocation_stuck') return '/pages/leads/leads';
   return null;
 }
 
@@ -19,10 +22,15 @@ function target(n) {
 // WeChat message of that template, so the page asks again and reports every acceptance.
 Page(Object.assign(listMethods({
   fetch(cursor) { return app.api.get('/notifications', { limit: 20, unread: this.data.unreadOnly ? 'true' : undefined, cursor }); },
-  map(n) { return { id: n.id, kind: n.kind, title: n.title, body: n.body, at: view.format.when(n.created_at), read: Boolean(n.read_at), urgent: n.urgent, hasTarget: Boolean(target(n)), raw: n }; }
+  map(n) { return { id: n.id, kind: n.kind, title: n.title, body: n.body, at: format.when(n.created_at), read: Boolean(n.read_at), urgent: n.urgent, hasTarget: Boolean(target(n)), raw: n }; }
 }), {
   data: Object.assign({}, LIST_DATA, { unreadOnly: false, remaining: {} }),
-  onShow() { this.reload(); },
+  onShow() {
+    const user = app.api.user();
+    if (!session.guard(wx, user, 'staff')) return;
+    session.selectTab(this, user);
+    this.reload();
+  },
   toggle() { this.setData({ unreadOnly: !this.data.unreadOnly }); this.reload(); },
   open(e) {
     const index = e.currentTarget.dataset.index;
@@ -31,10 +39,8 @@ Page(Object.assign(listMethods({
       this.setData({ ['items[' + index + '].read']: true });
       app.api.post('/notifications/' + n.id + '/read', null, { noKey: true, retry: true }).catch(() => {});
     }
-    const t = target(n.raw);
-    if (!t) return;
-    if (t.tab) wx.switchTab({ url: t.url });
-    else wx.navigateTo({ url: t.url });
+    const url = target(n.raw);
+    if (url) session.open(wx, url);
   },
   subscribe() {
     const ids = Object.keys(config.templates).map((k) => config.templates[k]);

@@ -1,9 +1,11 @@
 const app = getApp();
+const session = require('../../utils/session');
 const view = require('../../lib/view');
+const format = require('../../utils/format');
 
 function nowParts() {
-  const p = view.format.parts(new Date().toISOString());
-  return { date: p.date, time: p.time };
+  const now = Date.now();
+  return { date: format.today(now), time: format.time(now) };
 }
 
 // Record a payment received on a contract (?contract_id=): managers of its team, admins and users
@@ -12,6 +14,7 @@ function nowParts() {
 Page({
   data: { c: null, amount: '', date: '', time: '', methods: view.PAYMENT_METHODS, methodIndex: 0, reference: '', error: '', saving: false, done: null },
   onLoad(q) {
+    if (!session.guard(wx, app.api.user(), 'staff')) return;
     this.contractId = q.contract_id;
     const now = nowParts();
     this.setData({ date: now.date, time: now.time });
@@ -33,14 +36,14 @@ Page({
     if (!amountFen) { this.setData({ error: '请填写正确的金额（元，最多两位小数）' }); return; }
     const body = {
       amount_fen: amountFen,
-      received_at: view.format.toIso(this.data.date, this.data.time),
+      received_at: format.isoAt(this.data.date, this.data.time),
       method: view.PAYMENT_METHODS[this.data.methodIndex].value
     };
     if (this.data.reference.trim()) body.reference = this.data.reference.trim();
     this.setData({ saving: true, error: '' });
     app.api.post('/contracts/' + this.contractId + '/payments', body)
       .then((p) => {
-        this.setData({ done: { amount: view.yuan(p.amount_fen), paid: view.yuan(p.paid_fen), outstanding: view.yuan(p.outstanding_fen), settled: p.paid } });
+        this.setData({ done: { amount: format.money(p.amount_fen), paid: format.money(p.paid_fen), outstanding: format.money(p.outstanding_fen), settled: p.paid } });
         wx.showToast({ title: '已登记回款' });
       })
       .catch((e) => this.setData({ error: e.status === 403 ? '只有主管、管理员或财务可以登记回款' : e.message }))

@@ -1,15 +1,13 @@
 const app = getApp();
+const session = require('../../utils/session');
 
 // A manager gives a lead (?id=) to another active member of the lead's team, with a reason that
 // goes on its timeline.
 Page({
-  data: { lead: null, people: [], index: -1, reason: '', error: '', saving: false, allowed: true },
+  data: { lead: null, people: [], index: -1, reason: '', error: '', saving: false },
   onLoad(q) {
+    if (!session.guard(wx, app.api.user(), 'manager')) return;
     this.leadId = q.id;
-    const user = app.api.tokens().user || {};
-    const allowed = user.role === 'manager' || user.role === 'admin';
-    this.setData({ allowed });
-    if (!allowed) return;
     app.api.get('/leads/' + this.leadId)
       .then((lead) => {
         this.setData({ lead });

@@ -1,5 +1,6 @@
 const app = getApp();
-const view = require('../../lib/view');
+const session = require('../../utils/session');
+const format = require('../../utils/format');
 
 const REMINDS = [
   { label: '不提醒', minutes: null }, { label: '提前 15 分钟', minutes: 15 },
@@ -15,11 +16,12 @@ Page({
     people: [], personIndex: 0, leadName: '', editing: false, error: '', saving: false
   },
   onLoad(q) {
+    if (!session.guard(wx, app.api.user(), 'staff')) return;
     this.taskId = q.id || null;
     this.leadId = q.lead_id || null;
     const me = (app.api.tokens().user) || {};
     this.me = me;
-    this.setData({ editing: Boolean(this.taskId), date: view.format.today() });
+    this.setData({ editing: Boolean(this.taskId), date: format.today() });
     wx.setNavigationBarTitle && wx.setNavigationBarTitle({ title: this.taskId ? '编辑待办' : '新建待办' });
     const jobs = [];
     if (me.role === 'manager' && me.team_id) {
@@ -34,7 +36,7 @@ Page({
       jobs.push(app.api.get('/tasks/' + this.taskId).then((t) => {
         this.task = t;
         this.leadId = t.lead_id || null;
-        const due = view.format.parts(t.due_at);
+        const due = { date: format.dateValue(t.due_at), time: format.time(t.due_at) };
         let remindIndex = 0;
         if (t.remind_at) {
           const before = Math.round((Date.parse(t.due_at) - Date.parse(t.remind_at)) / 60000);
@@ -67,7 +69,7 @@ Page({
     const title = this.data.title.trim();
     if (!title) { this.setData({ error: '请填写待办内容' }); return; }
     if (!this.data.date) { this.setData({ error: '请选择截止日期' }); return; }
-    const dueAt = view.format.toIso(this.data.date, this.data.time);
+    const dueAt = format.isoAt(this.data.date, this.data.time);
     const minutes = REMINDS[this.data.remindIndex].minutes;
     const remindAt = minutes === null ? null : new Date(Date.parse(dueAt) - minutes * 60000).toISOString();
     const person = this.data.people[this.data.personIndex];

@@ -1,4 +1,5 @@
 const app = getApp();
+const session = require('../../utils/session');
 const view = require('../../lib/view');
 
 // One task (opened from the list or from a task notification / WeChat message: ?id=<task id>):
@@ -6,7 +7,7 @@ const view = require('../../lib/view');
 Page({
   data: { task: null, leadName: '', error: '', busy: false },
   onLoad(q) { this.taskId = q.id; },
-  onShow() { this.load(); },
+  onShow() { if (session.guard(wx, app.api.user(), 'staff')) this.load(); },
   onPullDownRefresh() { this.load().then(() => wx.stopPullDownRefresh()); },
   load() {
     if (!this.taskId) { this.setData({ error: '缺少待办编号' }); return Promise.resolve(); }

@@ -1,4 +1,6 @@
 const app = getApp();
+const session = require('../../utils/session');
+const format = require('../../utils/format');
 const { listMethods, LIST_DATA } = require('../../lib/list');
 const view = require('../../lib/view');
 
@@ -12,7 +14,7 @@ function query(filter, cursor) {
   if (filter === 'done') q.status = 'done';
   else q.status = 'open';
   if (filter === 'overdue') q.due_before = new Date().toISOString();
-  if (filter === 'today') q.due_before = view.format.today() + 'T23:59:59+08:00';
+  if (filter === 'today') q.due_before = format.today() + 'T23:59:59+08:00';
   return q;
 }
 
@@ -23,7 +25,12 @@ Page(Object.assign(listMethods({
   map(t) { return view.taskView(t); }
 }), {
   data: Object.assign({}, LIST_DATA, { filters: FILTERS, filter: 'open' }),
-  onShow() { this.reload(); },
+  onShow() {
+    const user = app.api.user();
+    if (!session.guard(wx, user, 'staff')) return;
+    session.selectTab(this, user);
+    this.reload();
+  },
   pick(e) {
     const filter = e.currentTarget.dataset.value;
     if (filter === this.data.filter) return;
