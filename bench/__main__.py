@@ -261,7 +261,7 @@ What is measured:
    validation, JSON, gzip, access log and metrics) against a bare `RequestHandler` that does the
    same `find_one({{"_id": id}})` on the same collection with the same `AsyncMongoClient`.
 2. **A rep's first list page**, `GET /api/v1/leads?limit=20` (`owner_id = me`, sorted by
-   `updated_at` then `_id`, descending), at {SMALL:,} leads and again after bulk-inserting up to
+   `updated_ms` — the activity time as a number — then `_id`, descending), at {SMALL:,} leads and again after bulk-inserting up to
    {LARGE:,} leads in the same database.
 
 ## Reading the results
@@ -278,9 +278,9 @@ What is measured:
   when the line holds none of its words. What remains is the app's real work: routing, the
   request id, `LeadDetailOut` validation and JSON, gzip, metrics and the log line.
 - **List latency vs size.** On nx-27017 a compound index does not serve a sort
-  (docs/mongodb-compat.md): `find({{owner_id}}).sort(updated_at, _id)` reads and sorts the rep's
+  (docs/mongodb-compat.md): `find({{owner_id}}).sort(updated_ms, _id)` reads and sorts the rep's
   leads (or scans the collection), so it grows with the data. On a real MongoDB the declared index
-  `{{owner_id: 1, updated_at: -1}}` serves the page directly and the ratio stays near 1. Equality on
+  `{{owner_id: 1, updated_ms: -1}}` serves the page directly and the ratio stays near 1. Equality on
   a single indexed field and sorting by `_id` stay flat on nx-27017; if the stand-in must meet the
   goal, the hot list could sort by `_id` (ObjectIds are time-ordered: "newest first" instead of
   "latest activity first"), a product change to discuss rather than something done for a benchmark.

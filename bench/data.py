@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from bson import ObjectId
 
 from server.actor import Actor
+from server.services.lead_store import activity_ms
 from server.schemas.users import TeamCreate, UserCreate
 
 # BENCH_QUICK=1: smaller sizes and shorter measurements, for every section of the benchmark.
@@ -62,6 +63,7 @@ def lead_doc(rng: random.Random, rep: dict, now: datetime) -> dict:
         "version": rng.randint(1, 6),
         "created_at": created,
         "updated_at": updated,
+        "updated_ms": activity_ms(updated),  # what lead lists sort on, as the lead store writes it
         "created_by": "bench",
     }
 

@@ -70,7 +70,8 @@ class RevealHandler(ApiHandler):
             await self.ctx.audit.record(self.actor, "lead.reveal", target_type="lead", target_id=str(self.path_kwargs.get("lead_id", ""))[:64], outcome="refused", details={"reason": "role"})
             raise
 
-    @operation("Reveal a lead's full phone number (audited)", body=RevealIn, response=RevealOut, tags=("leads",))
+    @operation("Reveal a lead's full phone number (audited)", body=RevealIn, response=RevealOut, tags=("leads",),
+               extra_responses={429: "Too many reveals by this user (see Retry-After)"})
     async def post(self, lead_id: str) -> None:
         body = self.parse_body(RevealIn)
         value = await self.ctx.leads.reveal(self.actor, lead_id, body.field)

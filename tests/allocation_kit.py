@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from bson import ObjectId
 
 from server.actor import Actor
+from server.services.lead_store import activity_ms
 from server.schemas.allocation import RuleCreate
 from server.schemas.forms import FormCreate, SubmissionIn
 
@@ -66,7 +67,7 @@ def insert_waiting(raw_db, team_id: str, n: int, tags: tuple[str, ...] = ("north
         docs.append({
             "_id": str(ObjectId()), "name": f"批量{i}", "tags": list(tags), "stage": "new", "owner_id": None,
             "team_id": team_id, "source": {"kind": "form", "form_slug": "bulk"}, "pool": False,
-            "awaiting_allocation": True, "customer_ids": [], "version": 1, "created_at": at, "updated_at": at,
+            "awaiting_allocation": True, "customer_ids": [], "version": 1, "created_at": at, "updated_at": at, "updated_ms": activity_ms(at),
             "created_by": "public",
         })
     raw_db.leads.insert_many(docs)

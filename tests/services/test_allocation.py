@@ -434,3 +434,20 @@ async def test_sweep_reads_rules_and_members_once_per_rule_not_per_lead(ctx, peo
         assert total / n <= 4, f"{total} commands for {n} leads"
     assert measured[10][1] == measured[100][1], measured
     assert measured[100][0] - measured[10][0] <= 90 * 1.2, "about one write per extra lead"
+
+
+@pytest.mark.gen_test
+async def test_a_stuck_lead_without_a_team_does_not_stop_the_sweep(ctx, people, raw_db):
+    """A waiting lead whose team is unknown (written before teams were required) sits beside a
+    team's stuck leads: the sweep still tells that team's manager, and the teamless lead waits."""
+    team = await people.team()
+    manager = await people.manager()
+    rep = await people.rep(name="配额满")
+    await make_rule(ctx, team, [rep], daily_quota=1)
+    mine = insert_waiting(raw_db, team, 2)
+    orphan = insert_waiting(raw_db, None, 1)
+    stats = await ctx.allocation.sweep(NOW)
+    assert stats["assigned"] == 1
+    waiting = [i for i in mine if raw_db.leads.find_one({"_id": i})["owner_id"] is None]
+    assert raw_db.notifications.find_one({"kind": "allocation_stuck", "user_id": manager.id, "data.lead_id": waiting[0]}) is not None
+    assert raw_db.leads.find_one({"_id": orphan[0]})["owner_id"] is None
