@@ -44,7 +44,12 @@ class ConsoleHandler(StaticFileHandler):
             self.set_header("X-Frame-Options", "DENY")
 
 
-static_routes = [
-    (r"/console", RedirectHandler, {"url": "/console/"}),
-    (r"/console/(.*)", ConsoleHandler, {"path": CONSOLE_DIST, "default_filename": INDEX}),
-]
+def console_routes(dist: str) -> list[tuple[str, type, dict[str, str]]]:
+    """The console's routes serving the build in ``dist``."""
+    return [
+        (r"/console", RedirectHandler, {"url": "/console/"}),
+        (r"/console/(.*)", ConsoleHandler, {"path": dist, "default_filename": INDEX}),
+    ]
+
+
+static_routes = console_routes(CONSOLE_DIST)

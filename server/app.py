@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import tornado.web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -42,6 +43,20 @@ class Metrics:
     registry: CollectorRegistry
     requests: Counter
     latency: Histogram
+    # The labelled children, looked up once per (method, handler, status) and per handler rather
+    # than through ``.labels()`` on every request.
+    _counted: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    _timed: dict[str, Any] = field(default_factory=dict)
+
+    def observe(self, method: str, handler: str, status: int, seconds: float) -> None:
+        counter = self._counted.get((method, handler, status))
+        if counter is None:
+            counter = self._counted[(method, handler, status)] = self.requests.labels(method, handler, str(status))
+        counter.inc()
+        timer = self._timed.get(handler)
+        if timer is None:
+            timer = self._timed[handler] = self.latency.labels(handler)
+        timer.observe(seconds)
 
 
 def make_metrics() -> Metrics:
@@ -59,8 +74,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     status = handler.get_status()
     name = type(handler).__name__
     metrics: Metrics = handler.application.settings["metrics"]
-    metrics.requests.labels(handler.request.method, name, str(status)).inc()
-    metrics.latency.labels(name).observe(elapsed)
+    metrics.observe(handler.request.method or "", name, status, elapsed)
     actor = getattr(handler, "caller", None)
     level = logging.ERROR if status >= 500 else logging.INFO
     access_log.log(

@@ -8,7 +8,10 @@ import re
 import sys
 from datetime import datetime, timezone
 
-_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# A mainland mobile number not inside a longer run of digits. It opens with the literal "1" (the
+# engine then jumps from one "1" to the next instead of trying every position); the look-behind
+# after it, "(?<!\d1)", is "no digit before that 1".
+_PHONE = re.compile(r"(1(?<!\d1)[3-9]\d)\d{4}(\d{4})(?!\d)")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
 _OPAQUE = re.compile(r"\b(rt_)[A-Za-z0-9_\-]{8,}")
@@ -70,3 +73,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
     # Tornado's own access log is replaced by our request line.
     logging.getLogger("tornado.access").setLevel(logging.WARNING)
+    # A JSON line carries none of the record's standard attributes (``_STANDARD``): not the calling
+    # file and line (found by walking the stack for every record), the thread or the process. The
+    # logging HOWTO's "Optimization" switches stop collecting them.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

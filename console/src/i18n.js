@@ -32,6 +32,8 @@ const zh = {
   downloadRejected: '下载被拒绝的行', row: '行', field: '字段', message: '原因', exportLeads: '导出线索', merged: '合并', total: '总数',
   saveOk: '已保存', yes: '是', no: '否', none: '无', error: '出错了', nothingHere: '暂无数据', close: '关闭',
   restoredDraft: '已恢复未保存的内容',
+  'stage.new': '新线索', 'stage.contacted': '已联系', 'stage.qualified': '已确认需求', 'stage.customer': '成交客户',
+  'stage.retained': '留存', 'stage.at_risk': '流失风险', 'stage.churned': '已流失', 'stage.won_back': '赢回', 'stage.lost': '已丢失',
 };
 
 const en = {
@@ -65,6 +67,8 @@ const en = {
   downloadRejected: 'Download rejected rows', row: 'Row', field: 'Field', message: 'Reason', exportLeads: 'Export leads', merged: 'Merged', total: 'Total',
   saveOk: 'Saved', yes: 'Yes', no: 'No', none: 'None', error: 'Something went wrong', nothingHere: 'Nothing here yet', close: 'Close',
   restoredDraft: 'Restored what you had typed',
+  'stage.new': 'New', 'stage.contacted': 'Contacted', 'stage.qualified': 'Qualified', 'stage.customer': 'Customer',
+  'stage.retained': 'Retained', 'stage.at_risk': 'At risk', 'stage.churned': 'Churned', 'stage.won_back': 'Won back', 'stage.lost': 'Lost',
 };
 
 export const lang = (navigator.language || 'zh-CN').toLowerCase().startsWith('en') ? 'en' : 'zh-CN';

@@ -103,7 +103,7 @@ test('an admin creates a team (field errors shown next to the fields), a user wi
   await page.click('[data-test=add-field]');
   await page.fill('[aria-label="显示名 3"]', '预算');
   await page.locator('[data-test=form-preview]').getByText('预算').waitFor();
-  assert.match(await page.locator('[data-test=share-link] input').inputValue(), new RegExp('slug=' + slug));
+  assert.match(await page.inputValue('[data-test=share-link]'), new RegExp('slug=' + slug));
   await page.click('[data-test=save-form]');
   await page.locator('[data-test=field-error-2]').waitFor();
   assert.equal((await admin.get('/forms', { limit: 100 })).items.filter((f) => f.slug === slug).length, 0, 'nothing saved');
@@ -186,17 +186,30 @@ test('a manager approves a contract with a double click (one decision) and reads
   const events = (await manager.get(`/leads/${lead.id}/timeline`, { limit: 100 })).items.filter((e) => e.kind === 'contract_approved');
   assert.equal(events.length, 1);
 
-  await be.runJob('fold_stats');
+  // Reports are folded from the lead events (the fold_stats job; the scheduler is off here): fold
+  // until the approval has reached them, then open the dashboard.
+  const day = today();
+  let job;
+  for (let i = 0; i < 40; i += 1) {
+    job = await be.runJob('fold_stats');
+    if ((await manager.get('/reports/funnel', { from: day, to: day })).conversions >= 1) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  // The dashboard opened at login, before the fold: its charts were taken down when the page
+  // changed; these are the ones drawn now.
+  assert.equal(await page.evaluate(() => window.__charts && window.__charts.funnel), undefined);
   const asked = page.waitForRequest((r) => r.url().includes('/api/v1/reports/funnel'));
   await goTo(page, 'dashboard');
   const query = Object.fromEntries(new URL((await asked).url()).searchParams);
   await page.waitForFunction(() => window.__charts && window.__charts.funnel && window.__charts.rfm);
   const option = await page.evaluate(() => window.__charts.funnel);
   const funnel = await manager.get('/reports/funnel', query);
-  assert.deepEqual(option.series[0].data, funnel.stages.map((s) => ({ name: s.stage, value: s.entered })));
-  assert.ok(funnel.created >= 1 && funnel.conversions >= 1, 'the chart has the new lead and its conversion');
+  assert.deepEqual(option.series[0].data.map((d) => [d.stage, d.value]), funnel.stages.map((s) => [s.stage, s.entered]));
+  assert.equal(option.series[0].data[0].name, '新线索');
+  assert.ok(funnel.created >= 1 && funnel.conversions >= 1, 'the chart has the new lead and its conversion: ' + JSON.stringify({ query, funnel, job }));
   assert.equal((await page.locator('[data-test=kpi-created]').textContent()).trim(), String(funnel.created));
   assert.deepEqual(await axe(page), []);
+  await page.locator('.el-message').waitFor({ state: 'detached' });
   await shot(page, 'manager-dashboard');
   fs.copyFileSync(path.join(RESULTS, 'manager-dashboard.png'), path.join(REPO, 'docs', 'console-dashboard.png'));
 });
@@ -219,4 +232,34 @@ test('an import shows its progress and its rejected rows, which download as CSV'
   assert.match(fs.readFileSync(saved, 'utf8'), /没有姓名|13800000000|3/);
   await shot(page, 'manager-import');
   assert.deepEqual(browser.problems, []);
+});
+
+test('in English (the browser language), a manager filters leads, opens a timeline and reassigns two leads at once', async () => {
+  const rep = await be.staff('rep');
+  const names = ['Reassign A ' + tag, 'Reassign B ' + tag];
+  const leads = [];
+  for (const name of names) leads.push(await rep.post('/leads', { name, tags: ['move-' + tag] }));
+  const english = await openBrowser('en-US');
+  try {
+    const p = english.page;
+    await p.goto(be.base_url + '/console/');
+    assert.equal((await p.locator('[data-test=login-submit]').textContent()).trim(), 'Log in');
+    await login(p, be, be.manager);
+    await goTo(p, 'leads');
+    await p.fill('[aria-label=Tag]', 'move-' + tag);
+    await p.click('button:has-text("Search")');
+    await p.waitForFunction(() => document.querySelectorAll('.el-table__body .el-table__row').length === 2);
+    assert.match(await p.locator('.el-table__body').textContent(), new RegExp(names[1]));
+    await p.locator('.el-table__row', { hasText: names[0] }).locator('td').nth(1).click();
+    await p.locator('[data-test=timeline]').getByText('created').waitFor();
+    for (const name of names) await p.locator('.el-table__row', { hasText: name }).locator('.el-checkbox').click();
+    await choose(p, '[aria-label="Reassign to"]', be.rep2.name);
+    await p.fill('[aria-label=Reason]', 'holiday cover');
+    await p.click('[data-test=reassign]');
+    await p.getByText('Reassign: 2').waitFor();
+    const manager = await be.staff('manager');
+    for (const lead of leads) assert.equal((await manager.get(`/leads/${lead.id}`)).owner_id, be.rep2.id);
+    await shot(p, 'manager-leads-en');
+    assert.deepEqual(english.problems, []);
+  } finally { await english.close(); }
 });

@@ -31,6 +31,7 @@ export async function openBrowser(locale = 'zh-CN') {
     executablePath: CHROMIUM, headless: true, args: FLAGS, locale, viewport: { width: 1360, height: 900 }, acceptDownloads: true,
   });
   const page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(15000);
   const problems = [];
   page.on('pageerror', (e) => problems.push('pageerror: ' + e.message));
   return {
@@ -54,7 +55,7 @@ export async function goTo(page, name) {
 
 // Pick an option of an Element Plus select (opened by clicking the select holding `selector`).
 export async function choose(page, selector, text) {
-  await page.locator(selector).locator('xpath=ancestor::div[contains(@class,"el-select")][1]').first().click();
+  await page.locator(selector).locator('xpath=ancestor::div[contains(concat(" ", @class, " "), " el-select ")][1]').locator('.el-select__wrapper').click();
   await page.locator('.el-select-dropdown__item:visible', { hasText: text }).first().click();
 }
 

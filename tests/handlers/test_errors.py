@@ -322,6 +322,27 @@ async def test_request_id_is_echoed_or_generated(api, people):
     assert first.headers["X-Request-Id"] != second.headers["X-Request-Id"]
 
 
+def _new_request_ids(count: int) -> list[str]:
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+    from handlers.base import request_id_for
+
+    request = HTTPServerRequest(start_line=RequestStartLine("GET", "/healthz", "HTTP/1.1"), headers=HTTPHeaders({"Host": "localhost"}))
+    return [request_id_for(request) for _ in range(count)]
+
+
+def test_request_ids_stay_unique_in_forked_worker_processes():
+    """Several server processes forked from one (``fork_processes``) never hand out the same id."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        children = pool.map(_new_request_ids, [200, 200])
+    parent = _new_request_ids(200)
+    every = [*parent, *children[0], *children[1]]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in every)
+    assert len(set(every)) == len(every)
+
+
 # ---------------------------------------------------------------- every code has its messages
 SOURCE_DIRS = ("server", "handlers", "jobs", "config")
 

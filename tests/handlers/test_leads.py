@@ -139,6 +139,26 @@ async def test_list_items_are_compact_and_detail_is_full(api, people, recorder):
     assert "13900002222" not in r.body.decode()
 
 
+@pytest.mark.gen_test
+async def test_a_lead_read_is_never_answered_from_a_cache(api, people):
+    """API answers are ``no-store``: no ETag, and a phone that sends ``If-None-Match`` anyway (a
+    stale proxy, a generic HTTP cache) still gets the lead itself, never an empty 304. The body is
+    UTF-8 JSON with the Chinese text as it is (not ``\\u`` escapes), in one compact line."""
+    rep = await people.rep()
+    lead = await make_lead(api, rep, name="周总", company="上海某某科技有限公司", tags=["展会"], notes="周三下午有空")
+    first = await api.get(f"{LEADS}/{lead['id']}", token=rep.token)
+    assert first.status == 200, first.body
+    assert first.headers["Cache-Control"] == "no-store"
+    assert first.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert "ETag" not in first.headers
+    text = first.body.decode("utf-8")
+    assert "周总" in text and "上海某某科技有限公司" in text and "\\u" not in text
+    assert "\n" not in text and '", "' not in text  # compact separators
+    for condition in ("*", '"0123456789abcdef"', f'"{lead["version"]}"'):
+        again = await api.get(f"{LEADS}/{lead['id']}", token=rep.token, headers={"If-None-Match": condition})
+        assert again.status == 200, (condition, again.status)
+        assert again.json == first.json
+
 # ---------------------------------------------------------------- capture
 @pytest.mark.gen_test
 async def test_rep_captures_a_lead_and_owns_it(api, people, raw_db):

@@ -115,6 +115,21 @@ async def test_metrics_count_requests(api):
     assert "mpcrm_http_request_seconds_bucket" in text
 
 
+@pytest.mark.gen_test
+async def test_metrics_count_every_request_of_each_kind_apart(api):
+    """Each (method, handler, status) keeps its own count, request after request."""
+    for _ in range(3):
+        await api.get("/healthz")
+    for _ in range(2):
+        await api.get("/api/v1/me")
+    await api.post("/api/v1/me", json={})
+    text = (await api.get("/metrics")).body.decode()
+    assert re.search(r'mpcrm_http_requests_total\{handler="HealthHandler",method="GET",status="200"\} 3\.0', text), text
+    assert re.search(r'mpcrm_http_requests_total\{handler="MeHandler",method="GET",status="401"\} 2\.0', text), text
+    assert re.search(r'mpcrm_http_requests_total\{handler="MeHandler",method="POST",status="(401|405)"\} 1\.0', text), text
+    assert re.search(r'mpcrm_http_request_seconds_count\{handler="HealthHandler"\} 3\.0', text), text
+
+
 # ---------------------------------------------------------------- the database goes away and comes back
 class TestDatabaseOutage:
     """Every database call is bounded by PyMongo's timeoutMS (retries included), so while the

@@ -193,6 +193,22 @@ def test_scrub_leaves_ordinary_numbers_alone():
     assert scrub("order 2026112312345 amount_fen 100000") == "order 2026112312345 amount_fen 100000"
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("13800138000", "138****8000"),
+    ("tel:13800138000,", "tel:138****8000,"),
+    ("电话13800138000。", "电话138****8000。"),
+    ("a13800138000b 19912345678", "a138****8000b 199****5678"),
+    ("213800138000", "213800138000"),  # part of a longer number
+    ("138001380001", "138001380001"),
+    ("12800138000", "12800138000"),  # not a mobile prefix
+    ("٣13800138000", "٣13800138000"),  # next to a digit of another script
+    ("1113800138000", "1113800138000"),
+    ("11 13800138000", "11 138****8000"),
+])
+def test_scrub_masks_a_mobile_number_only_where_it_stands_alone(text, expected):
+    assert scrub(text) == expected
+
+
 def test_scrub_masks_secret_fields_in_any_case_the_patterns_accept():
     """``scrub`` skips a pattern when the line cannot hold its words; the skip must never let
     through a spelling the case-insensitive pattern itself would have masked."""
