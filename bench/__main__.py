@@ -315,14 +315,15 @@ What is measured:
   when the line holds none of its words. A second profile (the app's rounds against the bare
   handler's, calls per request compared) then removed: Tornado's ETag (a SHA-1 of every GET's
   body, pointless on `no-store` answers), the three-step `model_dump` + `json.dumps` (now
-  `model_dump_json`), the phone pattern's scan of every log line (8.6 µs → 1.9 µs: it now opens
+  `model_dump_json`), the phone pattern's scan of every log line (9.9 µs → 1.9 µs: it now opens
   with a literal), the caller lookup `logging` does for every record (file, line, thread and
-  process, none of which a JSON line prints), `.labels()` on every request, an extra coroutine
-  around each operation and each read-only `find_one`, and the body machinery for requests
-  without a body. What remains is the app's real work: the access log line (about a third of
-  the app's extra CPU), the token and user check, `LeadDetailOut` validation and JSON, routing
-  through the route table, the request id and headers; and in the database, the scoped filter
-  (`_id` and `owner_id`: nx-27017 spends about 0.1 ms more on it than on `_id` alone).
+  process, none of which a JSON line prints), `.labels()` on every request, `uuid4()` for the
+  request id, an extra coroutine around each operation and each read-only `find_one`, and the
+  body machinery for requests without a body (figures in "Earlier runs"). What remains is the
+  app's real work: the access log line (the largest piece), the token and user check,
+  `LeadDetailOut` validation and JSON, routing through the route table, the request id and
+  headers; and in the database, the scoped filter (`_id` and `owner_id`: nx-27017 spends about
+  0.1 ms more on it than on `_id` alone).
 - **List latency vs size.** On nx-27017 a compound index does not serve a sort
   (docs/mongodb-compat.md): `find({{owner_id}}).sort(updated_ms, _id)` reads and sorts the rep's
   leads (or scans the collection), so it grows with the data. On a real MongoDB the declared index

@@ -68,13 +68,18 @@ def make_metrics() -> Metrics:
     )
 
 
+METRIC_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """One JSON line per request: id, method, path (never the query), status, ms, user."""
     elapsed = handler.request.request_time()
     status = handler.get_status()
     name = type(handler).__name__
     metrics: Metrics = handler.application.settings["metrics"]
-    metrics.observe(handler.request.method or "", name, status, elapsed)
+    # A label per method a client makes up would grow the series without bound: the standard ones, else OTHER.
+    method = handler.request.method if handler.request.method in METRIC_METHODS else "OTHER"
+    metrics.observe(method, name, status, elapsed)
     actor = getattr(handler, "caller", None)
     level = logging.ERROR if status >= 500 else logging.INFO
     access_log.log(

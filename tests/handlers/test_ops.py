@@ -193,3 +193,13 @@ class TestDatabaseOutage:
                 server.stop()
             await database.close()
             await asyncio.to_thread(embedded.stop)
+
+
+@pytest.mark.gen_test
+async def test_made_up_methods_share_one_metrics_label(api):
+    """A client inventing methods (PROPFIND, FOO1, FOO2, …) must not grow the series without end."""
+    for method in ("PROPFIND", "FOOA", "FOOB"):
+        await api.request(method, "/healthz")
+    text = (await api.get("/metrics")).body.decode()
+    assert "PROPFIND" not in text and "FOOA" not in text
+    assert re.search(r'mpcrm_http_requests_total\{handler="[A-Za-z]+",method="OTHER",status="405"\} 3\.0', text), text

@@ -112,7 +112,7 @@ test('leads captured offline are sent after the token expired; one the server re
   assert.match(edit.text(), /上次未能提交/);
   await edit.input('[data-field="phone"]', '13800138033');
   await edit.tap('text=重新提交');
-  await edit.waitFor(async () => (await rep.get('/leads', { q: '郑先生' })).items.length === 1, 10000, '郑先生 on the server');
+  await edit.waitFor(async () => (await rep.get('/leads', { q: '郑先生' })).items.length === 1, 30000, '郑先生 on the server');
   me.show();
   await me.waitFor(() => !me.text().includes('未发送'), 3000, 'the not-sent list empty');
   assert.deepEqual(phone.getStorageSync(phone.getStorageInfoSync().keys.find((k) => k.endsWith('.notSent'))), []);
@@ -137,5 +137,5 @@ test('logging out with unsent work asks first; cancelling keeps it', async () =>
   assert.ok(phone.getStorageSync(TOKENS_KEY).access, 'still logged in');
   assert.equal(phone.last('reLaunch'), null);
   phone.setOffline(false);
-  await me.waitFor(async () => (await rep.get('/leads/' + lead.id + '/timeline', { limit: 20 })).items.some((e) => e.data && e.data.content === '客户在外地，下周回电'), 10000, 'sent when back online');
+  await me.waitFor(async () => (await rep.get('/leads/' + lead.id + '/timeline', { limit: 20 })).items.some((e) => e.data && e.data.content === '客户在外地，下周回电'), 30000, 'sent when back online');
 });
