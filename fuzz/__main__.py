@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from miniprogram_stub.server_process import start_server, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_PYTHON = Path(sys.executable)
@@ -83,28 +84,13 @@ class System:
         self.base_url = f"http://127.0.0.1:{port}"
 
     def start(self) -> None:
-        log = open(self.log_path, "wb")
-        self.server = subprocess.Popen([str(APP_PYTHON), "-m", "server", "run"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise FuzzError(f"the server exited with {self.server.returncode} at start-up:\n{self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.base_url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise FuzzError("the server did not become ready within 60 s")
+        try:
+            self.server = start_server(str(APP_PYTHON), self.env, self.base_url, self.log_path)
+        except RuntimeError as exc:
+            raise FuzzError(str(exc)) from None
 
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        stop_server(self.server)
 
     def create_user(self, username: str, role: str, team: str | None) -> None:
         args = [str(APP_PYTHON), "-m", "server", "create-user", "--username", username, "--password", PASSWORD, "--role", role]

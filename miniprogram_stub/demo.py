@@ -15,18 +15,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miniprogram_stub.journey import REQUIRED_JOBS, Env, JourneyError, run
+from miniprogram_stub.server_process import start_server, stop_server
 
 if TYPE_CHECKING:
     from server.embedded import EmbeddedMongo
@@ -71,28 +69,13 @@ class System:
         }
         self.base_url = f"http://127.0.0.1:{port}"
         self.wechat_base = f"http://127.0.0.1:{wx_port}"
-        log = open(self.log_path, "wb")
-        self.server = subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                raise JourneyError(f"the server exited with {self.server.returncode} at start-up:\n{self.log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.base_url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise JourneyError("the server did not become ready within 30 s")
+        try:
+            self.server = start_server(sys.executable, self.env, self.base_url, self.log_path, timeout_s=30)
+        except RuntimeError as exc:
+            raise JourneyError(str(exc)) from None
 
     def stop(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.send_signal(signal.SIGTERM)
-            try:
-                self.server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        stop_server(self.server, timeout_s=15)
         if self.embedded is not None:
             self.embedded.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
