@@ -71,7 +71,7 @@ class RevealHandler(ApiHandler):
             raise
 
     @operation("Reveal a lead's full phone number (audited)", body=RevealIn, response=RevealOut, tags=("leads",),
-               extra_responses={429: "Too many reveals by this user (see Retry-After)"})
+               extra_responses={409: "The lead has no phone number (lead.no_phone)", 429: "Too many reveals by this user (see Retry-After)"})
     async def post(self, lead_id: str) -> None:
         body = self.parse_body(RevealIn)
         value = await self.ctx.leads.reveal(self.actor, lead_id, body.field)

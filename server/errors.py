@@ -81,6 +81,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "submission.invalid_answers": {"zh-CN": "表单填写有误", "en": "Some answers are invalid"},
     "submission.phone_code_invalid": {"zh-CN": "手机号授权已失效，请重新授权", "en": "The phone-number code is invalid or used"},
     "lead.not_found": {"zh-CN": "线索不存在", "en": "Lead not found"},
+    "lead.no_phone": {"zh-CN": "该线索没有手机号", "en": "This lead has no phone number"},
     "lead.version_mismatch": {"zh-CN": "线索已被他人修改，请刷新后重试", "en": "The lead changed since you loaded it"},
     "lead.invalid_transition": {"zh-CN": "线索不能从 {from} 变为 {to}", "en": "A lead cannot move from {from} to {to}"},
     "lead.reason_required": {"zh-CN": "请填写原因", "en": "This change needs a reason"},

@@ -119,8 +119,11 @@ class LeadService:
                 raise
         doc = await self._leads.find_one({"_id": str(lead_id)[:64], **self.scope(actor)}, {"phone": 1})
         if doc is None or not doc.get("phone"):
-            await self._audit.record(actor, "lead.reveal", target_type="lead", target_id=str(lead_id)[:64], outcome="refused", details={"field": field})
-            raise NotFound("lead.not_found")
+            reason = {"reason": "no_phone"} if doc is not None else {}
+            await self._audit.record(actor, "lead.reveal", target_type="lead", target_id=str(lead_id)[:64], outcome="refused", details={"field": field, **reason})
+            if doc is None:
+                raise NotFound("lead.not_found")
+            raise Conflict("lead.no_phone")  # the lead is there (and the caller may see it); its phone is not
         value = self._cipher.decrypt(doc["phone"], doc["_id"])
         await self._audit.record(actor, "lead.reveal", target_type="lead", target_id=doc["_id"], details={"field": field})
         return value

@@ -138,14 +138,18 @@ async def test_reveal_takes_only_the_phone_field(api, form, people, raw_db, body
     assert raw_db.audit_log.count_documents({"action": "lead.reveal", "outcome": "ok"}) == 0
 
 
-async def test_reveal_of_a_lead_without_a_phone_is_404(api, people, raw_db):
+async def test_reveal_of_a_lead_without_a_phone_says_so(api, people, raw_db):
+    """409 `lead.no_phone`, not 404 `lead.not_found`: the lead is there and the caller may see it
+    (schemathesis flagged the old 404 as "a resource just created is not found")."""
     admin = await people.admin()
     await create_form(api, admin, await people.team(), slug="survey", fields=[{"key": "name", "label": "姓名", "type": "text", "required": True}])
     r = await submit(api, {"answers": {"name": "王五"}}, slug="survey")
     lead_id = lead_of(raw_db, r)
     r = await api.post(reveal_path(lead_id), json={"field": "phone"}, token=admin.token)
-    assert r.status == 404
-    assert raw_db.audit_log.count_documents({"action": "lead.reveal", "outcome": "refused", "target_id": lead_id}) == 1
+    assert (r.status, r.error_code) == (409, "lead.no_phone"), r.body
+    assert raw_db.audit_log.count_documents({"action": "lead.reveal", "outcome": "refused", "target_id": lead_id, "details.reason": "no_phone"}) == 1
+    r = await api.post(reveal_path("0123456789abcdef01234567"), json={"field": "phone"}, token=admin.token)
+    assert (r.status, r.error_code) == (404, "lead.not_found"), r.body
 
 
 # ---------------------------------------------------------------- key rotation
