@@ -30,6 +30,15 @@ DEMO_TEMPLATES: dict[str, dict] = {kind: t for kind, t in load_templates().items
 REQUIRED_JOBS = ("allocate_new_leads", "deliver_outbox", "send_due_reminders", "fold_stats", "renewal_reminders")
 
 
+# The expo form the demo journey and the simulator tests' backend both publish.
+DEMO_FORM_FIELDS: list[dict] = [
+    {"key": "name", "label": "姓名", "type": "text", "required": True, "maps_to": "name"},
+    {"key": "company", "label": "公司", "type": "text", "maps_to": "company"},
+    {"key": "mobile", "label": "手机号", "type": "phone", "required": True},
+    {"key": "need", "label": "需求", "type": "select", "options": [{"value": "crm", "label": "客户管理"}, {"value": "erp", "label": "进销存"}]},
+]
+
+
 class JourneyError(RuntimeError):
     """A step did not do what the story needs; the message says which and why."""
 
@@ -141,12 +150,7 @@ class Journey:
         rep_user = admin.create("/api/v1/users", {"username": n["rep"], "password": self.password, "name": f"张销售-{env.tag}", "role": "rep", "team_id": team["id"]}, what="create rep")
         form = admin.create("/api/v1/forms", {
             "slug": n["slug"], "title": "展会咨询登记", "team_id": team["id"], "default_tags": ["展会"],
-            "fields": [
-                {"key": "name", "label": "姓名", "type": "text", "required": True, "maps_to": "name"},
-                {"key": "company", "label": "公司", "type": "text", "maps_to": "company"},
-                {"key": "mobile", "label": "手机号", "type": "phone", "required": True},
-                {"key": "need", "label": "需求", "type": "select", "options": [{"value": "crm", "label": "客户管理"}, {"value": "erp", "label": "进销存"}]},
-            ],
+            "fields": DEMO_FORM_FIELDS,
         }, what="create form")
         rule = admin.create("/api/v1/allocation-rules", {"name": f"展会线索-{env.tag}", "team_id": team["id"], "strategy": "round_robin", "members": [rep_user["id"]]}, what="create allocation rule")
         bind = admin.create(f"/api/v1/users/{rep_user['id']}/bind-code", None, what="make bind code")

@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from miniprogram_stub.client import Client
 from miniprogram_stub.demo import System, cli
+from miniprogram_stub.journey import DEMO_FORM_FIELDS
 
 PASSWORD = "sim-pass-123456"
 
@@ -53,12 +54,7 @@ def seed(system: System) -> dict:
     }
     form = admin.create("/api/v1/forms", {
         "slug": f"expo-{tag}", "title": "展会咨询登记", "team_id": team["id"], "default_tags": ["展会"],
-        "fields": [
-            {"key": "name", "label": "姓名", "type": "text", "required": True, "maps_to": "name"},
-            {"key": "company", "label": "公司", "type": "text", "maps_to": "company"},
-            {"key": "mobile", "label": "手机号", "type": "phone", "required": True},
-            {"key": "need", "label": "需求", "type": "select", "options": [{"value": "crm", "label": "客户管理"}, {"value": "erp", "label": "进销存"}]},
-        ],
+        "fields": DEMO_FORM_FIELDS,
     }, what="create form")
     admin.create("/api/v1/allocation-rules", {"name": f"展会线索-{tag}", "team_id": team["id"], "strategy": "round_robin",
                                               "members": [people["rep"]["id"]]}, what="create allocation rule")
