@@ -11,6 +11,7 @@ fresh events at the end. Reports are read as a team's manager (and the reps repo
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import tempfile
 import time
@@ -25,7 +26,7 @@ from bench.load import Result, run_load
 from server.app import make_app
 from server.schemas.users import UserCreate
 
-SMALL, LARGE = (2_000, 20_000) if QUICK else (10_000, 500_000)
+SMALL, LARGE = (2_000, 20_000) if QUICK else (10_000, int(os.environ.get("BENCH_REPORTS_LARGE", "500000")))
 SECONDS = 2.0 if QUICK else 4.0
 ROUNDS = 3
 TEAMS, REPS_PER_TEAM = 10, 10
@@ -33,6 +34,31 @@ CONCURRENCY = 4
 GOAL_RATIO = 1.2
 FOLD_EVENTS = 2_000
 OVERDUE_SHARE = 0.01
+CONTRACT_SHARE = 0.05  # leads with a signed contract (half of it paid), for the revenue and retention reports
+
+
+def contract_for(lead: dict, rng: random.Random, now: datetime) -> tuple[dict, list[dict]]:
+    """A signed contract of ``lead`` with one of its two instalments paid, and its timeline events."""
+    signed = min(lead["created_at"] + timedelta(days=rng.randint(1, 30)), now)
+    start = signed.astimezone(timezone(timedelta(hours=8))).date()
+    amount = rng.randint(10, 500) * 10_000
+    half = amount // 2
+    received = min(signed + timedelta(days=rng.randint(0, 60)), now)
+    cid = str(ObjectId())
+    facts = {"team_id": lead["team_id"], "owner_id": lead["owner_id"], "source": "manual", "channel": None, "campaign": rng.choice([None, "展会", "双11"])}
+    plan = [{"no": 1, "due_date": start.isoformat(), "amount_fen": half, "paid_fen": half},
+            {"no": 2, "due_date": (start + timedelta(days=90)).isoformat(), "amount_fen": amount - half, "paid_fen": 0}]
+    doc = {"_id": cid, "lead_id": lead["_id"], "owner_id": lead["owner_id"], "team_id": lead["team_id"], "title": "服务合同", "amount_fen": amount,
+           "start_date": start.isoformat(), "end_date": (start + timedelta(days=364)).isoformat(), "status": "active", "renews": None,
+           "payment_plan": plan, "next_due": plan[1]["due_date"], "paid": False, "activated_at": signed, "version": 1,
+           "payments": [{"id": str(ObjectId()), "amount_fen": half, "received_at": received}], "payment_ids": []}
+    events = [
+        {"_id": ObjectId(), "lead_id": lead["_id"], "kind": "contract_signed", "at": signed, "actor_id": None, "actor_role": "manager",
+         "data": {"contract_id": cid, "amount_fen": amount, "sale": "new", **facts}},
+        {"_id": ObjectId(), "lead_id": lead["_id"], "kind": "payment_recorded", "at": received, "actor_id": None, "actor_role": "manager",
+         "data": {"contract_id": cid, "amount_fen": half, "received_at": received.isoformat(), **facts}},
+    ]
+    return doc, events
 
 
 def events_for(lead: dict, rng: random.Random) -> list[dict]:
@@ -64,6 +90,10 @@ async def add(db, reps: list[dict], count: int, rng: random.Random, chunk: int =
         ]
         if tasks:
             await db["tasks"].insert_many(tasks, ordered=False)
+        money = [contract_for(lead, rng, now) for lead in leads if rng.random() < CONTRACT_SHARE]
+        if money:
+            await db["contracts"].insert_many([c for c, _ in money], ordered=False)
+            await db["lead_events"].insert_many([e for _, events in money for e in events], ordered=False)
         left -= size
 
 
@@ -77,6 +107,9 @@ async def measure_reports(base: str, manager_token: str, admin_token: str, size:
         ("reps, 30 days (admin, 100 reps)", f"/api/v1/reports/reps?{month}", admin_token),
         ("lifecycle, 30 days (manager)", f"/api/v1/reports/lifecycle?{month}", manager_token),
         ("rfm (manager)", "/api/v1/reports/rfm", manager_token),
+        ("revenue by rep, 30 days (manager)", f"/api/v1/reports/revenue?{month}&group_by=rep", manager_token),
+        ("revenue by campaign, 30 days (admin)", f"/api/v1/reports/revenue?{month}&group_by=campaign", admin_token),
+        ("retention, 30 days (manager)", f"/api/v1/reports/retention?{month}", manager_token),
     ]
     # Rounds over all the reports, interleaved, and the median round per report: a few milliseconds
     # of background work in the database (after a bulk load, say) then moves one round, not the figure.
@@ -106,6 +139,7 @@ async def _measure(tmp: Path) -> dict:
             rebuilt = await ctx.stats.rebuild(datetime.now(timezone.utc))
             await ctx.rfm.compute(datetime.now(timezone.utc))
             await ctx.stats.count_overdue(datetime.now(timezone.utc))
+            await ctx.stats.count_money(datetime.now(timezone.utc))
             figures["rebuild"][size] = (time.monotonic() - t0, rebuilt)
             log(f"reports @ {size:,} leads: inserted in {inserted:.1f} s; rebuild-stats {figures['rebuild'][size][0]:.1f} s {rebuilt}")
             # Fresh tokens: access tokens last 15 minutes, less than the set-up at full size.
@@ -156,7 +190,9 @@ def run_section() -> str:
 bulk-inserted over the last year with their timeline events (created; a stage move for leads past
 `new`; a follow-up for 40 %), counters made by `StatsService.rebuild` (= `python -m server
 rebuild-stats`), RFM by the `rfm_layers` code; an overdue open task for 1 % of leads, counted by the
-`count_overdue_tasks` code. {CONCURRENCY} requests in flight, {SECONDS:.0f} s per measurement; each report is
+`count_overdue_tasks` code; a signed contract (half paid, with its `contract_signed` and
+`payment_recorded` events) for {CONTRACT_SHARE:.0%} of leads, outstanding money and cohorts counted by
+the `count_money` code. {CONCURRENCY} requests in flight, {SECONDS:.0f} s per measurement; each report is
 measured in {ROUNDS} rounds interleaved with the others, and the table gives the round with the median p50.
 Every report reads at most three running-total documents of `stats_cum` by `_id` (the head, the
 day before `from`, the day `to`) plus the stage populations, or the staff list and one document of

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     import_max_unzipped: int = Field(64 * 1024 * 1024, ge=1024, description="XLSX: the members' total uncompressed size")
     import_max_member: int = Field(32 * 1024 * 1024, ge=1024, description="XLSX: one member's uncompressed size")
     import_max_shared_strings: int = Field(8 * 1024 * 1024, ge=1024, description="XLSX: the shared-strings part's uncompressed size")
+    # Attachments (POST /uploads): images and PDF, checked by their bytes, stored in GridFS.
+    attachment_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="The largest attachment file")
+    attachment_rate_limit: int = Field(60, ge=1, description="Uploads per user per ATTACHMENT_RATE_WINDOW_S")
+    attachment_rate_window_s: int = Field(3600, ge=1)
+    attachment_unattached_quota: int = Field(50, ge=1, description="Uploads a user may hold that are not attached to anything yet")
+    attachment_unattached_hours: int = Field(24, ge=1, description="Unattached uploads older than this are deleted (uploads_gc)")
 
     # Passwords: Argon2id cost. Lower only in tests.
     argon2_time_cost: int = Field(3, ge=1)
@@ -229,6 +235,11 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def attachment_body_limit(self) -> int:
+        """The body cap of POST /uploads: the largest file and room for its multipart envelope."""
+        return self.attachment_max_bytes + 64 * 1024
 
     @property
     def embedded(self) -> bool:

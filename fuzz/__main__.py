@@ -76,6 +76,10 @@ class System:
             # Hashing cost is not under test here; the default cost would spend the time budget on argon2.
             "MPCRM_ARGON2_TIME_COST": "1",
             "MPCRM_ARGON2_MEMORY_KIB": "8192",
+            # The upload throttle and quota are tested in tests/security/test_upload_probes.py; here every
+            # generated POST /uploads must reach the content checks instead of a 429 after the 60th.
+            "MPCRM_ATTACHMENT_RATE_LIMIT": "1000000",
+            "MPCRM_ATTACHMENT_UNATTACHED_QUOTA": "1000000",
             "PYTHONPATH": str(ROOT),
         }
         # The CLI commands talk to the database the server started (a second embedded server on

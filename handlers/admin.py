@@ -7,6 +7,7 @@ from server.schemas.common import Page, PageQuery
 from server.schemas.users import (
     BindCodeOut, TeamCreate, TeamOut, TeamUpdate, UserCreate, UserListQuery, UserOut, UserUpdate,
 )
+from server.schemas.team_settings import TeamSettingsOut, TeamSettingsPatch
 from server.services.users import public_id, user_out
 
 ADMIN = ("admin",)
@@ -30,10 +31,12 @@ class UserHandler(ApiHandler):
     async def get(self, user_id: str) -> None:
         self.write_model(UserOut, user_out(await self.ctx.users.get_user(self.actor, user_id)))
 
-    @operation("Change a user (send version or If-Match)", roles=ADMIN, body=UserUpdate, response=UserOut, versioned=True, tags=("admin",))
+    @operation("Change a user (send version or If-Match)", roles=ADMIN, body=UserUpdate, response=UserOut, versioned=True, tags=("admin",),
+               extra_responses={409: "Deactivating a user who still holds work: hand it over first (user.has_open_work)"})
     async def patch(self, user_id: str) -> None:
         body = self.parse_body(UserUpdate)
-        doc = await self.ctx.users.update_user(self.actor, user_id, body, self.expected_version(body.version))
+        # Through the hand-over service: deactivating a user who still holds work needs a hand-over.
+        doc = await self.ctx.handover.update_user(self.actor, user_id, body, self.expected_version(body.version))
         self.write_model(UserOut, user_out(doc))
 
 
@@ -71,10 +74,26 @@ class TeamHandler(ApiHandler):
         self.write_model(TeamOut, public_id(doc))
 
 
+class TeamSettingsHandler(ApiHandler):
+    @operation("Read a team's settings: effective values, which groups it customized, its version (a manager: their own team)",
+               roles=READERS, response=TeamSettingsOut, tags=("admin",))
+    async def get(self, team_id: str) -> None:
+        self.write_model(TeamSettingsOut, await self.ctx.users.get_team_settings(self.actor, team_id))
+
+    @operation(
+        "Change a team's settings: any groups, any fields of a group; a group set to null goes back to its defaults (send version or If-Match)",
+        roles=ADMIN, body=TeamSettingsPatch, response=TeamSettingsOut, versioned=True, tags=("admin",),
+    )
+    async def patch(self, team_id: str) -> None:
+        body = self.parse_body(TeamSettingsPatch)
+        self.write_model(TeamSettingsOut, await self.ctx.users.update_team_settings(self.actor, team_id, body, self.expected_version(body.version)))
+
+
 routes = [
     (r"/api/v1/users", UserListHandler),
     (r"/api/v1/users/(?P<user_id>[^/]+)", UserHandler),
     (r"/api/v1/users/(?P<user_id>[^/]+)/bind-code", BindCodeHandler),
     (r"/api/v1/teams", TeamListHandler),
     (r"/api/v1/teams/(?P<team_id>[^/]+)", TeamHandler),
+    (r"/api/v1/teams/(?P<team_id>[^/]+)/settings", TeamSettingsHandler),
 ]

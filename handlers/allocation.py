@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler, operation
-from server.schemas.allocation import PreviewIn, PreviewOut, RuleCreate, RuleOut, RulePage, RuleQuery, RuleUpdate
+from server.schemas.allocation import (
+    BulkAssignIn, BulkAssignOut, PreviewIn, PreviewOut, RuleCreate, RuleOut, RulePage, RuleQuery, RuleUpdate, UnsavedPreviewIn,
+)
 from server.services.users import public_id
 
 ADMIN = ("admin",)
@@ -42,8 +44,38 @@ class RulePreviewHandler(ApiHandler):
         self.write_model(PreviewOut, await self.ctx.allocation.preview(self.actor, rule_id, self.parse_body(PreviewIn)))
 
 
+class UnsavedRulePreviewHandler(ApiHandler):
+    @operation(
+        "Who would get this lead next under a rule not saved yet, and why (saves and assigns nothing)",
+        roles=READERS, body=UnsavedPreviewIn, response=PreviewOut, tags=("allocation",),
+    )
+    async def post(self) -> None:
+        self.write_model(PreviewOut, await self.ctx.allocation.preview_unsaved(self.actor, self.parse_body(UnsavedPreviewIn)))
+
+
+class BulkAssignHandler(ApiHandler):
+    @operation(
+        "Assign many leads at once (ids or a filter, at most 500) to a person or by a lead rule; dry_run previews; Idempotency-Key accepted",
+        roles=READERS, body=BulkAssignIn, response=BulkAssignOut, idempotent=True, tags=("allocation",),
+        extra_responses={409: "Same Idempotency-Key still running"},
+    )
+    async def post(self) -> None:
+        body = self.parse_body(BulkAssignIn)
+        allocation = self.ctx.allocation
+        if body.dry_run:
+            result = await allocation.bulk_assign(self.actor, body)
+        else:  # a retry after a lost answer gets the first run's answer, and assigns nothing again
+            result = await self.idempotent(
+                lambda run_id: allocation.bulk_assign(self.actor, body, run_id),
+                lambda run_id: allocation.bulk_run(self.actor, run_id),
+            )
+        self.write_model(BulkAssignOut, result)
+
+
 routes = [
+    (r"/api/v1/leads/assign", BulkAssignHandler),  # before the leads routes: "assign" is not a lead id
     (r"/api/v1/allocation-rules", RuleListHandler),
+    (r"/api/v1/allocation-rules/preview", UnsavedRulePreviewHandler),  # before the {rule_id} routes
     (r"/api/v1/allocation-rules/(?P<rule_id>[^/]+)", RuleHandler),
     (r"/api/v1/allocation-rules/(?P<rule_id>[^/]+)/preview", RulePreviewHandler),
 ]

@@ -69,7 +69,7 @@ class Operation:
 # times the drain factor is answered with 413 at once (the connection then closes); one between the
 # cap and that is read to its end and discarded first, so a client that sends a whole file before
 # reading (browsers, simple HTTP clients) still gets the envelope rather than a reset connection.
-BODY_LIMITS = {"json": ("json_body_limit", 1), "upload": ("upload_body_limit", 4)}
+BODY_LIMITS = {"json": ("json_body_limit", 1), "upload": ("upload_body_limit", 4), "attachment": ("attachment_body_limit", 2)}
 
 
 def operation(summary: str, **kwargs: Any) -> Callable[[Callable], Callable]:

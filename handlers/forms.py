@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from handlers.base import ApiHandler, operation
+from server.actor import STAFF_ROLES
 from server.schemas.common import Page, PageQuery
 from server.schemas.forms import (
-    FormCreate, FormOut, FormUpdate, MySubmissionsPage, PublicFormOut, SubmissionIn, SubmissionOut,
+    FormCreate, FormOut, FormUpdate, MySubmissionsPage, PublicFormOut, QrCodeQuery, SubmissionIn, SubmissionOut,
 )
 from server.services.users import public_id
 
@@ -36,6 +37,21 @@ class FormHandler(ApiHandler):
         body = self.parse_body(FormUpdate)
         doc = await self.ctx.forms.update(self.actor, form_id, body, self.expected_version(body.version))
         self.write_model(FormOut, public_id(doc))
+
+
+class FormQrCodeHandler(ApiHandler):
+    @operation(
+        "The form's mini-program code (WeChat wxacode.getUnlimited): a PNG or JPEG opening the form page with scene <slug> or <slug>~<ref>",
+        roles=STAFF_ROLES, query=QrCodeQuery, tags=("forms",),
+        extra_responses={409: "The form is inactive", 502: "WeChat refused to make the code", 503: "WeChat is unavailable or rate-limited"},
+    )
+    async def get(self, form_id: str) -> None:
+        query = self.parse_query(QrCodeQuery)
+        code = await self.ctx.forms.qrcode(self.actor, form_id, query.ref, query.width)
+        self.set_header("Content-Type", code.content_type)
+        self.set_header("Cache-Control", "private, max-age=600")
+        self.set_header("Content-Disposition", f'inline; filename="form-{code.scene.replace("~", "-")}.{code.content_type.rsplit("/", 1)[1]}"')
+        self.finish(code.image)
 
 
 class PublicFormHandler(ApiHandler):
@@ -71,6 +87,7 @@ class MySubmissionsHandler(ApiHandler):
 routes = [
     (r"/api/v1/forms", FormListHandler),
     (r"/api/v1/forms/(?P<form_id>[^/]+)", FormHandler),
+    (r"/api/v1/forms/(?P<form_id>[^/]+)/qrcode", FormQrCodeHandler),
     (r"/api/v1/public/forms/(?P<slug>[^/]+)", PublicFormHandler),
     (r"/api/v1/public/forms/(?P<slug>[^/]+)/submissions", SubmissionHandler),
     (r"/api/v1/public/my-submissions", MySubmissionsHandler),

@@ -28,7 +28,7 @@ def attachment(name: str) -> str:
 
 class LeadImportHandler(ApiHandler):
     @operation(
-        "Import old contacts from a CSV or XLSX file (multipart field `file`; admins choose `team_id`)",
+        "Import old contacts from a CSV or XLSX file (multipart field `file`; admins choose `team_id`; `allocate`: pool (default) or rules)",
         roles=MANAGERS, response=ImportAccepted, status=202, tags=("imports",),
         extra_responses={415: "Not multipart/form-data", 503: "The import queue is full; retry later"},
         body_limit="upload",
@@ -52,7 +52,12 @@ class LeadImportHandler(ApiHandler):
             team_id = team_values[0].decode("utf-8").strip() or None
         except UnicodeDecodeError:
             team_id = "-"
-        import_id = await self.ctx.imports.start(self.actor, data=uploads[0].body, filename=uploads[0].filename, team_id=team_id)
+        allocate_values = arguments.get("allocate") or [b"pool"]
+        try:
+            allocate = allocate_values[0].decode("utf-8").strip() or "pool"
+        except UnicodeDecodeError:
+            allocate = "-"
+        import_id = await self.ctx.imports.start(self.actor, data=uploads[0].body, filename=uploads[0].filename, team_id=team_id, allocate=allocate)
         self.set_header("Location", f"/api/v1/imports/{import_id}")
         self.write_model(ImportAccepted, {"import_id": import_id}, 202)
 

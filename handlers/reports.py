@@ -7,7 +7,8 @@ interval (``fold_stats``, every 10 s).
 from __future__ import annotations
 
 from handlers.base import ApiHandler, operation
-from server.schemas.reports import FunnelOut, LifecycleOut, RepsOut, ReportRange, RfmOut, TeamQuery
+from server.schemas.service_report import ServiceReportOut
+from server.schemas.reports import FunnelOut, LifecycleOut, RepsOut, ReportRange, RetentionOut, RevenueOut, RevenueQuery, RfmOut, TeamQuery
 
 MANAGERS = ("manager", "admin")
 
@@ -40,9 +41,35 @@ class RfmReportHandler(ApiHandler):
         self.write_model(RfmOut, await self.ctx.reports.rfm(self.actor, q.team_id))
 
 
+class RevenueReportHandler(ApiHandler):
+    @operation("Money per rep, team, source, channel, campaign or month: signed (new / renewal / repurchase), collected, outstanding, overdue",
+               roles=MANAGERS, query=RevenueQuery, response=RevenueOut, tags=("reports",))
+    async def get(self) -> None:
+        q = self.parse_query(RevenueQuery)
+        self.write_model(RevenueOut, await self.ctx.reports.revenue(self.actor, q.from_, q.to, q.team_id, q.group_by))
+
+
+class RetentionReportHandler(ApiHandler):
+    @operation("Renewal and repurchase rates, churn and win-back, monthly customer cohorts", roles=MANAGERS, query=ReportRange, response=RetentionOut, tags=("reports",))
+    async def get(self) -> None:
+        q = self.parse_query(ReportRange)
+        self.write_model(RetentionOut, await self.ctx.reports.retention(self.actor, q.from_, q.to, q.team_id))
+
+
+class ServiceReportHandler(ApiHandler):
+    @operation("Service: tickets opened and resolved, first response, resolution, SLA breaches, CSAT and NPS per team and handler",
+               roles=MANAGERS, query=ReportRange, response=ServiceReportOut, tags=("reports",))
+    async def get(self) -> None:
+        q = self.parse_query(ReportRange)
+        self.write_model(ServiceReportOut, await self.ctx.service_report.service(self.actor, q.from_, q.to, q.team_id))
+
+
 routes = [
     (r"/api/v1/reports/funnel", FunnelReportHandler),
     (r"/api/v1/reports/reps", RepsReportHandler),
     (r"/api/v1/reports/lifecycle", LifecycleReportHandler),
     (r"/api/v1/reports/rfm", RfmReportHandler),
+    (r"/api/v1/reports/service", ServiceReportHandler),
+    (r"/api/v1/reports/revenue", RevenueReportHandler),
+    (r"/api/v1/reports/retention", RetentionReportHandler),
 ]

@@ -22,3 +22,9 @@ async def purge_revoked_sessions(ctx: AppContext, now: datetime) -> dict:
 async def fail_stalled_imports(ctx: AppContext, now: datetime) -> dict:
     """Mark imports whose process died as failed (an import runs inside the process that took it)."""
     return {"failed": await ctx.imports.fail_stalled(now)}
+
+
+@job("uploads_gc", every_s=3600)
+async def uploads_gc(ctx: AppContext, now: datetime) -> dict:
+    """Delete uploads attached to nothing for MPCRM_ATTACHMENT_UNATTACHED_HOURS (24), in bulk."""
+    return {"deleted": await ctx.uploads.delete_unattached(now)}

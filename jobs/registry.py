@@ -72,9 +72,13 @@ def load_jobs() -> dict[str, JobDef]:
     """Import the job modules so their ``@job`` decorators register them."""
     import jobs.allocation  # noqa: F401
     import jobs.contracts  # noqa: F401
+    import jobs.handover  # noqa: F401
+    import jobs.first_contact  # noqa: F401
     import jobs.maintenance  # noqa: F401
     import jobs.outbox  # noqa: F401
     import jobs.reminders  # noqa: F401
     import jobs.reports  # noqa: F401
+    import jobs.service  # noqa: F401
+    import jobs.tickets  # noqa: F401
 
     return JOBS

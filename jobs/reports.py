@@ -24,3 +24,9 @@ async def rfm_layers(ctx: AppContext, now: datetime) -> dict:
 async def count_overdue_tasks(ctx: AppContext, now: datetime) -> dict:
     """Count open tasks past due per rep and team, for the reps report (one read instead of many)."""
     return await ctx.stats.count_overdue(now)
+
+
+@job("count_money", every_s=300, lease_s=600)
+async def count_money(ctx: AppContext, now: datetime) -> dict:
+    """Outstanding and overdue money per team and group, and the monthly customer cohorts, for the revenue and retention reports."""
+    return await ctx.stats.count_money(now)

@@ -3,7 +3,8 @@
 ``python -m miniprogram_stub.sim_backend`` starts the embedded database, ``python -m server run``
 (fake WeChat in-process, scheduler off) on free ports — the same ``System`` as ``make demo`` — and
 seeds the people of a small team through the public API: an admin, a manager, two reps (an
-allocation rule deals the team's form leads to the first rep), bind codes for the staff, and the
+allocation rule deals the team's form leads to the first rep), a service rep (``service``: a ticket
+rule dispatches the team's tickets to them), bind codes for the staff, and the
 team's public form. It prints one line ``SIM_BACKEND {json}`` (base URLs, usernames, passwords, ids,
 bind codes, the form) and serves a small control API for the tests on ``control`` (below). It stops
 everything when its standard input closes (the test process ended) or on SIGTERM.
@@ -40,9 +41,9 @@ def seed(system: System) -> dict:
     admin.password_login(admin_name, PASSWORD)
     team = admin.create("/api/v1/teams", {"name": f"华东一组-{tag}"}, what="create team")
 
-    def staff(key: str, name: str, role: str) -> dict:
+    def staff(key: str, name: str, role: str, **extra) -> dict:
         user = admin.create("/api/v1/users", {"username": f"sim-{key}-{tag}", "password": PASSWORD, "name": name, "role": role,
-                                              "team_id": team["id"]}, what=f"create {key}")
+                                              "team_id": team["id"], **extra}, what=f"create {key}")
         bind = admin.create(f"/api/v1/users/{user['id']}/bind-code", None, what=f"bind code for {key}")
         return {"id": user["id"], "username": user["username"], "password": PASSWORD, "name": name, "role": role,
                 "bind_code": bind["code"], "openid": f"o-sim-{key}-{tag}"}
@@ -51,6 +52,7 @@ def seed(system: System) -> dict:
         "manager": staff("manager", "李经理", "manager"),
         "rep": staff("rep", "张销售", "rep"),
         "rep2": staff("rep2", "王销售", "rep"),
+        "service": staff("service", "赵售后", "rep", service=True),
     }
     form = admin.create("/api/v1/forms", {
         "slug": f"expo-{tag}", "title": "展会咨询登记", "team_id": team["id"], "default_tags": ["展会"],
@@ -58,6 +60,8 @@ def seed(system: System) -> dict:
     }, what="create form")
     admin.create("/api/v1/allocation-rules", {"name": f"展会线索-{tag}", "team_id": team["id"], "strategy": "round_robin",
                                               "members": [people["rep"]["id"]]}, what="create allocation rule")
+    admin.create("/api/v1/allocation-rules", {"name": f"售后工单-{tag}", "team_id": team["id"], "kind": "ticket", "strategy": "round_robin",
+                                              "members": [people["service"]["id"]]}, what="create ticket rule")
     return {
         "tag": tag,
         "admin": {"id": admin.me["id"], "username": admin_name, "password": PASSWORD},

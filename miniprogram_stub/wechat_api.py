@@ -8,6 +8,7 @@ uses, with WeChat's request/response shapes and error codes:
 * ``POST /cgi-bin/stable_token``             (getStableAccessToken)
 * ``POST /wxa/business/getuserphonenumber``  (getPhoneNumber)
 * ``POST /cgi-bin/message/subscribe/send``   (subscribeMessage.send)
+* ``POST /wxa/getwxacodeunlimit``            (wxacode.getUnlimited: a PNG naming its scene)
 
 plus JSON control endpoints under ``/__stub__/`` to mint login/phone codes, accept
 subscriptions (what ``wx.requestSubscribeMessage`` does on the phone), inspect sent messages,
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import io
 import itertools
 import json
 import logging
@@ -43,6 +45,7 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.web
+from PIL import Image, ImageDraw, PngImagePlugin
 
 from config.wechat_templates import keyword_type, load_templates, miniprogram_pages
 
@@ -61,12 +64,14 @@ PATH_TOKEN = "/cgi-bin/token"
 PATH_STABLE_TOKEN = "/cgi-bin/stable_token"
 PATH_PHONE_NUMBER = "/wxa/business/getuserphonenumber"
 PATH_SUBSCRIBE_SEND = "/cgi-bin/message/subscribe/send"
+PATH_WXACODE_UNLIMITED = "/wxa/getwxacodeunlimit"
 API_PATHS = (
     PATH_JSCODE2SESSION,
     PATH_TOKEN,
     PATH_STABLE_TOKEN,
     PATH_PHONE_NUMBER,
     PATH_SUBSCRIBE_SEND,
+    PATH_WXACODE_UNLIMITED,
 )
 
 # errcode -> errmsg, as WeChat spells them (WeChat appends ", rid: ..." which we omit).
@@ -79,7 +84,9 @@ ERRMSGS: dict[int, str] = {
     40013: "invalid appid",
     40029: "invalid code",
     40163: "code been used",
+    40169: "invalid length for scene, or the data is not json string",
     40037: "invalid template_id",
+    40097: "invalid args",
     40125: "invalid appsecret",
     41001: "access_token missing",
     41002: "appid missing",
@@ -95,6 +102,12 @@ ERRMSGS: dict[int, str] = {
 }
 
 MINIPROGRAM_STATES = ("developer", "trial", "formal")
+
+# wxacode.getUnlimited (获取不限制的小程序码): the scene is at most 32 visible characters of digits,
+# letters and !#$&'()*+,/:;=?@-._~ ; the width 280..1280 px (default 430); env_version one of these.
+WXACODE_ENV_VERSIONS = ("release", "trial", "develop")
+WXACODE_SCENE_MAX = 32
+_WXACODE_SCENE = re.compile(r"[0-9A-Za-z!#$&'()*+,/:;=?@\-._~]+")
 
 # Value rules of subscribe-message keywords by type (WeChat's subscribeMessage.send documentation,
 # 订阅消息参数值内容限制说明). Lengths count characters.
@@ -147,6 +160,25 @@ def value_error(key: str, value: Any) -> str | None:
     return None
 
 
+def wxacode_png(scene: str, page: str, env_version: str, width: int) -> bytes:
+    """A ``width``×``width`` PNG that looks like a mini-program code (three corner marks around the
+    scene, drawn as text) and names its ``scene``, ``page`` and ``env_version`` in PNG text chunks,
+    so a test can read back what the code would open. It encodes nothing a scanner reads."""
+    image = Image.new("RGB", (width, width), "white")
+    draw = ImageDraw.Draw(image)
+    mark = width // 5
+    for x, y in ((width // 10, width // 10), (width - width // 10 - mark, width // 10), (width // 10, width - width // 10 - mark)):
+        draw.rectangle((x, y, x + mark, y + mark), outline="black", width=max(2, mark // 7))
+        draw.rectangle((x + mark // 3, y + mark // 3, x + mark - mark // 3, y + mark - mark // 3), fill="black")
+    draw.text((width // 2, width // 2), scene, fill="black", anchor="mm", font_size=max(10, width // 24))
+    info = PngImagePlugin.PngInfo()
+    for key, value in (("scene", scene), ("page", page), ("env_version", env_version)):
+        info.add_text(key, value)
+    out = io.BytesIO()
+    image.save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
 @dataclass
 class RateLimit:
     """At most ``max`` calls per ``window_s`` seconds (per user where the API counts per user)."""
@@ -158,13 +190,14 @@ class RateLimit:
 
 # The documented limits: code2Session 100 per user per minute; getStableAccessToken 10,000 per
 # minute and 500,000 per day, its force_refresh mode 20 per day (and at least 30 s apart, else it
-# does not refresh); subscribeMessage.send 10 million per day.
+# does not refresh); subscribeMessage.send 10 million per day; wxacode.getUnlimited 5,000 per minute.
 DEFAULT_LIMITS: dict[str, RateLimit] = {
     "jscode2session_per_user_minute": RateLimit(100, 60, 45011),
     "stable_token_minute": RateLimit(10_000, 60, 45011),
     "stable_token_day": RateLimit(500_000, 86_400, 45009),
     "stable_token_force_day": RateLimit(20, 86_400, 45009),
     "subscribe_send_day": RateLimit(10_000_000, 86_400, 45009),
+    "wxacode_minute": RateLimit(5_000, 60, 45009),
 }
 FORCE_REFRESH_INTERVAL = 30  # seconds between two force_refresh calls that really refresh
 
@@ -251,6 +284,7 @@ class StubState:
         self.latest_token: str | None = None  # last /cgi-bin/token result
         self.stable_token: str | None = None  # current /cgi-bin/stable_token result
         self.messages: list[dict[str, Any]] = []
+        self.wxacodes: list[dict[str, Any]] = []  # every mini-program code drawn, in order
         self.faults: list[Fault] = []
         self.calls: dict[str, int] = {}
         self._msgids = itertools.count(3_000_000_001)
@@ -529,6 +563,38 @@ class StubState:
         )
         return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
 
+    def get_unlimited_wxacode(self, access_token: str | None, body: dict[str, Any]) -> tuple[bytes | None, dict[str, Any] | None]:
+        """``/wxa/getwxacodeunlimit``: ``(png, None)``, recorded in ``wxacodes``, or ``(None, error)``.
+
+        Like WeChat: the scene is required, at most 32 characters (40169) of the allowed set
+        (40097); ``page`` defaults to the home page, takes no leading ``/`` nor query (41030) and
+        with ``check_path`` (default true) must be a page of the mini-program (41030);
+        ``env_version`` is release (default), trial or develop and ``width`` 280..1280 (40097).
+        """
+        error = self.check_access_token(access_token)
+        if error:
+            return None, error
+        scene = body.get("scene")
+        if not isinstance(scene, str) or not scene or len(scene) > WXACODE_SCENE_MAX:
+            return None, wx_error(40169)
+        if not _WXACODE_SCENE.fullmatch(scene):
+            return None, wx_error(40097, "invalid args: scene has a character outside 0-9 A-Z a-z !#$&'()*+,/:;=?@-._~")
+        page = body.get("page", "")
+        check_path = body.get("check_path", True)
+        env_version = body.get("env_version", "release")
+        width = body.get("width", 430)
+        if not isinstance(check_path, bool) or env_version not in WXACODE_ENV_VERSIONS \
+                or isinstance(width, bool) or not isinstance(width, int) or not 280 <= width <= 1280:
+            return None, wx_error(40097, "invalid args: check_path, env_version or width")
+        if not isinstance(page, str) or page.startswith("/") or "?" in page or (page and check_path and page not in self.pages):
+            return None, wx_error(41030)
+        limited = self._limited("wxacode_minute")
+        if limited:
+            return None, limited
+        self.wxacodes.append({"scene": scene, "page": page, "env_version": env_version, "check_path": check_path,
+                              "width": width, "received_at": self.clock()})
+        return wxacode_png(scene, page, env_version, width), None
+
 
 # ---------------------------------------------------------------- handlers
 
@@ -660,6 +726,33 @@ class SubscribeSendHandler(WeChatApiHandler):
             return
         token = self.get_query_argument("access_token", None)
         self.write_json(self.state.send_subscribe_message(token, body))
+
+
+class WxacodeUnlimitedHandler(WeChatApiHandler):
+    """POST /wxa/getwxacodeunlimit?access_token=... → image/png bytes, or a JSON error"""
+
+    api_path = PATH_WXACODE_UNLIMITED
+
+    def post(self) -> None:
+        body = self.json_body()
+        if body is None:
+            return self.write_json(wx_error(40169))  # "... or the data is not json string"
+        png, error = self.state.get_unlimited_wxacode(self.get_query_argument("access_token", None), body)
+        if error is not None:
+            return self.write_json(error)
+        self.set_header("Content-Type", "image/png")
+        self.finish(png)
+
+
+class StubWxacodesHandler(JsonHandler):
+    """GET /__stub__/wxacodes → {"wxacodes": [{scene, page, env_version, check_path, width, received_at}]}; DELETE clears."""
+
+    def get(self) -> None:
+        self.write_json({"wxacodes": self.state.wxacodes})
+
+    def delete(self) -> None:
+        self.state.wxacodes.clear()
+        self.write_json({"ok": True})
 
 
 class StubLoginCodesHandler(JsonHandler):
@@ -828,12 +921,14 @@ def make_stub_app(state: StubState) -> tornado.web.Application:
             (PATH_STABLE_TOKEN, StableTokenHandler, kw),
             (PATH_PHONE_NUMBER, PhoneNumberHandler, kw),
             (PATH_SUBSCRIBE_SEND, SubscribeSendHandler, kw),
+            (PATH_WXACODE_UNLIMITED, WxacodeUnlimitedHandler, kw),
             (r"/__stub__/login-codes", StubLoginCodesHandler, kw),
             (r"/__stub__/phone-codes", StubPhoneCodesHandler, kw),
             (r"/__stub__/subscriptions", StubSubscriptionsHandler, kw),
             (r"/__stub__/templates", StubTemplatesHandler, kw),
             (r"/__stub__/limits", StubLimitsHandler, kw),
             (r"/__stub__/messages", StubMessagesHandler, kw),
+            (r"/__stub__/wxacodes", StubWxacodesHandler, kw),
             (r"/__stub__/faults", StubFaultsHandler, kw),
             (r"/__stub__/expire-access-tokens", StubExpireTokensHandler, kw),
             (r"/__stub__/calls", StubCallsHandler, kw),

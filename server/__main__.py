@@ -84,6 +84,9 @@ async def upgrade_data(ctx) -> None:
     stamped = await ctx.leads.upgrade_activity_order()
     if stamped:
         log.info("leads given their activity order (updated_ms)", extra={"leads": stamped})
+    money = await ctx.contracts.upgrade_money_events()
+    if money:
+        log.info("money events written for contracts from before the revenue counters (the fold counts them)", extra={"events": money})
 
 
 @contextlib.asynccontextmanager

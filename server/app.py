@@ -13,7 +13,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from handlers import admin, allocation, auth, forms, imports, leads, notifications, ops, sync
 from handlers import console, contracts
 from handlers import reports
+from handlers import surveys
+from handlers import uploads
 from handlers import tasks as task_handlers
+from handlers import tickets
+from handlers import handover as handover_handlers
 from handlers.base import NotFoundHandler
 from server.context import AppContext
 from server.openapi import build_openapi
@@ -25,6 +29,7 @@ access_log = logging.getLogger("mpcrm.access")
 API_ROUTES: list[tuple] = [
     *ops.routes,
     *auth.routes,
+    *handover_handlers.routes,  # before admin: /users/{id}/handover is not a user id
     *admin.routes,
     *allocation.routes,
     *forms.routes,
@@ -33,8 +38,11 @@ API_ROUTES: list[tuple] = [
     *task_handlers.routes,
     *notifications.routes,
     *contracts.routes,
+    *tickets.routes,
     *sync.routes,
     *reports.routes,
+    *surveys.routes,
+    *uploads.routes,
 ]
 
 

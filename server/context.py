@@ -17,6 +17,7 @@ from server.services.allocation import AllocationService
 from server.services.auth import AuthService
 from server.services.capture import CaptureService
 from server.services.contracts import ContractJobs, ContractService, PaymentService
+from server.services.first_contact import FirstContactService
 from server.services.followups import FollowupService
 from server.services.forms import FormService
 from server.services.idempotency import IdempotencyService
@@ -29,12 +30,19 @@ from server.services.outbox import OutboxService
 from server.services.reminders import ReminderService
 from server.services.reports import ReportService, RfmService
 from server.services.stats import StatsService
+from server.services.surveys import SurveyService
+from server.services.after_sale import AfterSaleJobs
+from server.services.service_report import ServiceReportService
 from server.services.tasks import TaskService
+from server.services.churn_signals import ChurnSignals
+from server.services.tickets import TicketService
+from server.services.handover import HandoverService
 from server.services.pool import PoolService
 from server.services.ratelimit import RateLimiter
 from server.services.reclaim import ReclaimService
 from server.services.sessions import SessionStore
 from server.services.sync import SyncService
+from server.services.uploads import UploadService
 from server.services.users import UserService
 from server.services.wechat import WechatClient
 
@@ -65,6 +73,7 @@ class AppContext:
     pool: PoolService
     imports: ImportService
     reclaim: ReclaimService
+    first_contact: FirstContactService
     sync: SyncService
     reminders: ReminderService
     outbox: OutboxService
@@ -74,6 +83,13 @@ class AppContext:
     stats: StatsService
     reports: ReportService
     rfm: RfmService
+    surveys: SurveyService
+    churn_signals: ChurnSignals
+    tickets: TicketService
+    handover: HandoverService
+    after_sale: AfterSaleJobs
+    service_report: ServiceReportService
+    uploads: UploadService
 
     @property
     def db(self):
@@ -102,38 +118,66 @@ def build_context(settings: Settings, database: Database, clock: Clock | None = 
     users = UserService(
         users=own(C.USERS), teams=own(C.TEAMS), bind_codes=own(C.BIND_CODES), sessions=sessions,
         clock=clock, passwords=passwords, audit=audit, bind_code_ttl_s=settings.bind_code_ttl_s,
-        auth_cache_ttl_s=settings.auth_cache_ttl_s,
+        auth_cache_ttl_s=settings.auth_cache_ttl_s, settings=settings,
     )
     wechat = WechatClient(settings, own(C.WECHAT_TOKENS), clock, cipher)
     limiter = RateLimiter(own(C.RATE_LIMITS), clock)
+    # Attachments: built early so each owner of something that takes attachments registers who may
+    # read them (uploads.register_access) as it is built.
+    uploads = UploadService(
+        upload_files=own(C.UPLOAD_FILES), upload_chunks=own(C.UPLOAD_CHUNKS), upload_records=own(C.UPLOAD_RECORDS),
+        clock=clock, settings=settings, limiter=limiter,
+    )
     auth = AuthService(
         clock=clock, tokens=tokens, passwords=passwords, cipher=cipher, users=users, sessions=sessions, wechat=wechat, audit=audit,
         refresh_ttl_s=settings.refresh_token_ttl_s, limiter=limiter,
         login_limits=(settings.login_user_limit, settings.login_ip_limit, settings.login_window_s),
     )
     idempotency = IdempotencyService(own(C.IDEMPOTENCY_KEYS), clock)
-    forms = FormService(forms=own(C.FORMS), form_versions=own(C.FORM_VERSIONS), teams_view=view(C.TEAMS), clock=clock, audit=audit)
-    notifications = NotificationService(notifications=own(C.NOTIFICATIONS), clock=clock)
+    forms = FormService(forms=own(C.FORMS), form_versions=own(C.FORM_VERSIONS), teams_view=view(C.TEAMS), clock=clock, audit=audit,
+                        users=users, wechat=wechat, miniprogram_state=settings.wechat_miniprogram_state)
+    notifications = NotificationService(notifications=own(C.NOTIFICATIONS), clock=clock,
+                                        users_view=view(C.USERS), leads_view=view(C.LEADS), contracts_view=view(C.CONTRACTS))
     tasks = TaskService(tasks=own(C.TASKS), users_view=view(C.USERS), leads_view=view(C.LEADS), clock=clock, settings=settings, notifications=notifications)
     leads = LeadService(
         store=LeadStore(leads=own(C.LEADS), lead_events=own(C.LEAD_EVENTS), clock=clock), leads=view(C.LEADS), lead_events=view(C.LEAD_EVENTS),
         users=users, clock=clock, cipher=cipher, audit=audit, tasks=tasks, limiter=limiter,
-        reveal_limit=(settings.reveal_limit, settings.reveal_window_s),
-    )
-    allocation = AllocationService(
-        allocation_rules=own(C.ALLOCATION_RULES), leads_view=view(C.LEADS), users_view=view(C.USERS),
-        clock=clock, leads=leads, users=users, notifications=notifications, audit=audit, tz=settings.tz,
+        reveal_limit=(settings.reveal_limit, settings.reveal_window_s), notifications=notifications, tz=settings.tz,
     )
     stats = StatsService(
         stats_current=own(C.STATS_CURRENT), stats_cum=own(C.STATS_CUM), stats_overdue=own(C.STATS_OVERDUE), stats_leads=own(C.STATS_LEADS),
         stats_batches=own(C.STATS_BATCHES), stats_counters=own(C.STATS_COUNTERS),
         lead_events_view=view(C.LEAD_EVENTS), leads_view=view(C.LEADS), tasks_view=view(C.TASKS),
         leads=leads, clock=clock, tz=settings.tz, batch_size=settings.stats_fold_batch,
+        stats_money=own(C.STATS_MONEY), contracts_view=view(C.CONTRACTS),
+    )
+    allocation = AllocationService(
+        allocation_rules=own(C.ALLOCATION_RULES), allocation_runs=own(C.ALLOCATION_RUNS), leads_view=view(C.LEADS), users_view=view(C.USERS), tickets_view=view(C.TICKETS),
+        clock=clock, leads=leads, users=users, notifications=notifications, audit=audit, tz=settings.tz, stats=stats,
     )
     reports = ReportService(
         teams_view=view(C.TEAMS), users_view=view(C.USERS), tasks_view=view(C.TASKS), stats_rfm_view=view(C.STATS_RFM),
-        clock=clock, settings=settings, stats=stats,
+        clock=clock, settings=settings, stats=stats, team_settings=users.team_settings,
     )
+    churn_signals = ChurnSignals(leads_view=view(C.LEADS), leads=leads, tasks=tasks, clock=clock)
+    surveys = SurveyService(
+        surveys=own(C.SURVEYS), leads_view=view(C.LEADS), tickets_view=view(C.TICKETS), clock=clock, leads=leads, notifications=notifications,
+        churn_signals=churn_signals, users=users,
+    )
+    tickets = TicketService(
+        tickets=own(C.TICKETS), ticket_replies=own(C.TICKET_REPLIES), leads_view=view(C.LEADS), users_view=view(C.USERS), clock=clock,
+        settings=settings, leads=leads, users=users, allocation=allocation, notifications=notifications, churn_signals=churn_signals,
+        uploads=uploads, surveys=surveys,
+    )
+    contracts = ContractService(contracts=own(C.CONTRACTS), users_view=view(C.USERS), leads_view=view(C.LEADS), clock=clock,
+                                settings=settings, leads=leads, audit=audit, notifications=notifications, team_settings=users.team_settings,
+                                uploads=uploads, lead_events_view=view(C.LEAD_EVENTS))
+    handover = HandoverService(
+        handovers=own(C.HANDOVERS), users_view=view(C.USERS), leads_view=view(C.LEADS), contracts_view=view(C.CONTRACTS), tasks_view=view(C.TASKS),
+        rules_view=view(C.ALLOCATION_RULES), tickets_view=view(C.TICKETS), clock=clock, users=users, leads=leads, contracts=contracts, tasks=tasks,
+        allocation=allocation, notifications=notifications, audit=audit, tickets=tickets,
+    )
+    after_sale = AfterSaleJobs(contracts_view=view(C.CONTRACTS), leads_view=view(C.LEADS), clock=clock, tz=settings.tz, users=users, tasks=tasks, surveys=surveys)
     return AppContext(
         settings=settings,
         database=database,
@@ -153,28 +197,38 @@ def build_context(settings: Settings, database: Database, clock: Clock | None = 
         leads=leads,
         allocation=allocation,
         capture=CaptureService(settings, forms, leads, limiter, idempotency, wechat, allocation=allocation),
-        followups=FollowupService(lead_events_view=view(C.LEAD_EVENTS), clock=clock, leads=leads, tasks=tasks),
+        followups=FollowupService(lead_events_view=view(C.LEAD_EVENTS), clock=clock, leads=leads, tasks=tasks, uploads=uploads),
         pool=PoolService(leads_view=view(C.LEADS), clock=clock, leads=leads, users=users, tz=settings.tz),
         imports=ImportService(
             imports=own(C.IMPORTS), import_rejects=own(C.IMPORT_REJECTS), leads_view=view(C.LEADS), users_view=view(C.USERS), teams_view=view(C.TEAMS),
             clock=clock, leads=leads, audit=audit, default_language=settings.default_language, tz=settings.tz,
-            cipher=cipher, limits=ParseLimits.from_settings(settings), parse_queue=settings.import_parse_queue,
+            cipher=cipher, limits=ParseLimits.from_settings(settings), parse_queue=settings.import_parse_queue, allocation=allocation,
         ),
-        reclaim=ReclaimService(teams_view=view(C.TEAMS), leads_view=view(C.LEADS), clock=clock, leads=leads, notifications=notifications),
+        first_contact=FirstContactService(leads_view=view(C.LEADS), clock=clock, leads=leads, users=users, notifications=notifications),
+        reclaim=ReclaimService(teams_view=view(C.TEAMS), leads_view=view(C.LEADS), clock=clock, leads=leads, notifications=notifications,
+                               settings_book=users.settings_book),
         sync=SyncService(leads_view=view(C.LEADS), lead_events_view=view(C.LEAD_EVENTS), tasks_view=view(C.TASKS), clock=clock),
         reminders=ReminderService(
             users_view=view(C.USERS), leads_view=view(C.LEADS), clock=clock, settings=settings, tasks=tasks, leads=leads, notifications=notifications,
+            settings_book=users.settings_book,
         ),
         outbox=OutboxService(
             subscriptions=own(C.SUBSCRIPTIONS), notifications_view=view(C.NOTIFICATIONS), users_view=view(C.USERS),
-            notifications=notifications, clock=clock, settings=settings, wechat=wechat,
+            notifications=notifications, clock=clock, settings=settings, wechat=wechat, settings_book=users.settings_book,
         ),
-        contracts=ContractService(contracts=own(C.CONTRACTS), users_view=view(C.USERS), leads_view=view(C.LEADS), clock=clock,
-                                  settings=settings, leads=leads, audit=audit, notifications=notifications),
-        payments=PaymentService(contracts=own(C.CONTRACTS), clock=clock, settings=settings, audit=audit),
+        contracts=contracts,
+        handover=handover,
+        payments=PaymentService(contracts=own(C.CONTRACTS), clock=clock, settings=settings, audit=audit, leads=leads, leads_view=view(C.LEADS)),
         contract_jobs=ContractJobs(contracts=own(C.CONTRACTS), users_view=view(C.USERS), leads_view=view(C.LEADS), clock=clock,
-                                   settings=settings, leads=leads, notifications=notifications),
+                                   settings=settings, leads=leads, notifications=notifications, settings_book=users.settings_book),
         stats=stats,
         reports=reports,
-        rfm=RfmService(stats_rfm=own(C.STATS_RFM), contracts_view=view(C.CONTRACTS), leads_view=view(C.LEADS), leads=leads, reports=reports),
+        surveys=surveys,
+        churn_signals=churn_signals,
+        tickets=tickets,
+        after_sale=after_sale,
+        service_report=ServiceReportService(reports=reports, stats=stats, teams_view=view(C.TEAMS), users_view=view(C.USERS)),
+        uploads=uploads,
+        rfm=RfmService(stats_rfm=own(C.STATS_RFM), contracts_view=view(C.CONTRACTS), leads_view=view(C.LEADS), leads=leads, reports=reports,
+                       team_settings=users.team_settings),
     )

@@ -32,6 +32,7 @@ class Collections:
     IMPORTS = "imports"
     IMPORT_REJECTS = "import_rejects"
     ALLOCATION_RULES = "allocation_rules"
+    ALLOCATION_RUNS = "allocation_runs"  # bulk assignments' results, for Idempotency-Key replays
     NOTIFICATIONS = "notifications"
     SUBSCRIPTIONS = "subscriptions"
     TASKS = "tasks"
@@ -43,10 +44,18 @@ class Collections:
     STATS_BATCHES = "stats_batches"
     STATS_COUNTERS = "stats_counters"
     STATS_RFM = "stats_rfm"
+    STATS_MONEY = "stats_money"
     IDEMPOTENCY_KEYS = "idempotency_keys"
     RATE_LIMITS = "rate_limits"
     LEASES = "leases"
     WECHAT_TOKENS = "wechat_tokens"
+    TICKETS = "tickets"
+    TICKET_REPLIES = "ticket_replies"
+    SURVEYS = "surveys"
+    HANDOVERS = "handovers"
+    UPLOAD_FILES = "uploads.files"  # GridFS bucket "uploads": file documents
+    UPLOAD_CHUNKS = "uploads.chunks"  # and their chunks
+    UPLOAD_RECORDS = "upload_records"  # who uploaded each file, what it is attached to (see server/services/uploads.py)
 
 
 C = Collections
@@ -67,6 +76,7 @@ OWNERS: dict[str, str] = {
     C.IMPORTS: "server.services.imports",
     C.IMPORT_REJECTS: "server.services.imports",
     C.ALLOCATION_RULES: "server.services.allocation",
+    C.ALLOCATION_RUNS: "server.services.allocation",
     C.NOTIFICATIONS: "server.services.notifications",
     C.SUBSCRIPTIONS: "server.services.outbox",
     C.TASKS: "server.services.tasks",
@@ -78,10 +88,18 @@ OWNERS: dict[str, str] = {
     C.STATS_BATCHES: "server.services.stats",
     C.STATS_COUNTERS: "server.services.stats",
     C.STATS_RFM: "server.services.reports",
+    C.STATS_MONEY: "server.services.stats",
     C.IDEMPOTENCY_KEYS: "server.services.idempotency",
     C.RATE_LIMITS: "server.services.ratelimit",
     C.LEASES: "server.services.leases",
     C.WECHAT_TOKENS: "server.services.wechat",
+    C.TICKETS: "server.services.tickets",
+    C.TICKET_REPLIES: "server.services.tickets",
+    C.SURVEYS: "server.services.surveys",
+    C.HANDOVERS: "server.services.handover",
+    C.UPLOAD_FILES: "server.services.uploads",
+    C.UPLOAD_CHUNKS: "server.services.uploads",
+    C.UPLOAD_RECORDS: "server.services.uploads",
 }
 
 
@@ -157,6 +175,9 @@ INDEXES: list[IndexSpec] = [
     _ix(C.LEADS, "team_id", "assignment.strategy", "assignment.at"),
     _ix(C.ALLOCATION_RULES, "team_id", "active", "priority"),
     _ix(C.ALLOCATION_RULES, "team_id"),
+    # ticket dispatch (server/services/allocation.py): open tickets per handler, for least-loaded
+    _ix(C.TICKETS, "assignee_id", "status"),
+    _ix(C.ALLOCATION_RUNS, "expires_at", ttl_s=0),
     # notifications: inbox by user, outbox by delivery state; one per dedupe key
     _ix(C.NOTIFICATIONS, "dedupe_key", unique=True),
     _ix(C.NOTIFICATIONS, "user_id", "read_at"),
@@ -188,6 +209,48 @@ INDEXES: list[IndexSpec] = [
     _ix(C.STATS_BATCHES, "created_at", ttl_s=7 * 86400),
     _ix(C.CONTRACTS, "status", "start_date"),
     _ix(C.LEADS, "layer", ("updated_ms", DESCENDING)),  # ?layer=A for admins; scoped lists use owner/team indexes
+    # the win-back list (?winback=true): churned customers who came back, scoped like every lead list
+    _ix(C.LEADS, "owner_id", "winback_candidate", ("updated_ms", DESCENDING)),
+    _ix(C.LEADS, "team_id", "winback_candidate", ("updated_ms", DESCENDING)),
+    _ix(C.LEADS, "winback_candidate", ("updated_ms", DESCENDING)),
+    # first-contact deadline (server/services/first_contact.py): leads whose next step has come
+    _ix(C.LEADS, "first_contact.due_at"),
+    # ?sort=lifetime_value: customers by money received to date (scoped by owner or team, or all)
+    _ix(C.LEADS, "owner_id", ("lifetime_value_fen", DESCENDING)),
+    _ix(C.LEADS, "team_id", ("lifetime_value_fen", DESCENDING)),
+    _ix(C.LEADS, ("lifetime_value_fen", DESCENDING)),
+    # surveys (server/services/surveys.py): one per source; the customer's pending ones, staff lists scoped like leads
+    _ix(C.SURVEYS, "source", "source_id", unique=True),
+    _ix(C.SURVEYS, "customer_id", "status"),
+    _ix(C.SURVEYS, "owner_id", "status"),
+    _ix(C.SURVEYS, "team_id", "status"),
+    _ix(C.SURVEYS, "status"),
+    _ix(C.SURVEYS, "lead_id", "status"),  # staff: ?lead_id= (admins have no scope field in front of it)
+    # return visits (回访): the lead's open return-visit tasks, completed by a return_visit follow-up
+    _ix(C.TASKS, "lead_id", "kind", "status"),
+    # attachments: the GridFS bucket's own chunk index (reads sort by n); per-user quota of unattached
+    # uploads; the clean-up of unattached ones by age
+    _ix(C.UPLOAD_CHUNKS, "files_id", "n", unique=True),
+    _ix(C.UPLOAD_RECORDS, "uploader_id", "attached"),
+    _ix(C.UPLOAD_RECORDS, "attached", "created_at"),
+    # tickets (server/services/tickets.py): scoped lists newest first (by _id) with their filters, a
+    # customer's lead, the conversation, the SLA job's next step and the dispatch sweep
+    _ix(C.TICKETS, "customer_id", "status"),
+    _ix(C.TICKETS, "team_id", "status"),
+    _ix(C.TICKETS, "lead_owner_id", "status"),
+    _ix(C.TICKETS, "lead_id", "status"),
+    _ix(C.TICKETS, "status", "priority"),
+    _ix(C.TICKETS, "priority", "category"),
+    _ix(C.TICKETS, "category", "priority"),
+    _ix(C.TICKETS, "is_breached", "status"),
+    _ix(C.TICKETS, "sla.next_at"),
+    _ix(C.TICKETS, "awaiting_dispatch", "created_at"),
+    _ix(C.TICKET_REPLIES, "ticket_id", "created_at"),
+    _ix(C.TICKET_REPLIES, "ticket_id", "internal", "created_at"),
+    _ix(C.LEADS, "customer_ids", ("created_at", DESCENDING)),  # compound: a single-field index on an array breaks membership matches on nx-27017
+    # hand-overs (server/services/handover.py): one running per user; the job finds stalled ones
+    _ix(C.HANDOVERS, "running_for", unique=True, partial={"running_for": {"$exists": True}}),
+    _ix(C.HANDOVERS, "status", "heartbeat_at"),
     # coordination and idempotency
     _ix(C.IDEMPOTENCY_KEYS, "expires_at", ttl_s=0),
     _ix(C.RATE_LIMITS, "expires_at", ttl_s=0),

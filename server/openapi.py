@@ -77,7 +77,7 @@ def _has_version(model: type[BaseModel] | None) -> bool:
 
 
 def _uploads(spec: Any) -> bool:
-    return getattr(spec, "body_limit", "json") == "upload"
+    return getattr(spec, "body_limit", "json") in ("upload", "attachment")
 
 
 def error_statuses(spec: Any, has_path_params: bool) -> dict[int, str]:
@@ -159,7 +159,28 @@ def _require_version(schema: dict) -> None:
         schema["required"].append("version")
 
 
-def _upload_body() -> dict:
+# POST /uploads: one file in the multipart field `file`, or the file itself as the body.
+ATTACHMENT_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "application/pdf")
+
+
+def _attachment_body() -> dict:
+    binary = {"type": "string", "format": "binary"}
+    content: dict[str, Any] = {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {**binary, "description": "One image (JPEG, PNG, WebP, GIF) or PDF; its type is read from its bytes"}},
+            },
+        },
+    }
+    content.update({media: {"schema": binary} for media in (*ATTACHMENT_TYPES, "application/octet-stream")})
+    return {"required": True, "content": content}
+
+
+def _upload_body(spec: Any = None) -> dict:
+    if getattr(spec, "body_limit", "upload") == "attachment":
+        return _attachment_body()
     return {
         "required": True,
         "content": {
@@ -229,7 +250,7 @@ def build_openapi(routes: list[tuple], version: str) -> dict:
             body_required = bool(components[body_ref["$ref"].rsplit("/", 1)[1]].get("required"))
             op["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": body_ref}}}
         elif _uploads(spec):
-            op["requestBody"] = _upload_body()
+            op["requestBody"] = _upload_body(spec)
         ok: dict[str, Any] = {"description": "OK"}
         if spec.response:
             ok["content"] = {"application/json": {"schema": refs[(spec.response, "serialization")]}}

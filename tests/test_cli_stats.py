@@ -20,7 +20,7 @@ def test_rebuild_stats_and_the_report_jobs_run_from_the_command_line(cli):
     assert json.loads(fold.stdout) == {"job": "fold_stats", "batches": 0, "events": 0, "recovered": 0}
     rebuilt = cli.run("rebuild-stats")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert json.loads(rebuilt.stdout) == {"events": 0, "leads": 0, "current_docs": 0, "cum_docs": 0}
+    assert json.loads(rebuilt.stdout) == {"events": 0, "leads": 0, "current_docs": 0, "cum_docs": 0, "lifetime_values": 0}
     rfm = cli.run("run-job", "rfm_layers")
     assert rfm.returncode == 0, rfm.stderr
     assert json.loads(rfm.stdout) == {"job": "rfm_layers", "scored": 0, "changed": 0, "teams": 0}

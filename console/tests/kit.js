@@ -40,8 +40,11 @@ export async function openBrowser(locale = 'zh-CN') {
   };
 }
 
+// Log in as `person` (whoever was logged in before is logged out: their stored session is dropped).
 export async function login(page, be, person) {
   await page.goto(be.base_url + '/console/');
+  await page.evaluate(() => localStorage.removeItem('mpcrm.console.session'));
+  await page.reload();
   await page.fill('#login-username', person.username);
   await page.fill('#login-password', person.password);
   await page.click('[data-test=login-submit]');

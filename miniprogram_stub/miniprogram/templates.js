@@ -23,5 +23,12 @@ module.exports = {
   "reclaim_warning": {"template_id": "DEMO_RECLAIM_WARNING", "page": "pages/lead/lead", "fields": {"title": "thing1", "body": "thing2"}},
   "lead_reclaimed": {"template_id": "DEMO_LEAD_RECLAIMED", "page": "pages/pool/pool", "fields": {"title": "thing1", "body": "thing2"}},
   "approval_pending": {"template_id": "DEMO_APPROVAL_PENDING", "page": "pages/contract/contract", "fields": {"title": "thing1", "body": "thing2"}},
-  "approval_decided": {"template_id": "DEMO_APPROVAL_DECIDED", "page": "pages/contract/contract", "fields": {"title": "thing1", "body": "thing2"}}
+  "approval_decided": {"template_id": "DEMO_APPROVAL_DECIDED", "page": "pages/contract/contract", "fields": {"title": "thing1", "body": "thing2"}},
+  "ticket_assigned": {"template_id": "DEMO_TICKET_ASSIGNED", "page": "pages/ticket/ticket", "fields": {"title": "thing1", "body": "thing2"}},
+  "ticket_unassigned": {"template_id": "DEMO_TICKET_UNASSIGNED", "page": "pages/ticket/ticket", "fields": {"title": "thing1", "body": "thing2"}},
+  "ticket_due_soon": {"template_id": "DEMO_TICKET_DUE_SOON", "page": "pages/ticket/ticket", "fields": {"title": "thing1", "body": "thing2"}},
+  "ticket_breached": {"template_id": "DEMO_TICKET_BREACHED", "page": "pages/ticket/ticket", "fields": {"title": "thing1", "body": "thing2"}},
+  "ticket_escalated": {"template_id": "DEMO_TICKET_ESCALATED", "page": "pages/ticket/ticket", "fields": {"title": "thing1", "body": "thing2"}},
+  "ticket_customer_update": {"template_id": "DEMO_TICKET_CUSTOMER_UPDATE", "page": "pages/ticket/ticket", "fields": {"title": "thing1", "body": "thing2", "created_at": "time3"}},
+  "survey_request": {"template_id": "DEMO_SURVEY_REQUEST", "page": "pages/home/home", "fields": {"title": "thing1", "body": "thing2", "created_at": "time3"}}
 };

@@ -5,7 +5,9 @@
 // navigation, toasts, modals, calls and the like are recorded in `wx.calls` for the test to read.
 'use strict';
 
+const fs = require('fs');
 const http = require('http');
+const path = require('path');
 const { httpJson } = require('./backend');
 
 const storages = new Map(); // phone name → {key: JSON text}
@@ -50,7 +52,8 @@ function makeWx(backend, options) {
     location: opts.location || { latitude: 31.2304, longitude: 121.4737, accuracy: 15 },
     privacyAgreed: Boolean(opts.privacyAgreed),
     envVersion: opts.envVersion || 'develop',
-    apiOrigin: null // the origin config.js names; requests to it go to the test's backend
+    apiOrigin: null, // the origin config.js names; requests to it go to the test's backend
+    media: [] // files on the camera roll, handed out by chooseMedia (wx.pickMedia)
   };
   const record = (api, args) => { calls.push({ api, args: clone(args) }); };
 
@@ -165,6 +168,48 @@ function makeWx(backend, options) {
       if (state.locationDenied) throw new Error('auth deny');
       return Object.assign({ speed: 0, altitude: 0, verticalAccuracy: 0, horizontalAccuracy: state.location.accuracy }, state.location);
     }),
+    // Photos: the test puts files on the phone's camera roll (wx.pickMedia(paths)); chooseMedia
+    // hands out up to `count` of them (none: the user cancelled).
+    chooseMedia: callbackApi('chooseMedia', (o) => {
+      record('chooseMedia', { count: o.count, mediaType: o.mediaType, sourceType: o.sourceType });
+      const picked = state.media.splice(0, Math.max(1, Math.min(9, o.count || 9)));
+      if (!picked.length) throw new Error('cancel');
+      return { type: 'image', tempFiles: picked.map((p) => ({ tempFilePath: p, size: fs.statSync(p).size, fileType: 'image' })) };
+    }),
+    // wx.uploadFile: a real multipart/form-data POST of the file as field `name` (as WeChat sends it).
+    uploadFile(o) {
+      const entry = { method: 'UPLOAD', url: o.url, header: clone(o.header || {}), filePath: o.filePath, name: o.name };
+      requests.push(entry);
+      const fail = (msg) => setTimeout(() => { entry.error = msg; if (o.fail) o.fail({ errMsg: msg }); if (o.complete) o.complete({ errMsg: msg }); }, 0);
+      if (state.offline) { fail('uploadFile:fail -101 net::ERR_INTERNET_DISCONNECTED'); return { abort() {} }; }
+      let bytes;
+      try { bytes = fs.readFileSync(o.filePath); } catch (e) { fail('uploadFile:fail file not found'); return { abort() {} }; }
+      const boundary = '----WxUploadBoundary' + Math.random().toString(16).slice(2);
+      const fields = Object.keys(o.formData || {}).map((k) => '--' + boundary + '\r\nContent-Disposition: form-data; name="' + k + '"\r\n\r\n' + o.formData[k] + '\r\n').join('');
+      const body = Buffer.concat([
+        Buffer.from(fields + '--' + boundary + '\r\nContent-Disposition: form-data; name="' + o.name + '"; filename="' + path.basename(o.filePath) + '"\r\nContent-Type: application/octet-stream\r\n\r\n'),
+        bytes, Buffer.from('\r\n--' + boundary + '--\r\n')
+      ]);
+      const u = new URL(target(o.url));
+      const headers = Object.assign({}, o.header || {}, { 'Content-Type': 'multipart/form-data; boundary=' + boundary, 'Content-Length': body.length });
+      const req = http.request({ hostname: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST', headers, timeout: o.timeout || 60000, agent: false }, (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          entry.statusCode = res.statusCode;
+          try { entry.response = JSON.parse(text); } catch (e) { entry.response = text; }
+          const out = { statusCode: res.statusCode, data: text, errMsg: 'uploadFile:ok' }; // WeChat gives the body as a string
+          if (o.success) o.success(out);
+          if (o.complete) o.complete(out);
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (err) => fail('uploadFile:fail ' + err.message));
+      req.write(body);
+      req.end();
+      return { abort() { req.destroy(); } };
+    },
     makePhoneCall: callbackApi('makePhoneCall', (o) => record('makePhoneCall', { phoneNumber: o.phoneNumber })),
     setClipboardData: callbackApi('setClipboardData', (o) => record('setClipboardData', { data: o.data })),
     getSystemInfoSync: () => ({ platform: 'devtools', windowWidth: 375, windowHeight: 667, pixelRatio: 2, SDKVersion: '3.3.4', language: 'zh_CN' }),
@@ -201,6 +246,7 @@ function makeWx(backend, options) {
   // What WeChat does when a privacy API (the phone-number button, …) is used before the user agreed:
   // the page's onNeedPrivacyAuthorization listener is called; resolves once agreed, rejects on refusal.
   wx.askPrivacy = (apiName) => needPrivacy(apiName || 'getPhoneNumber');
+  wx.pickMedia = (paths) => { state.media.push(...[].concat(paths)); }; // the photos the user will pick next
   wx.useAccount = (openid) => { state.openid = openid; }; // another WeChat account on this phone
   wx.storage = () => { const out = {}; Object.keys(store).forEach((k) => { out[k] = JSON.parse(store[k]); }); return out; };
   wx.last = (api) => { for (let i = calls.length - 1; i >= 0; i -= 1) if (calls[i].api === api) return calls[i].args; return null; };

@@ -89,9 +89,12 @@ class ErrorEnvelope(OutModel):
 
 # Control characters (Unicode Cc: C0, DEL, C1) and lone surrogates are never text; single-line
 # fields also refuse tab, newline and the Unicode line/paragraph separators; multi-line ones keep tab,
-# LF and CR (MultiLine turns CR LF into LF).
-_MULTI_LINE_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_SINGLE_LINE_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# LF and CR (MultiLine turns CR LF into LF). Neither takes the bidirectional embeddings, overrides
+# and isolates (U+202A–U+202E, U+2066–U+2069, U+061C), which make a name display as another one
+# ("Trojan Source"); the zero-width joiners of emoji sequences are text.
+_BIDI = "\u061c\u202a-\u202e\u2066-\u2069"
+_MULTI_LINE_BAD = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff{_BIDI}]")
+_SINGLE_LINE_BAD = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff{_BIDI}]")
 
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:

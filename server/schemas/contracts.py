@@ -9,6 +9,7 @@ from pydantic import Field, StrictInt, model_validator
 
 from server.schemas.common import INT64_MAX, IsoDatetime, MultiLine, OutModel, PageQuery, PatchModel, RequestModel, SaneDate, SaneDatetime, SingleLine, Versioned
 from server.schemas.leads import LEAD_ID_PATTERN
+from server.schemas.uploads import AttachmentOut, Attachments
 
 ContractStatus = Literal["draft", "pending", "active", "rejected", "ended"]
 PaymentMethod = Literal["bank_transfer", "wechat_pay", "alipay", "cash", "cheque", "other"]
@@ -30,6 +31,7 @@ class ContractCreate(RequestModel):
     end_date: SaneDate
     payment_plan: list[InstalmentIn] | None = Field(None, min_length=1, max_length=120)
     notes: MultiLine | None = Field(None, max_length=2000)
+    attachments: Attachments | None = None
 
     @model_validator(mode="after")
     def _dates(self) -> ContractCreate:
@@ -48,6 +50,7 @@ class ContractUpdate(PatchModel):
     end_date: SaneDate | None = None
     payment_plan: list[InstalmentIn] | None = Field(None, min_length=1, max_length=120)
     notes: MultiLine | None = Field(None, max_length=2000)
+    attachments: Attachments | None = Field(None, description="The draft's whole list of attachments: ids of uploads (POST /uploads), at most 9")
 
 
 class SubmitIn(Versioned):
@@ -132,6 +135,7 @@ class ContractOut(OutModel):
     start_date: date
     end_date: date
     notes: str | None = None
+    attachments: list[AttachmentOut] = []
     status: ContractStatus
     renews: str | None = None
     renewed_by: str | None = None

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from server.schemas.common import IsoDatetime, MultiLine, OutModel, PatchModel, RequestModel, SingleLine, check_single_line
+from server.schemas.common import IsoDatetime, MultiLine, OutModel, PatchModel, QueryModel, RequestModel, SingleLine, check_single_line
 from server.schemas.users import OBJECT_ID_PATTERN, Tag
 
 FieldType = Literal["text", "phone", "email", "number", "select", "multiselect", "date", "textarea"]
@@ -171,3 +171,10 @@ class MySubmissionOut(OutModel):
 class MySubmissionsPage(OutModel):
     items: list[MySubmissionOut]
     next_cursor: str | None = None
+
+
+class QrCodeQuery(QueryModel):
+    """``GET /forms/{id}/qrcode``: whom the code credits and how big it is (WeChat's 280..1280 px)."""
+
+    ref: str | None = Field(None, pattern=OBJECT_ID_PATTERN, description="The staff member credited as referrer (a rep: only themselves, the default)")
+    width: int = Field(430, ge=280, le=1280, description="The code's width in pixels")

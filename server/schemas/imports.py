@@ -28,6 +28,7 @@ class ImportOut(OutModel):
     format: str
     filename: str | None = None
     team_id: str
+    allocate: Literal["pool", "rules"] = Field("pool", description="pool: new leads go to the team's pool; rules: through its allocation rules")
     total: int
     done: int
     created: int

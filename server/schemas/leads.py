@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from server.schemas.common import IsoDatetime, LocalizedData, LocalizedStr, MultiLine, OutModel, PageQuery, PatchModel, RequestModel, SaneDatetime, SingleLine, Versioned
+from server.schemas.uploads import AttachmentOut, Attachments
 from server.schemas.users import OBJECT_ID_PATTERN, Tag
 
 RevealField = Literal["phone"]
@@ -41,6 +42,7 @@ class LeadOut(OutModel):
     source: SourceOut
     level: str | None = None
     layer: str | None = None
+    lifetime_value_fen: int = Field(0, description="Money received from this customer to date (payments on all its contracts), in fen")
     pool: bool = False
     winback_candidate: bool = False
     next_followup_at: IsoDatetime | None = None
@@ -119,12 +121,15 @@ class LeadListQuery(PageQuery):
     q: SingleLine | None = Field(None, min_length=1, max_length=50, description="Prefix of the name or company")
     phone: SingleLine | None = Field(None, max_length=32, description="Exact phone number")
     layer: Level | None = None
-    sort: Literal["updated", "next_followup"] = "updated"
+    winback: bool | None = Field(None, description="true: only churned customers who came back (winback_candidate), the win-back list")
+    sort: Literal["updated", "next_followup", "lifetime_value"] = "updated"
 
 
 class StageChange(Versioned):
     to: Stage
-    reason: MultiLine | None = Field(None, min_length=1, max_length=500)
+    reason: MultiLine | None = Field(None, min_length=1, max_length=500, description="Free text; for lost / churned an old client's text counts as reason_code other with this note")
+    reason_code: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$", description="lost / churned only: a code of the team's catalogue (team settings reasons.lost / reasons.churn)")
+    reason_note: MultiLine | None = Field(None, min_length=1, max_length=500, description="lost / churned only: required with reason_code other")
 
 
 class LocationIn(RequestModel):
@@ -134,7 +139,8 @@ class LocationIn(RequestModel):
     accuracy_m: float | None = Field(None, ge=0, le=100000)
 
 
-FollowupKind = Literal["call", "visit", "wechat", "meeting", "note"]
+FollowupKind = Literal["call", "visit", "wechat", "meeting", "note", "return_visit"]
+ReturnVisitOutcome = Literal["satisfied", "issue_found", "renewal_interest", "no_answer"]
 
 
 class FollowupCreate(RequestModel):
@@ -144,6 +150,9 @@ class FollowupCreate(RequestModel):
     location: LocationIn | None = None
     occurred_at: SaneDatetime | None = Field(None, description="When it happened (offline capture); default now")
     next_followup_at: SaneDatetime | None = None
+    outcome: ReturnVisitOutcome | None = Field(None, description="Return visits (回访) only, and required there")
+    task_id: SingleLine | None = Field(None, min_length=1, max_length=120, description="Return visits: the return-visit task this completes (default: the lead's open ones)")
+    attachments: Attachments | None = None
 
 
 class ReleaseIn(RequestModel):
@@ -168,6 +177,9 @@ class FollowupOut(OutModel):
     author_id: str
     occurred_at: IsoDatetime
     next_followup_at: IsoDatetime | None = None
+    outcome: ReturnVisitOutcome | None = None
+    task_id: str | None = None
+    attachments: list[AttachmentOut] = []
     created_at: IsoDatetime
     updated_at: IsoDatetime
 
@@ -177,7 +189,9 @@ class FollowupOut(OutModel):
         return cls(
             id=str(event["_id"]), lead_id=event["lead_id"], kind=data["kind"], content=data["content"],
             location=data.get("location"), author_id=event["author_id"], occurred_at=data["occurred_at"],
-            next_followup_at=data.get("next_followup_at"), created_at=event["at"], updated_at=event["updated_at"],
+            next_followup_at=data.get("next_followup_at"), outcome=data.get("outcome"), task_id=data.get("task_id"),
+            attachments=data.get("attachments") or [],
+            created_at=event["at"], updated_at=event["updated_at"],
         )
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from server.schemas.common import IsoDatetime, OutModel, QueryModel, SaneDate, SingleLine
+from server.schemas.common import IsoDatetime, LocalizedStr, OutModel, QueryModel, SaneDate, SingleLine
 
 
 class ReportRange(QueryModel):
@@ -38,6 +39,13 @@ class MoveRow(OutModel):
     rate: float | None
 
 
+class ReasonRow(OutModel):
+    code: str
+    label: LocalizedStr = Field(description="In the caller's language (the catalogue's label / label_en)")
+    count: int
+    share: float | None = Field(description="Of all coded moves in the period; null when there were none")
+
+
 class FunnelOut(OutModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
 
@@ -50,6 +58,7 @@ class FunnelOut(OutModel):
     stages: list[StageRow]
     moves: list[MoveRow]
     path: list[MoveRow]
+    lost_reasons: list[ReasonRow] = Field(default_factory=list, description="Leads moved to lost in the period, by the team's reason codes")
 
 
 class RepRow(OutModel):
@@ -94,6 +103,7 @@ class LifecycleOut(OutModel):
     churned: int
     won_back: int
     churn_rate: float | None
+    churn_reasons: list[ReasonRow] = Field(default_factory=list, description="Customers moved to churned in the period, by the team's reason codes")
 
 
 class RfmThresholds(OutModel):
@@ -109,3 +119,65 @@ class RfmOut(OutModel):
     computed_on: str | None
     counts: dict[str, int]
     thresholds: RfmThresholds
+
+
+class RevenueQuery(ReportRange):
+    group_by: Literal["rep", "team", "source", "channel", "campaign", "month"] = Field(
+        "rep", description="rep (contract owner), team, source (lead source kind: form, manual, import), channel, campaign, or month")
+
+
+class MoneyRow(OutModel):
+    signed_count: int = Field(description="Contracts signed (approval completed) in the period")
+    signed_fen: int = Field(description="Their amounts")
+    new_count: int
+    new_fen: int = Field(description="Signed: the customer's first contract")
+    renewal_count: int
+    renewal_fen: int = Field(description="Signed: a contract that renews another")
+    repurchase_count: int
+    repurchase_fen: int = Field(description="Signed: a second or later contract that is not a renewal")
+    collected_fen: int = Field(description="Payments received in the period (by received_at)")
+    payments: int
+    outstanding_fen: int = Field(description="Now: unpaid amounts of signed contracts (as of money_counted_at)")
+    overdue_fen: int = Field(description="Now: the part of outstanding whose instalments are past due")
+
+
+class RevenueRow(MoneyRow):
+    key: str | None = Field(description="The group's value: rep or team id, source kind, channel, campaign, YYYY-MM; null: none recorded")
+    name: str | None = None
+
+
+class RevenueOut(OutModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+    team_id: str | None
+    from_: date = Field(alias="from")
+    to: date
+    group_by: str
+    money_counted_at: IsoDatetime | None = Field(None, description="When outstanding and overdue were counted (the count_money job); null before its first run")
+    totals: MoneyRow
+    items: list[RevenueRow]
+
+
+class CohortRow(OutModel):
+    month: str = Field(description="The month of the customers' first contract (YYYY-MM)")
+    customers: int
+    active: list[int] = Field(description="active[n]: customers of the cohort with a contract running n months later (n = 0 … 12, up to this month)")
+    retention: list[float | None]
+
+
+class RetentionOut(OutModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+    team_id: str | None
+    from_: date = Field(alias="from")
+    to: date
+    contracts_ending: int = Field(description="Signed contracts whose end_date is in the period (counted once ended)")
+    renewed: int = Field(description="Of those, renewed (the renewal signed)")
+    renewal_rate: float | None
+    repurchases: int = Field(description="Repurchase contracts signed in the period")
+    customers_at_start: int
+    repurchase_rate: float | None = Field(description="repurchases / customers_at_start")
+    churned: int
+    won_back: int
+    cohorts: list[CohortRow] = Field(description="Cohorts whose first-contract month is in the period")
+    cohorts_counted_at: IsoDatetime | None = None

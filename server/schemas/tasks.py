@@ -50,6 +50,8 @@ class TaskOut(OutModel):
     due_at: IsoDatetime
     remind_at: IsoDatetime | None = None
     completed_at: IsoDatetime | None = None
+    contract_id: str | None = Field(None, description="Return visits (kind return_visit): the contract")
+    followup_id: str | None = Field(None, description="Return visits: the follow-up that recorded it")
     version: int
     created_at: IsoDatetime
     updated_at: IsoDatetime

@@ -22,6 +22,7 @@ class UserCreate(RequestModel):
     tags: list[Tag] = Field(default_factory=list, max_length=32)
     capacity: int = Field(200, ge=0, le=100000, description="Most open leads this rep may own")
     finance: bool = Field(False, description="May record payments")
+    service: bool = Field(False, description="Service staff (售后): a rep or manager who handles their team's tickets")
     active: bool = True
 
 
@@ -36,6 +37,7 @@ class UserUpdate(PatchModel):
     tags: list[Tag] | None = Field(None, max_length=32)
     capacity: int | None = Field(None, ge=0, le=100000)
     finance: bool | None = None
+    service: bool | None = None
     active: bool | None = None
 
 
@@ -48,6 +50,7 @@ class UserOut(OutModel):
     tags: list[str] = []
     capacity: int | None = None
     finance: bool = False
+    service: bool = False
     active: bool
     open_leads: int = 0
     wechat_bound: bool = False

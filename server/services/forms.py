@@ -2,22 +2,26 @@
 
 A form's definition is versioned: every edit of its fields makes a new version, the previous one is
 kept in ``form_versions``, and each submission records the version it was made against.
+
+A form is shared as a mini-program code (``qrcode``: WeChat's wxacode.getUnlimited for the form page
+with the scene ``<slug>`` or ``<slug>~<referrer id>``, the one the page reads).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from server.actor import Actor, require_role
+from server.actor import STAFF_ROLES, Actor, require_role
 from server.clock import Clock
-from server.errors import Conflict, Invalid, NotFound, VersionMismatch, detail
+from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch, detail
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
 from server.schemas.common import DATE_MAX, DATE_MIN, INT64_MAX, text_problem
@@ -26,6 +30,24 @@ from server.security import normalise_mainland_mobile
 from server.services.audit import AuditService
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# The mini-program code of a form: the page that reads ``?scene=`` (miniprogram/pages/form/form.js),
+# WeChat's scene limit, and the build it opens by MPCRM_WECHAT_MINIPROGRAM_STATE.
+QR_PAGE = "pages/form/form"
+QR_SCENE_MAX = 32
+QR_REF_LENGTH = 24
+QR_ENV_VERSIONS = {"formal": "release", "trial": "trial", "developer": "develop"}
+# Codes never expire at WeChat; each instance keeps the last few it drew for a short while, so a
+# designer reopened (or a page of cards printed) does not ask WeChat again.
+QR_CACHE_TTL = timedelta(minutes=10)
+QR_CACHE_MAX = 64
+
+
+@dataclass(frozen=True)
+class QrCode:
+    image: bytes
+    content_type: str
+    scene: str
 
 
 @dataclass
@@ -142,12 +164,17 @@ def _check_value(spec: dict, value: Any) -> tuple[bool, Any, Any]:
 
 
 class FormService:
-    def __init__(self, *, forms, form_versions, teams_view, clock: Clock, audit: AuditService) -> None:
+    def __init__(self, *, forms, form_versions, teams_view, clock: Clock, audit: AuditService, users, wechat, miniprogram_state: str = "formal") -> None:
         self._forms = forms
         self._versions = form_versions
         self._teams = teams_view  # read-only: a form's team must exist
         self._clock = clock
         self._audit = audit
+        self._users = users  # UserService: who may be credited as a code's referrer
+        self._wechat = wechat  # WechatClient: draws the mini-program codes
+        self._env_version = QR_ENV_VERSIONS[miniprogram_state]
+        self._check_path = miniprogram_state == "formal"  # trial and developer builds may lack the page
+        self._qr_cache: OrderedDict[tuple[str, str, int], tuple[datetime, QrCode]] = OrderedDict()
 
     async def create(self, actor: Actor, data: FormCreate) -> dict:
         require_role(actor, "admin")
@@ -208,6 +235,60 @@ class FormService:
         if doc is None:
             raise NotFound("form.not_found")
         return doc
+
+    async def qrcode(self, actor: Actor, form_id: str, ref: str | None, width: int) -> QrCode:
+        """The form's mini-program code, opening the form page with the scene ``<slug>`` or
+        ``<slug>~<ref>`` (the referrer the submission will credit).
+
+        Admins, and managers and reps for their team's forms (another team's: 404). A rep's code
+        always credits the rep (no ``ref``, or their own id; anyone else: 403). An admin's or a
+        manager's ``ref`` is an active rep or manager of the form's team, or the caller (else 422).
+        The form must be active (409: a printed code would open "表单不存在或已停用"), and the scene
+        at most 32 characters (422 naming ``slug`` or ``ref``). WeChat's failures are 502/503.
+        """
+        require_role(actor, *STAFF_ROLES)
+        doc = await self._forms.find_one(
+            {"_id": parse_oid(form_id, "form.not_found"), **self._scope(actor)}, {"slug": 1, "team_id": 1, "active": 1},
+        )
+        if doc is None:
+            raise NotFound("form.not_found")
+        referrer = await self._referrer(actor, doc, ref)
+        if not doc.get("active"):
+            raise Conflict("form.inactive")
+        slug = doc["slug"]
+        scene = f"{slug}~{referrer}" if referrer else slug
+        if len(slug) > QR_SCENE_MAX:
+            raise Invalid("form.qrcode_scene_too_long", details=[detail("slug", "too_long", text="qrcode_slug_too_long", max=QR_SCENE_MAX, length=len(slug))])
+        if len(scene) > QR_SCENE_MAX:
+            slug_max = QR_SCENE_MAX - QR_REF_LENGTH - 1
+            raise Invalid("form.qrcode_scene_too_long", details=[detail("ref", "too_long", text="qrcode_ref_too_long", max=QR_SCENE_MAX, length=len(scene), slug_max=slug_max)])
+        key = (str(doc["_id"]), scene, width)
+        now = self._clock.now()
+        cached = self._qr_cache.get(key)
+        if cached is not None and cached[0] > now:
+            self._qr_cache.move_to_end(key)
+            return cached[1]
+        image, content_type = await self._wechat.unlimited_wxacode(
+            scene=scene, page=QR_PAGE, env_version=self._env_version, check_path=self._check_path, width=width,
+        )
+        code = QrCode(image=image, content_type=content_type, scene=scene)
+        self._qr_cache[key] = (now + QR_CACHE_TTL, code)
+        self._qr_cache.move_to_end(key)
+        while len(self._qr_cache) > QR_CACHE_MAX:
+            self._qr_cache.popitem(last=False)
+        return code
+
+    async def _referrer(self, actor: Actor, form: dict, ref: str | None) -> str | None:
+        if actor.role == "rep":
+            if ref not in (None, actor.id):
+                raise Forbidden("form.qrcode_own_referrer")
+            return actor.id
+        if ref is None or ref == actor.id:
+            return ref
+        user = await self._users.by_id(ref)
+        if user is None or not user.get("active") or user.get("role") not in ("rep", "manager") or str(user.get("team_id") or "") != str(form.get("team_id") or ""):
+            raise Invalid("form.bad_referrer", details=[detail("ref", "not_team_staff", text="referrer_not_team_staff")])
+        return ref
 
     async def version_of(self, form_id: str, version: int) -> dict | None:
         return await self._versions.find_one({"form_id": form_id, "version": version})

@@ -34,6 +34,7 @@ from server.clock import Clock, as_utc
 from server.errors import ApiError, Forbidden, Invalid, NotFound, detail
 from server.schemas.common import text_problem
 from server.security import FieldCipher, normalise_mainland_mobile
+from server.services.allocation import SweepStats
 from server.services.audit import AuditService
 from server.services.leads import LeadService, event, new_lead_id
 from server.workers import BoundedExecutor
@@ -471,8 +472,10 @@ class ImportService:
     def __init__(
         self, *, imports, import_rejects, leads_view, users_view, teams_view, clock: Clock, leads: LeadService, audit: AuditService,
         default_language: str = "zh-CN", tz=None, cipher: FieldCipher | None = None, limits: ParseLimits = ParseLimits(), parse_queue: int = 2,
+        allocation=None,
     ) -> None:
         self._imports = imports
+        self._allocation = allocation  # AllocationService: imports with allocate="rules"
         self._rejects = import_rejects  # rejected rows' cells (encrypted), for errors.csv
         self._cipher = cipher
         self._limits = limits
@@ -489,8 +492,12 @@ class ImportService:
         self._tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------ import
-    async def start(self, actor: Actor, *, data: bytes, filename: str | None, team_id: str | None) -> str:
-        """Check the file, record the import as queued and process it in the background."""
+    async def start(self, actor: Actor, *, data: bytes, filename: str | None, team_id: str | None, allocate: str = "pool") -> str:
+        """Check the file, record the import as queued and process it in the background. New leads
+        go to the team's pool (``allocate="pool"``, the default) or through the team's allocation
+        rules (``"rules"``: each chunk is allocated in bulk, as the sweep does)."""
+        if allocate not in ("pool", "rules"):
+            raise Invalid("request.invalid", details=[detail("allocate", "enum", text="import_allocate")])
         team = await self._import_team(actor, team_id)
         parsed = await self._parser.run(parse_upload, data, filename, self._limits)
         import_id = ObjectId()
@@ -501,6 +508,7 @@ class ImportService:
             "filename": (filename or "")[:200] or None,
             "header": parsed.header,
             "team_id": team,
+            "allocate": allocate,
             "total": parsed.total,
             "done": 0,
             "created": 0,
@@ -511,7 +519,7 @@ class ImportService:
             "heartbeat_at": self._clock.now(),
             "finished_at": None,
         })
-        task = asyncio.create_task(self._run(import_id, actor, team, parsed))
+        task = asyncio.create_task(self._run(import_id, actor, team, parsed, allocate))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return str(import_id)
@@ -539,7 +547,7 @@ class ImportService:
     def _reject(self, row: int, code: str, field: str | None) -> dict:
         return {"row": row, "code": code, "field": field, "message": ApiError(code).message(self._language)}
 
-    async def _run(self, import_id: ObjectId, actor: Actor, team_id: str, parsed: ParsedUpload) -> None:
+    async def _run(self, import_id: ObjectId, actor: Actor, team_id: str, parsed: ParsedUpload, allocate: str = "pool") -> None:
         # One task writes each import, so progress is written whole with $set (nx-27017 stores
         # sub-documents added with $push as JSON strings; see the report of this change).
         progress = _Progress()
@@ -560,7 +568,7 @@ class ImportService:
             await self._save(import_id, progress, "running")
             for start in range(0, len(unique), CHUNK):
                 chunk = unique[start:start + CHUNK]
-                created, merged, rejected = await self._write_chunk(import_id, actor, team_id, chunk)
+                created, merged, rejected = await self._write_chunk(import_id, actor, team_id, chunk, allocate)
                 progress.add(created, merged, rejected, rows=[r.row for r in chunk])
                 await self._keep_rejected(import_id, rejected, cells)
                 await self._save(import_id, progress, "running")
@@ -615,7 +623,7 @@ class ImportService:
         )
         return result.modified_count
 
-    async def _write_chunk(self, import_id: ObjectId, actor: Actor, team_id: str, rows: list[CleanRow]) -> tuple[int, int, list[dict]]:
+    async def _write_chunk(self, import_id: ObjectId, actor: Actor, team_id: str, rows: list[CleanRow], allocate: str = "pool") -> tuple[int, int, list[dict]]:
         now = self._clock.now()
         source = {"kind": "import", "import_id": str(import_id)}
         docs: list[dict] = []
@@ -624,9 +632,11 @@ class ImportService:
             lead_id = new_lead_id()
             doc: dict[str, Any] = {
                 "_id": lead_id, "name": row.name, **row.fields, "tags": row.tags, "stage": "new",
-                "owner_id": None, "team_id": team_id, "source": source, "pool": True, "customer_ids": [],
+                "owner_id": None, "team_id": team_id, "source": source, "pool": allocate == "pool", "customer_ids": [],
                 "version": 1, "created_at": now, "updated_at": now, "created_by": actor.id,
             }
+            if allocate == "rules":
+                doc["awaiting_allocation"] = True
             if row.phone:
                 doc.update(self._lead_service.seal_phone(row.phone, lead_id))
             docs.append(doc)
@@ -675,6 +685,8 @@ class ImportService:
                 for row, lead_id in merges
             ]
         await self._lead_service.add_events(events)
+        if allocate == "rules" and inserted and self._allocation is not None:
+            await self._allocation.allocate(inserted, now, SweepStats())  # the whole chunk at once, as the sweep does
         return len(inserted), len(merges), rejected
 
     async def _existing(self, bidxs: list[str]) -> dict[str, dict]:

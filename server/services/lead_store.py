@@ -17,11 +17,13 @@ once both kinds were present. A number compares the same everywhere.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from server.actor import Actor
 from server.clock import Clock
@@ -48,6 +50,13 @@ def event(
     if customer_id:
         doc["customer_id"] = customer_id
     return doc
+
+
+def derived_event_id(key: str, at: datetime) -> ObjectId:
+    """An event id that is the same every time the same change is recorded (``key`` names it):
+    the time of ``at`` (ids stay time-ordered) and 8 bytes of a hash of the key."""
+    digest = hashlib.sha256(key.encode()).digest()[:8]
+    return ObjectId(int(at.timestamp()).to_bytes(4, "big") + digest)
 
 
 _TOUCHED = {"updated_at": True, "touched_at": True}
@@ -92,8 +101,15 @@ class LeadStore:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def flag_winback(self, lead_id: str) -> None:
-        await self._leads.update_one({"_id": lead_id}, self._touch({"$set": {"winback_candidate": True}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}}))
+    async def flag_winback(self, lead_id: str) -> dict | None:
+        """A churned customer came back: on the win-back list. Returns the lead as it was before
+        (None: not churned), so of two racing returns exactly one sees the flag still unset."""
+        return await self._leads.find_one_and_update(
+            {"_id": lead_id, "stage": "churned"},
+            self._touch({"$set": {"winback_candidate": True}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}}),
+            projection={"name": 1, "owner_id": 1, "team_id": 1, "stage_changed_at": 1, "winback_candidate": 1},
+            return_document=ReturnDocument.BEFORE,
+        )
 
     async def replace(self, lead: dict, changes: dict, extra_filter: dict | None = None) -> dict | None:
         """The lead written whole, only if its version is still the one read (else None)."""
@@ -115,7 +131,7 @@ class LeadStore:
                 # another pool lead whose cool-down is over (docs/mongodb-compat.md).
                 "$and": [{"$or": [{f"cooldowns.{owner_id}": {"$exists": False}}, {f"cooldowns.{owner_id}": {"$lte": now}}]}],
             },
-            self._touch({"$set": {"owner_id": owner_id, "pool": False, "assignment": assignment}, "$currentDate": _TOUCHED, "$inc": {"version": 1}}),
+            self._touch({"$set": {"owner_id": owner_id, "pool": False, "assignment": assignment, "first_contact": None}, "$currentDate": _TOUCHED, "$inc": {"version": 1}}),
             return_document=ReturnDocument.AFTER,
         )
 
@@ -127,27 +143,76 @@ class LeadStore:
             filter_["version"] = version
         return await self._leads.find_one_and_update(
             filter_,
-            self._touch({"$set": {"owner_id": None, "pool": True, "assignment": None, "release": release, "cooldowns": cooldowns},
+            self._touch({"$set": {"owner_id": None, "pool": True, "assignment": None, "release": release, "cooldowns": cooldowns, "first_contact": None},
                          "$currentDate": {"updated_at": True}, "$inc": {"version": 1}}),
             return_document=ReturnDocument.AFTER,
         )
 
-    async def reclaim(self, lead_id: str, previous_owner: str, version: int, release: dict, cooldowns: dict) -> bool:
-        result = await self._leads.update_one(
-            {"_id": lead_id, "owner_id": previous_owner, "version": version},
-            self._touch({"$set": {"owner_id": None, "pool": True, "assignment": None, "cooldowns": cooldowns, "release": release},
-                         "$currentDate": {"updated_at": True}, "$inc": {"version": 1}}),
-        )
-        return bool(result.modified_count)
+    async def reclaim(self, items: list[tuple[str, str, int, dict, dict]]) -> list[str]:
+        """``(lead_id, previous_owner, version, release, cooldowns)``: back to the pool in one
+        command, each only if its owner and version are still the ones read. Returns the ids that
+        moved: the releases carry this call's ``run`` token, read back in one query (a bulk write
+        says how many matched, not which)."""
+        if not items:
+            return []
+        run = str(ObjectId())
+        await self._leads.bulk_write([
+            UpdateOne({"_id": lead_id, "owner_id": owner, "version": version},
+                      self._touch({"$set": {"owner_id": None, "pool": True, "assignment": None, "cooldowns": cooldowns, "release": {**release, "run": run},
+                                            "first_contact": None},
+                                   "$currentDate": {"updated_at": True}, "$inc": {"version": 1}}))
+            for lead_id, owner, version, release, cooldowns in items
+        ], ordered=False)
+        moved = await self._leads.find({"_id": {"$in": [i[0] for i in items]}, "release.run": run}, {"_id": 1}).to_list(None)
+        return [d["_id"] for d in moved]
 
-    async def hand_over(self, lead_id: str, previous_owner: str | None, owner_id: str, assignment: dict) -> dict | None:
-        """A manual assignment, if the lead still has the owner it was read with."""
+    async def advance_first_contact(self, steps: list[tuple[str, int, str, dict | None]]) -> None:
+        """``(lead_id, at_ms, step, next)``: each lead's first-contact deadline moves on to ``next``
+        (None: over), only while it is still the one read (assignment ``at_ms`` and ``step``), in one
+        command. Bookkeeping: no version bump, so nobody's edit in progress turns stale."""
+        if steps:
+            await self._leads.bulk_write([
+                UpdateOne({"_id": lead_id, "first_contact.at_ms": at_ms, "first_contact.step": step}, {"$set": {"first_contact": nxt}})
+                for lead_id, at_ms, step, nxt in steps
+            ], ordered=False)
+
+    async def hand_over(self, lead_id: str, previous_owner: str | None, owner_id: str, assignment: dict, first_contact: dict | None = None) -> dict | None:
+        """A manual assignment, if the lead still has the owner it was read with; ``first_contact``
+        is the new owner's deadline (server/services/first_contact.py), None for none."""
         return await self._leads.find_one_and_update(
             {"_id": lead_id, "owner_id": previous_owner},
-            self._touch({"$set": {"owner_id": owner_id, "pool": False, "assignment": assignment, "awaiting_allocation": False},
+            self._touch({"$set": {"owner_id": owner_id, "pool": False, "assignment": assignment, "awaiting_allocation": False, "first_contact": first_contact},
                          "$currentDate": _TOUCHED, "$inc": {"version": 1}}),
             return_document=ReturnDocument.AFTER,
         )
+
+    async def hand_over_many(self, lead_ids: list[str], previous_owner: str, owner_id: str | None, change: dict) -> None:
+        """A hand-over's batch (server/services/handover.py) in one command: the leads still owned
+        by ``previous_owner`` go to ``owner_id`` (None: the team's pool). ``change`` is the
+        ``assignment`` (to an owner) or the ``release`` (to the pool), carrying the hand-over's id."""
+        fields: dict[str, Any] = {"owner_id": owner_id, "pool": owner_id is None, "awaiting_allocation": False}
+        fields.update({"assignment": change} if owner_id else {"assignment": None, "release": change})
+        await self._leads.update_many(
+            {"_id": {"$in": lead_ids}, "owner_id": previous_owner},
+            self._touch({"$set": fields, "$currentDate": _TOUCHED if owner_id else {"updated_at": True}, "$inc": {"version": 1}}),
+        )
+
+    async def assign_many(self, items: list[tuple[str, str | None, int, dict, dict | None]]) -> None:
+        """A bulk assignment (``POST /leads/assign``): ``(lead_id, previous_owner, version,
+        assignment, first_contact)`` each, one command for all; a lead that changed since it was read
+        (owner or version) stays as it is. The caller reads back which ones carry its
+        ``assignment.bulk_id``."""
+        ops = [
+            UpdateOne(
+                {"_id": lead_id, "owner_id": previous, "version": version},
+                self._touch({"$set": {"owner_id": assignment["owner_id"], "pool": False, "awaiting_allocation": False, "assignment": assignment,
+                                      "first_contact": first_contact},
+                             "$currentDate": _TOUCHED, "$inc": {"version": 1}}),
+            )
+            for lead_id, previous, version, assignment, first_contact in items
+        ]
+        if ops:
+            await self._leads.bulk_write(ops, ordered=False)
 
     async def allocate_to_pool(self, lead_id: str, allocation: dict) -> bool:
         result = await self._leads.update_one(
@@ -156,10 +221,11 @@ class LeadStore:
         )
         return bool(result.modified_count)
 
-    async def allocate_to_owner(self, lead_id: str, assignment: dict) -> bool:
+    async def allocate_to_owner(self, lead_id: str, assignment: dict, first_contact: dict | None = None) -> bool:
         result = await self._leads.update_one(
             {"_id": lead_id, "owner_id": None, "awaiting_allocation": True},
-            self._touch({"$set": {"owner_id": assignment["owner_id"], "pool": False, "awaiting_allocation": False, "assignment": assignment},
+            self._touch({"$set": {"owner_id": assignment["owner_id"], "pool": False, "awaiting_allocation": False, "assignment": assignment,
+                                  "first_contact": first_contact},
                          "$currentDate": _TOUCHED, "$inc": {"version": 1}}),
         )
         return bool(result.modified_count)
@@ -181,6 +247,16 @@ class LeadStore:
             if layer is not None else UpdateOne({"_id": lead_id}, {"$set": {"rfm": rfm}})
             for lead_id, layer, rfm in changes
         ]
+        for i in range(0, len(ops), chunk):
+            await self._leads.bulk_write(ops[i:i + chunk], ordered=False)
+
+    async def add_lifetime_value(self, lead_id: str, amount_fen: int) -> None:
+        """A payment received: the customer's lifetime value (collected to date) grows by it."""
+        await self._leads.update_one({"_id": lead_id}, {"$inc": {"lifetime_value_fen": int(amount_fen)}})
+
+    async def set_lifetime_values(self, values: list[tuple[str, int]], chunk: int = 1000) -> None:
+        """``(lead_id, fen)``: lifetime values recomputed from the contracts (rebuild-stats)."""
+        ops = [UpdateOne({"_id": lead_id}, {"$set": {"lifetime_value_fen": int(fen)}}) for lead_id, fen in values]
         for i in range(0, len(ops), chunk):
             await self._leads.bulk_write(ops[i:i + chunk], ordered=False)
 
@@ -207,6 +283,17 @@ class LeadStore:
 
     async def add_events(self, docs: list[dict], *, ordered: bool = False) -> None:
         await self._events.insert_many(docs, ordered=ordered)
+
+    async def add_events_once(self, docs: list[dict]) -> int:
+        """Events whose ``_id`` is derived from what they record: one already written (a batch
+        repeated after a crash) is skipped. Returns how many were new."""
+        try:
+            return len((await self._events.insert_many(docs, ordered=False)).inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            return exc.details.get("nInserted", len(docs) - len(errors))
 
     async def withdraw_event(self, event_id: Any) -> None:
         """An event written ahead of a change that did not happen (someone else made it first)."""

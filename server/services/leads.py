@@ -12,19 +12,22 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from server.actor import SYSTEM, Actor, scope_filter
-from server.clock import Clock
+from server.clock import Clock, as_utc
 from server.errors import ApiError, Conflict, Invalid, NotFound, VersionMismatch, detail
 from server.paging import Page, paginate
 from server.schemas.leads import LeadCreate, LeadListQuery, LeadUpdate, StageChange
 from server.security import FieldCipher, mask_phone, normalise_mainland_mobile
+from server.services import first_contact, reasons
 from server.services.audit import AuditService
 from server.services.forms import CleanAnswers
-from server.services.lead_store import LeadStore, event
+from server.services.lead_store import LeadStore, derived_event_id, event
+from server.services.notifications import notification
 from server.services.lifecycle import (
     CUSTOMER_STAGES,
     OPEN_STAGES,
@@ -36,6 +39,7 @@ from server.services.ratelimit import too_many
 from server.services.users import OwnerTally, UserService
 
 SUBMISSION_KINDS = ("created", "resubmitted")
+WINBACK_TASK_DUE = timedelta(days=1)  # the suggested win-back task is due a day after the customer came back
 # Compact list items for phones: no notes, answers or ciphertexts.
 LIST_PROJECTION = {"notes": 0, "answers": 0, "phone": 0, "recent_submits": 0, "customer_ids": 0, "cooldowns": 0}
 
@@ -74,8 +78,10 @@ class LeadService:
 
     def __init__(
         self, *, store: LeadStore, leads, lead_events, users: UserService, clock: Clock, cipher: FieldCipher, audit: AuditService,
-        tasks=None, limiter=None, reveal_limit: tuple[int, int] = (60, 3600),
+        tasks=None, limiter=None, reveal_limit: tuple[int, int] = (60, 3600), notifications=None, tz: ZoneInfo | None = None,
     ) -> None:
+        self._tz = tz or ZoneInfo("Asia/Shanghai")  # business time zone: first-contact deadlines in business hours
+        self._notifications = notifications  # NotificationService: the win-back news
         self._tasks = tasks  # TaskService: keeps the follow-up task in step with next_followup_at
         self._limiter = limiter  # RateLimiter: reveals per user, across instances
         self._reveal_limit, self._reveal_window_s = reveal_limit
@@ -179,11 +185,44 @@ class LeadService:
         recent = lead.get("recent_submits") or []  # epoch seconds of the last few submissions
         if len(recent) > limit and recent[0] > now.timestamp() - 60:
             raise too_many(timedelta(seconds=recent[0] + 60 - now.timestamp()))
+        before = None
         if lead.get("stage") == "churned":
             # A churned customer who comes back: flag for win-back, the owner decides.
-            await self._store.flag_winback(lead["_id"])
+            before = await self._store.flag_winback(lead["_id"])
             data = {**data, "winback_candidate": True}
         await self.add_event(lead["_id"], "resubmitted", None, data, event_id=submission_id, customer_id=customer_id, at=now)
+        if before is not None and not before.get("winback_candidate"):
+            await self._winback_started(before, "form", now)
+
+    # ------------------------------------------------------------ win-back (挽回)
+    async def note_return(self, lead_id: str, source: str, now: datetime) -> bool:
+        """A churned customer is back (``source``: ``form`` — they submitted a form again, or
+        ``contract`` — a new contract was drafted for them): the lead joins the win-back list
+        (``winback_candidate``) and, the first time in this churn, the owner is told and given a
+        suggested task (the team's managers are told when the owner is gone). True: newly flagged."""
+        before = await self._store.flag_winback(lead_id)
+        if before is None or before.get("winback_candidate"):
+            return False
+        await self._winback_started(before, source, now)
+        return True
+
+    async def _winback_started(self, lead: dict, source: str, now: datetime) -> None:
+        churned_at = lead.get("stage_changed_at")
+        episode = int(as_utc(churned_at).timestamp()) if isinstance(churned_at, datetime) else 0
+        key = f"winback:{lead['_id']}:{episode}"  # once per churn: a second return says nothing new
+        name = lead.get("name") or ""
+        how = {"form": "再次提交了表单", "contract": "有了新的合同"}.get(source, "回来了")
+        owner = await self._users.active_staff_id(lead["owner_id"]) if lead.get("owner_id") else None
+        recipients = [owner] if owner else (await self._users.active_managers([lead.get("team_id")])).get(str(lead.get("team_id")), [])
+        data = {"lead_id": lead["_id"], "source": source, "suggest": "winback"}
+        if self._notifications is not None and recipients:
+            await self._notifications.notify([
+                notification(user_id, "winback", f"流失客户回来了：{name}", f"{name} {how}，建议尽快挽回", f"{key}:{user_id}", data=data)
+                for user_id in recipients
+            ], now)
+        if owner and self._tasks is not None:
+            await self._tasks.create_system_task(key, kind="winback", title=f"挽回客户 {name}".strip(), lead=lead, assignee_id=owner,
+                                                 due_at=now + WINBACK_TASK_DUE, now=now, notify_kind=None, data={"source": source})
 
     async def _insert_form_lead(self, form, clean: CleanAnswers, answers, now, channel, campaign, customer_id, bidx, referrer_id=None) -> str:
         lead_id = new_lead_id()
@@ -340,6 +379,8 @@ class LeadService:
             filter_["owner_id"] = query.owner_id
         if query.layer:
             filter_["layer"] = query.layer
+        if query.winback is not None:
+            filter_["winback_candidate"] = True if query.winback else {"$ne": True}
         if query.phone:
             phone = normalise_mainland_mobile(query.phone)
             filter_["phone_bidx"] = self._cipher.blind_index(phone) if phone else "-"
@@ -351,6 +392,9 @@ class LeadService:
             filter_["owner_id"] = {"$in": []}  # a filter never widens the scope
         else:
             filter_.update(scope)
+        if query.sort == "lifetime_value":  # customers by money received to date, most first
+            filter_.setdefault("lifetime_value_fen", {"$gt": 0})
+            return await paginate(self._leads, filter_, limit=query.limit, cursor=query.cursor, sort_key="lifetime_value_fen", projection=LIST_PROJECTION)
         if query.sort == "next_followup":
             filter_.setdefault("next_followup_at", {"$ne": None})
             return await paginate(self._leads, filter_, limit=query.limit, cursor=query.cursor, sort_key="next_followup_at", descending=False, projection=LIST_PROJECTION)
@@ -383,12 +427,20 @@ class LeadService:
         return doc
 
     async def change_stage(self, actor: Actor, lead_id: str, change: StageChange) -> dict:
+        """A person moves a lead. To ``lost`` or ``churned`` the reason comes from the team's
+        catalogue (server/services/reasons.py): checked before anything is written."""
         lead = await self.get(actor, lead_id)
-        return await self.move_stage(lead, change.to, actor, reason=change.reason, expected_version=change.version)
+        coded = None
+        if change.to in reasons.CATALOGUES or change.reason_code is not None or change.reason_note is not None:
+            catalogue = (await self._users.team_settings(lead.get("team_id"))).reasons
+            coded = reasons.resolve(catalogue, change.to, change.reason_code, change.reason_note, change.reason)
+        reason = coded.pop("reason") if coded else change.reason
+        return await self.move_stage(lead, change.to, actor, reason=reason, expected_version=change.version, event_data=coded)
 
     def plan_stage(
         self, lead: dict, to: str, actor: Actor, *, reason: str | dict[str, str] | None = None,
         expected_version: int | None = None, extra: dict | None = None, at: datetime | None = None,
+        event_data: dict | None = None,
     ) -> StageMove:
         """The stage machine: checks the move and says what it changes, writing nothing. Someone
         always moves a stage: a person, or ``SYSTEM`` for jobs (never the "public" of a form
@@ -408,13 +460,15 @@ class LeadService:
             raise VersionMismatch("lead.version_mismatch")
         now = at or self._clock.now()
         changes = {"stage": to, "stage_changed_at": now, "updated_at": now, **(extra or {})}
+        if to == "won_back":
+            changes["winback_candidate"] = False  # back: off the win-back list
         if to in CUSTOMER_STAGES and not lead.get("last_activity_at"):
             # A new customer's silence (churn warnings) counts from the day they signed.
             changes["last_activity_at"] = now
         delta = 0
         if lead.get("owner_id") and (current in OPEN_STAGES) != (to in OPEN_STAGES):
             delta = +1 if to in OPEN_STAGES else -1
-        doc = event(lead["_id"], "stage_changed", actor, {"from": current, "to": to, "reason": reason}, at=now)
+        doc = event(lead["_id"], "stage_changed", actor, {"from": current, "to": to, "reason": reason, **(event_data or {})}, at=now)
         return StageMove(lead, to, changes, doc, delta)
 
     async def apply_open_deltas(self, moves: builtins.list[StageMove], at: datetime) -> None:
@@ -426,9 +480,13 @@ class LeadService:
         if tallies:
             await self._users.record_lead_changes(tallies, at)
 
-    async def move_stage(self, lead: dict, to: str, actor: Actor, *, reason: str | dict[str, str] | None = None, expected_version: int | None = None, extra: dict | None = None) -> dict:
-        """The one place stages change: checks the machine, writes atomically, records the event."""
-        move = self.plan_stage(lead, to, actor, reason=reason, expected_version=expected_version, extra=extra)
+    async def move_stage(
+        self, lead: dict, to: str, actor: Actor, *, reason: str | dict[str, str] | None = None, expected_version: int | None = None,
+        extra: dict | None = None, event_data: dict | None = None,
+    ) -> dict:
+        """The one place stages change: checks the machine, writes atomically, records the event
+        (``event_data``: more fields of the ``stage_changed`` event, e.g. a lost reason's code)."""
+        move = self.plan_stage(lead, to, actor, reason=reason, expected_version=expected_version, extra=extra, event_data=event_data)
         updated = await self.replace(lead, move.changes, {"stage": lead["stage"]})
         await self.apply_open_deltas([move], move.event["at"])
         await self._store.add_event(move.event)
@@ -459,6 +517,23 @@ class LeadService:
         lead = await self.get(actor, lead_id, {"_id": 1})
         return await paginate(self._events, {"lead_id": lead["_id"]}, limit=limit, cursor=cursor, sort_key="at")
 
+    async def note_activity(self, lead_id: str, at: datetime) -> dict | None:
+        """Something the customer did (a positive survey) counts as activity for the silence rule
+        (churn warnings): ``last_activity_at`` moves on to ``at``, never back. None: no such lead."""
+        for attempt in range(3):  # a concurrent edit of the lead: read it again and re-apply
+            lead = await self._leads.find_one({"_id": lead_id})
+            if lead is None:
+                return None
+            last = lead.get("last_activity_at")
+            if last is not None and as_utc(last) >= at:
+                return lead
+            try:
+                return await self.replace(lead, {"last_activity_at": at, "updated_at": at})
+            except VersionMismatch:
+                if attempt == 2:
+                    raise
+        return None  # pragma: no cover
+
     async def owner_changed(self, lead: dict) -> None:
         """After a lead changed hands: its follow-up task follows the new owner, or closes."""
         if self._tasks is not None:
@@ -473,8 +548,9 @@ class LeadService:
         lead = await self._store.take_from_pool(str(lead_id)[:64], actor.team_id or "-", actor.id, assignment, now)
         if lead is None:
             return None
-        if lead["stage"] not in OPEN_STAGES:
-            await self._users.adjust_open_leads(actor.id, -1)  # reserved as open, but it is a customer
+        # The slot was reserved as open; a customer gives it back. The claim reaches the owner-change listeners.
+        tally = OwnerTally(open_leads=-1 if lead["stage"] not in OPEN_STAGES else 0, scope_entries=[lead["_id"]])
+        await self._users.record_lead_changes({actor.id: tally}, now)
         await self.add_event(lead["_id"], "claimed", actor, {"owner_id": actor.id}, at=now)
         return lead
 
@@ -497,12 +573,13 @@ class LeadService:
         """A manager (own team) or admin gives the lead to someone. None: it changed hands meanwhile."""
         previous = lead.get("owner_id")
         assignment = {"owner_id": owner_id, "rule_id": None, "strategy": "manual", "reason": reason, "at": now}
-        updated = await self._store.hand_over(lead["_id"], previous, owner_id, assignment)
+        deadline = await self.first_contact_deadline(lead.get("team_id"), owner_id, lead["stage"], now)
+        updated = await self._store.hand_over(lead["_id"], previous, owner_id, assignment, deadline)
         if updated is None:
             return None
-        tallies: dict[str, OwnerTally] = {}
+        tallies: dict[str, OwnerTally] = {owner_id: OwnerTally(scope_entries=[lead["_id"]])}
         if lead["stage"] in OPEN_STAGES:
-            tallies[owner_id] = OwnerTally(open_leads=+1)
+            tallies[owner_id].open_leads += 1
             if previous:
                 tallies.setdefault(previous, OwnerTally()).open_leads -= 1
         if previous and previous != owner_id:
@@ -512,37 +589,162 @@ class LeadService:
         await self.add_event(lead["_id"], "assigned", actor, {"owner_id": owner_id, "previous_owner_id": previous, "strategy": "manual", "reason": reason}, at=now)
         return updated
 
+    async def owned_ids(self, owner_id: str, limit: int, stages: builtins.list[str] | None = None) -> builtins.list[str]:
+        """Up to ``limit`` ids of leads ``owner_id`` owns (in ``stages``, if given): a hand-over's next batch."""
+        filter_: dict[str, Any] = {"owner_id": owner_id}
+        if stages is not None:
+            filter_["stage"] = {"$in": stages}
+        return [d["_id"] for d in await self._leads.find(filter_, {"_id": 1}).limit(limit).to_list(None)]
+
+    async def hand_over_batch(
+        self, *, lead_ids: builtins.list[str], handover_id: str, previous_owner: str, owner_id: str | None, actor: Actor,
+        reason: dict[str, str], now: datetime, stamp: datetime, seq: int,
+    ) -> int:
+        """One batch of a hand-over (server/services/handover.py): the leads of ``lead_ids`` that
+        ``previous_owner`` still owns go to ``owner_id``, or to their team's pool when it is None.
+        Returns how many of them this hand-over moved.
+
+        Safe to repeat with the same ids and ``seq`` (the hand-over records a batch before it runs
+        it, and a batch cut short by a crash is run again): the move matches only leads
+        ``previous_owner`` still owns; the leads this hand-over moved are read back by the
+        ``handover_id`` in their assignment (or release); their ``assigned``/``released`` events
+        have ids derived from the hand-over and the lead, so an event already written is not
+        written twice; the owners' counts are guarded by ``seq``; the follow-up tasks follow their
+        leads (or close, in the pool) with conditional writes."""
+        if not lead_ids:
+            return 0
+        if owner_id is not None:
+            change = {"owner_id": owner_id, "rule_id": None, "strategy": "handover", "reason": reason, "at": now, "handover_id": handover_id}
+        else:
+            change = {"by": actor.id, "previous_owner_id": previous_owner, "reason": reason, "at": now, "handover_id": handover_id}
+        await self._store.hand_over_many(lead_ids, previous_owner, owner_id, change)
+        docs = await self._leads.find({"_id": {"$in": lead_ids}}, {"owner_id": 1, "stage": 1, "assignment": 1, "release": 1}).to_list(None)
+        moved = [d for d in docs if ((d.get("assignment") or {}).get("handover_id") if d.get("owner_id") else (d.get("release") or {}).get("handover_id")) == handover_id]
+        if not moved:
+            return 0
+        events: list[dict] = []
+        tallies: dict[str, OwnerTally] = {previous_owner: OwnerTally()}
+        by_owner: dict[str | None, list[str]] = {}
+        for lead in moved:
+            new_owner = lead.get("owner_id")
+            event_id = derived_event_id(f"handover:{handover_id}:{lead['_id']}", stamp)
+            if new_owner:
+                events.append(event(lead["_id"], "assigned", actor, {"owner_id": new_owner, "previous_owner_id": previous_owner, "strategy": "handover",
+                                                                    "reason": reason, "handover_id": handover_id}, at=now, event_id=event_id))
+            else:
+                events.append(event(lead["_id"], "released", actor, {"previous_owner_id": previous_owner, "reason": reason, "handover_id": handover_id},
+                                    at=now, event_id=event_id))
+            open_ = lead.get("stage") in OPEN_STAGES
+            tallies[previous_owner].open_leads -= 1 if open_ else 0
+            tallies[previous_owner].scope_exits.append(lead["_id"])
+            if new_owner:
+                tallies.setdefault(new_owner, OwnerTally()).scope_entries.append(lead["_id"])
+                tallies[new_owner].open_leads += 1 if open_ else 0
+            by_owner.setdefault(new_owner, []).append(lead["_id"])
+        await self._store.add_events_once(events)
+        await self._users.record_lead_changes(tallies, now, once=(handover_id, seq))
+        if self._tasks is not None:
+            for new_owner, ids in by_owner.items():
+                if new_owner:
+                    await self._tasks.reassign_followup_tasks(ids, new_owner)
+                else:
+                    await self._tasks.close_followup_tasks(ids)
+        return len(moved)
+
+    async def assign_many(
+        self, picks: builtins.list[tuple[dict, str, dict]], actor: Actor, bulk_id: str, now: datetime,
+    ) -> builtins.list[tuple[dict, str]]:
+        """A bulk assignment (``POST /leads/assign``): ``(lead as read, new owner, assignment)``
+        each. The leads move in one command, each only if unchanged since it was read; then, for
+        those that moved, the ``assigned`` events in one write, the owners' counts in one write, and
+        the follow-up tasks one command per new owner. Returns ``(lead, owner)`` of those moved."""
+        deadlines: dict[tuple, dict | None] = {}
+        items = []
+        for lead, owner_id, assignment in picks:
+            key = (lead.get("team_id"), owner_id, lead.get("stage") in OPEN_STAGES)
+            if key not in deadlines:
+                deadlines[key] = await self.first_contact_deadline(lead.get("team_id"), owner_id, lead.get("stage", "new"), now)
+            items.append((lead["_id"], lead.get("owner_id"), lead["version"], {**assignment, "bulk_id": bulk_id}, deadlines[key]))
+        await self._store.assign_many(items)
+        ids = [lead["_id"] for lead, _, _ in picks]
+        moved = {d["_id"] for d in await self._leads.find({"_id": {"$in": ids}, "assignment.bulk_id": bulk_id}, {"_id": 1}).to_list(None)} if ids else set()
+        done = [(lead, owner_id, assignment) for lead, owner_id, assignment in picks if lead["_id"] in moved]
+        events: builtins.list[dict] = []
+        tallies: dict[str, OwnerTally] = {}
+        by_owner: dict[str, builtins.list[str]] = {}
+        for lead, owner_id, assignment in done:
+            previous = lead.get("owner_id")
+            events.append(event(lead["_id"], "assigned", actor, {
+                "owner_id": owner_id, "previous_owner_id": previous, "rule_id": assignment.get("rule_id"), "strategy": assignment["strategy"],
+                "reason": assignment["reason"], "bulk_id": bulk_id,
+            }, at=now))
+            tallies.setdefault(owner_id, OwnerTally()).scope_entries.append(lead["_id"])
+            if lead.get("stage") in OPEN_STAGES:
+                tallies[owner_id].open_leads += 1
+                if previous:
+                    tallies.setdefault(previous, OwnerTally()).open_leads -= 1
+            if previous and previous != owner_id:
+                tallies.setdefault(previous, OwnerTally()).scope_exits.append(lead["_id"])
+            by_owner.setdefault(owner_id, []).append(lead["_id"])
+        await self.add_events(events)
+        await self._users.record_lead_changes(tallies, now)
+        if self._tasks is not None:
+            for owner_id, lead_ids in by_owner.items():
+                await self._tasks.reassign_followup_tasks(lead_ids, owner_id)
+        return [(lead, owner_id) for lead, owner_id, _ in done]
+
     async def allocate_to_pool(self, lead_id: str, reason: dict[str, str], now: datetime) -> bool:
         """An unallocated lead no rule takes goes to its team's pool; False: allocated meanwhile."""
         return await self._store.allocate_to_pool(lead_id, {"result": "pool", "reason": reason, "at": now})
 
-    async def allocate_to_owner(self, lead_id: str, assignment: dict) -> bool:
+    async def allocate_to_owner(self, lead_id: str, assignment: dict, *, team_id: str | None = None, stage: str = "new") -> bool:
         """An unallocated lead to the owner a rule picked; False: allocated meanwhile. The caller
-        writes the events and the owners' counts of its batch in one go each."""
-        return await self._store.allocate_to_owner(lead_id, assignment)
+        writes the events and the owners' counts of its batch in one go each. The owner's
+        first-contact deadline starts (``team_id``: the lead's team, whose settings give it)."""
+        deadline = await self.first_contact_deadline(team_id, assignment["owner_id"], stage, assignment["at"])
+        return await self._store.allocate_to_owner(lead_id, assignment, deadline)
 
-    async def reclaim(self, due: builtins.list[tuple[dict, str]], cooldown_days: int, now: datetime) -> builtins.list[dict]:
-        """Leads nobody worked go back to their team's pool (the reclaim sweep). Each is one write
-        guarded by the version read, so a lead touched meanwhile stays; the events, the previous
-        owners' counts and scope exits, and the follow-up tasks are one write each. Returns the
-        leads reclaimed, as read."""
-        done: list[tuple[dict, str]] = []
-        tallies: dict[str, OwnerTally] = {}
+    async def reclaim(self, due: builtins.list[tuple[dict, str]], cooldown_days: int | dict[str, int], now: datetime) -> builtins.list[dict]:
+        """Leads nobody worked go back to their team's pool (the reclaim sweep, and the first-contact
+        deadline's last step). One write for all, each lead guarded by the owner and version read, so
+        a lead touched meanwhile stays; the events, the previous owners' counts and scope exits, and
+        the follow-up tasks are one write each. ``cooldown_days``: for all, or per team id. Returns
+        the leads reclaimed, as read."""
+        items = []
         for lead, reason in due:
             owner = lead["owner_id"]
-            cooldowns = {**(lead.get("cooldowns") or {}), owner: now + timedelta(days=cooldown_days)}
+            days = cooldown_days if isinstance(cooldown_days, int) else cooldown_days.get(str(lead.get("team_id") or ""), 0)
+            cooldowns = {**(lead.get("cooldowns") or {}), owner: now + timedelta(days=days)}
             release = {"by": "system", "previous_owner_id": owner, "reason": reason, "at": now}
-            if await self._store.reclaim(lead["_id"], owner, lead["version"], release, cooldowns):
-                done.append((lead, reason))
-                tally = tallies.setdefault(owner, OwnerTally())
-                tally.open_leads -= 1
-                tally.scope_exits.append(lead["_id"])
+            items.append((lead["_id"], owner, lead["version"], release, cooldowns))
+        moved = set(await self._store.reclaim(items))
+        done = [(lead, reason) for lead, reason in due if lead["_id"] in moved]
+        tallies: dict[str, OwnerTally] = {}
+        for lead, _ in done:
+            tally = tallies.setdefault(lead["owner_id"], OwnerTally())
+            tally.open_leads -= 1
+            tally.scope_exits.append(lead["_id"])
         if done:
             await self.add_events([event(lead["_id"], "reclaimed", SYSTEM, {"previous_owner_id": lead["owner_id"], "reason": reason}, at=now) for lead, reason in done])
             await self._users.record_lead_changes(tallies, now)
             if self._tasks is not None:
                 await self._tasks.close_followup_tasks([lead["_id"] for lead, _ in done])
         return [lead for lead, _ in done]
+
+    # ------------------------------------------------------------ the first-contact deadline (server/services/first_contact.py)
+    async def first_contact_deadline(self, team_id: str | None, owner_id: str, stage: str, now: datetime) -> dict | None:
+        """The deadline of a lead just assigned to ``owner_id`` (None: not in an open stage, or the
+        team has every step off). Team settings are cached: usually no command."""
+        if stage not in OPEN_STAGES:
+            return None
+        return first_contact.deadline(await self._users.team_settings(team_id), owner_id, now, self._tz)
+
+    async def advance_first_contact(self, steps: builtins.list[tuple[str, int, str, dict | None]]) -> None:
+        await self._store.advance_first_contact(steps)
+
+    async def add_events_once(self, docs: builtins.list[dict]) -> int:
+        """Events with ids derived from what they record (``derived_event_id``): one already there is skipped."""
+        return await self._store.add_events_once(docs) if docs else 0
 
     # ------------------------------------------------------------ bulk writes of other services' work
     async def insert_imported(self, docs: builtins.list[dict]) -> None:
@@ -557,6 +759,15 @@ class LeadService:
         """The daily RFM scores: ``(lead_id, new layer or None, rfm)``."""
         if changes:
             await self._store.record_rfm(changes)
+
+    async def add_lifetime_value(self, lead_id: str, amount_fen: int) -> None:
+        """Money received from the customer (a payment): ``lifetime_value_fen`` grows by it."""
+        if amount_fen:
+            await self._store.add_lifetime_value(lead_id, amount_fen)
+
+    async def set_lifetime_values(self, values: builtins.list[tuple[str, int]]) -> None:
+        if values:
+            await self._store.set_lifetime_values(values)
 
     async def upgrade_activity_order(self) -> int:
         """Start-up upgrade: leads from before ``updated_ms`` get it (lists sort on it)."""

@@ -34,6 +34,7 @@ import re
 import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
+from collections.abc import Awaitable, Callable
 
 from pymongo import ReturnDocument
 
@@ -42,6 +43,7 @@ from config.wechat_templates import keyword_type, load_templates
 from server.actor import Actor
 from server.clock import Clock, as_utc
 from server.ids import maybe_oid
+from server.schemas.team_settings import TeamSettingsBook
 from server.services.notifications import NotificationService
 from server.services.wechat import WechatCallError, WechatClient
 
@@ -142,7 +144,9 @@ def templates_for(settings: Settings) -> dict[str, dict[str, Any]]:
 class OutboxService:
     def __init__(
         self, *, subscriptions, notifications_view, users_view, notifications: NotificationService, clock: Clock, settings: Settings, wechat: WechatClient,
+        settings_book: Callable[[], Awaitable[TeamSettingsBook]],
     ) -> None:
+        self._settings_book = settings_book  # UserService.settings_book: each recipient's team's quiet hours, once per run
         self._col = notifications_view  # read-only: what is due; claims and outcomes are NotificationService's writes
         self._notifications = notifications
         self._users = users_view
@@ -167,9 +171,9 @@ class OutboxService:
         return {"template_id": template_id, "remaining": int((doc or {}).get("remaining", 0))}
 
     # ------------------------------------------------------------ quiet hours
-    def quiet_until(self, now: datetime) -> datetime | None:
-        """The end of the quiet window ``now`` falls in (UTC), or None outside it."""
-        window = self._settings.quiet_hours
+    def quiet_until(self, now: datetime, window: str) -> datetime | None:
+        """The end of the quiet ``window`` (``HH:MM-HH:MM`` in business time, the recipient's team's
+        ``reminders.quiet_hours``) that ``now`` falls in (UTC), or None outside it (or no window)."""
         if not window:
             return None
         start_s, end_s = window.split("-")
@@ -194,16 +198,18 @@ class OutboxService:
                 {"delivery.state": "pending", "delivery.next_attempt_at": {"$lte": now}},
                 {"delivery.state": "sending", "delivery.claim_until": {"$lte": now}},
             ]},
-            {"user_id": 1, "kind": 1, "title": 1, "body": 1, "data": 1, "urgent": 1, "created_at": 1, "delivery": 1},
+            {"user_id": 1, "kind": 1, "title": 1, "body": 1, "data": 1, "urgent": 1, "created_at": 1, "delivery": 1, "dedupe_key": 1},
         ).limit(limit).to_list(None)
-        counts = {"candidates": len(candidates), "sent": 0, "retry": 0, "failed": 0, "in_app_only": 0, "deferred": 0, "lost_claim": 0}
+        counts = {"candidates": len(candidates), "sent": 0, "retry": 0, "failed": 0, "in_app_only": 0, "deferred": 0, "lost_claim": 0, "rerouted": 0}
         if not candidates:
             return counts
         oids = [oid for oid in {maybe_oid(n["user_id"]) for n in candidates} if oid is not None]
-        users = {str(u["_id"]): u for u in await self._users.find({"_id": {"$in": oids}}, {"openid": 1, "active": 1}).to_list(None)} if oids else {}
+        users = {str(u["_id"]): u for u in await self._users.find({"_id": {"$in": oids}}, {"openid": 1, "active": 1, "role": 1, "team_id": 1}).to_list(None)} if oids else {}
+        book = await self._settings_book()
         for item in candidates:
+            user = users.get(item["user_id"])
             try:
-                outcome = await self._deliver_one(item, users.get(item["user_id"]), now)
+                outcome = await self._deliver_one(item, user, now, book.of((user or {}).get("team_id")).reminders.quiet_hours)
             except Exception:  # one bad message must not stop the batch; its claim expires and it is retried
                 log.exception("outbox delivery failed", extra={"notification_id": str(item["_id"])})
                 outcome = "retry"
@@ -224,11 +230,16 @@ class OutboxService:
         final = {k: v for k, v in delivery.items() if k not in ("claim", "claim_owner", "claim_until")}
         await self._notifications.finish_delivery(item_id, token, final)
 
-    async def _deliver_one(self, item: dict, user: dict | None, now: datetime) -> str:
+    async def _deliver_one(self, item: dict, user: dict | None, now: datetime, quiet_hours: str) -> str:
         claim = await self._claim(item, now)
         if claim is None:
             return "lost_claim"  # another worker has it
         token, d = claim
+        if user is not None and self._notifications.needs_new_recipient(user):
+            # Addressed to someone who left: it goes to whoever now answers for it, never to them.
+            to = await self._notifications.reroute(item, user, now)
+            await self._finish(item["_id"], token, {**d, "state": "rerouted", "to": to})
+            return "rerouted"
         template = self.templates.get(item["kind"])
         if template is None or not template.get("template_id"):
             await self._finish(item["_id"], token, {**d, "state": "in_app_only", "reason": "no_template"})
@@ -236,7 +247,7 @@ class OutboxService:
         if user is None or not user.get("openid") or not user.get("active", True):
             await self._finish(item["_id"], token, {**d, "state": "in_app_only", "reason": "no_openid"})
             return "in_app_only"
-        morning = None if item.get("urgent") else self.quiet_until(now)
+        morning = None if item.get("urgent") else self.quiet_until(now, quiet_hours)
         if morning is not None:
             await self._finish(item["_id"], token, {**d, "state": "pending", "next_attempt_at": morning, "deferred": "quiet_hours"})
             return "deferred"
@@ -272,7 +283,7 @@ class OutboxService:
         sources = {"title": item.get("title"), "body": item.get("body"), "created_at": item.get("created_at"), **data}
         values = {key: {"value": cut_value(key, sources.get(source), self._settings.tz, item.get("created_at"))}
                   for source, key in (template.get("fields") or {}).items()}
-        target = data.get("task_id") or data.get("lead_id") or data.get("contract_id")
+        target = data.get("survey_id") or data.get("ticket_id") or data.get("task_id") or data.get("lead_id") or data.get("contract_id")
         page = template.get("page")
         if page and target:
             page = f"{page}?id={target}"

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from collections.abc import Awaitable, Callable
 
 from server.clock import Clock
+from server.schemas.team_settings import TeamSettingsBook
 from server.schemas.users import PoolSettings, ReclaimSettings
 from server.services.leads import LeadService
 from server.services.lifecycle import OPEN_STAGES
 from server.services.notifications import NotificationService, notification
 
-_FIELDS = {"owner_id": 1, "stage": 1, "level": 1, "locked": 1, "touched_at": 1, "assignment": 1, "cooldowns": 1, "version": 1, "name": 1, "team_id": 1}
+_FIELDS = {"owner_id": 1, "stage": 1, "level": 1, "layer": 1, "locked": 1, "touched_at": 1, "assignment": 1, "cooldowns": 1, "version": 1, "name": 1, "team_id": 1}
 
 
 class ReclaimService:
-    def __init__(self, *, teams_view, leads_view, clock: Clock, leads: LeadService, notifications: NotificationService) -> None:
+    def __init__(self, *, teams_view, leads_view, clock: Clock, leads: LeadService, notifications: NotificationService,
+                 settings_book: Callable[[], Awaitable[TeamSettingsBook]]) -> None:
+        self._settings_book = settings_book  # UserService.settings_book: whether the RFM layer drives reclaim, per team, once per run
         self._teams = teams_view  # read-only: teams' reclaim rules and leads to look at; the writes are LeadService's
         self._leads_col = leads_view
         self._clock = clock
@@ -33,15 +37,19 @@ class ReclaimService:
 
     async def run(self, now: datetime) -> dict:
         stats = {"reclaimed": 0, "warned": 0, "skipped_changed": 0}
+        book = await self._settings_book()
         async for team in self._teams.find({"active": True}, {"reclaim": 1, "pool": 1}):
             rules = ReclaimSettings.model_validate(team.get("reclaim") or {})
             if not rules.enabled:
                 continue
             pool = PoolSettings.model_validate(team.get("pool") or {})
-            await self._team(str(team["_id"]), rules, pool, now, stats)
+            by_layer = book.of(team["_id"]).rfm.drives_reclaim
+            await self._team(str(team["_id"]), rules, pool, now, stats, by_layer)
         return stats
 
-    async def _team(self, team_id: str, rules: ReclaimSettings, pool: PoolSettings, now: datetime, stats: dict) -> None:
+    async def _team(self, team_id: str, rules: ReclaimSettings, pool: PoolSettings, now: datetime, stats: dict, by_layer: bool = False) -> None:
+        """``by_layer`` (the team's ``rfm.drives_reclaim``): the days per level are looked up by the
+        lead's RFM ``layer`` instead of its hand-set ``level`` (a lead with no layer yet: its level)."""
         shortest = min([rules.no_followup_days, *rules.no_followup_days_by_level.values()])
         horizon = now - timedelta(days=max(shortest - rules.warn_days_before, 0))
         due: dict[str, tuple[dict, str]] = {}
@@ -49,7 +57,7 @@ class ReclaimService:
         async for lead in self._leads_col.find({"team_id": team_id, "touched_at": {"$lt": horizon}}, _FIELDS):
             if not _reclaimable(lead):
                 continue
-            level: Any = lead.get("level") or ""  # as stored; a level with no rule of its own takes the default
+            level: Any = (by_layer and lead.get("layer")) or lead.get("level") or ""  # as stored; one with no rule of its own takes the default
             days = rules.no_followup_days_by_level.get(level, rules.no_followup_days)
             idle = now - lead["touched_at"]
             if idle >= timedelta(days=days):

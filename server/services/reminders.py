@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from collections.abc import Awaitable, Callable
 
 from config.settings import Settings
 from server.actor import SYSTEM
 from server.clock import Clock, as_utc
 from server.errors import ApiError
+from server.schemas.team_settings import TeamSettings, TeamSettingsBook
 from server.services.leads import LeadService
 from server.services.lifecycle import allowed_targets
 from server.services.notifications import NotificationService, notification
@@ -30,7 +32,9 @@ CHURN_BATCH = 1000
 
 
 class ReminderService:
-    def __init__(self, *, users_view, leads_view, clock: Clock, settings: Settings, tasks: TaskService, leads: LeadService, notifications: NotificationService) -> None:
+    def __init__(self, *, users_view, leads_view, clock: Clock, settings: Settings, tasks: TaskService, leads: LeadService, notifications: NotificationService,
+                 settings_book: Callable[[], Awaitable[TeamSettingsBook]]) -> None:
+        self._settings_book = settings_book  # UserService.settings_book: every team's churn days, once per run
         self._users = users_view  # read-only: managers to tell, leads to look at; stage moves are LeadService's
         self._leads_col = leads_view
         self._clock = clock
@@ -105,26 +109,36 @@ class ReminderService:
         return {"tasks": len(due), "notified": notified, "flagged": flagged}
 
     # ------------------------------------------------------------ churn
-    def churn_threshold(self, level: str | None) -> int:
-        return self._settings.churn_days_by_level.get(level or "", self._settings.churn_days)
+    @staticmethod
+    def churn_threshold(lead: dict, team: TeamSettings) -> int:
+        """The lead's churn days by its team's settings: by RFM ``layer`` when the team's
+        ``rfm.drives_churn`` is set and the layer has days of its own, else by hand-set ``level``,
+        else the team's ``churn.days``."""
+        churn = team.churn
+        layer = lead.get("layer")
+        if team.rfm.drives_churn and layer in churn.days_by_layer:
+            return churn.days_by_layer[layer]
+        level = lead.get("level")
+        return churn.days_by_level[level] if level in churn.days_by_level else churn.days
 
     async def churn_warnings(self, now: datetime) -> dict:
-        """Customers silent past a warning threshold are warned about; past their level's churn
-        threshold they move to ``at_risk`` (a ``stage_changed`` event) and the owner is told."""
-        s = self._settings
-        all_days = [d for d in [*s.churn_warning_days, s.churn_days, *s.churn_days_by_level.values()] if d > 0]
-        shortest = min(all_days)
+        """Customers silent past a warning threshold of their team are warned about; past their
+        churn threshold (``churn_threshold``) they move to ``at_risk`` (a ``stage_changed`` event)
+        and the owner is told. Every team's settings are read once per run."""
+        book = await self._settings_book()
+        shortest = min(d for t in book.all() for d in [*t.churn.warning_days, t.churn.days, *t.churn.days_by_level.values(), *t.churn.days_by_layer.values()])
         leads = await self._leads_col.find(
             {"stage": {"$in": list(CHURN_STAGES)}, "last_activity_at": {"$lte": now - timedelta(days=shortest)}},
-            {"name": 1, "stage": 1, "owner_id": 1, "team_id": 1, "level": 1, "last_activity_at": 1, "version": 1},
+            {"name": 1, "stage": 1, "owner_id": 1, "team_id": 1, "level": 1, "layer": 1, "last_activity_at": 1, "version": 1},
         ).limit(CHURN_BATCH).to_list(None)
         items: list[dict[str, Any]] = []
         churning: list[tuple[dict, str, dict]] = []  # (lead, key, data) past their level's threshold
         for lead in leads:
             last = as_utc(lead["last_activity_at"])
             silent = now - last
-            threshold = self.churn_threshold(lead.get("level"))
-            crossed = sorted(d for d in [*s.churn_warning_days, threshold] if d <= threshold and silent >= timedelta(days=d))
+            team = book.of(lead.get("team_id"))
+            threshold = self.churn_threshold(lead, team)
+            crossed = sorted(d for d in [*team.churn.warning_days, threshold] if d <= threshold and silent >= timedelta(days=d))
             if not crossed:
                 continue
             days = crossed[-1]  # only the highest threshold crossed: no burst of stale warnings

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from pymongo import ReplaceOne
 
@@ -17,9 +18,11 @@ from server.actor import Actor
 from server.clock import Clock
 from server.errors import Forbidden, Invalid, NotFound, detail
 from server.ids import maybe_oid
+from server.schemas.team_settings import TeamSettings, effective_team_settings
+from server.services import reasons
 from server.services.leads import LeadService
 from server.services.lifecycle import CUSTOMER_STAGES, STAGES, TRANSITIONS
-from server.services.stats import FRT_BUCKETS_MIN, REP_FIELDS, StatsService, business_day
+from server.services.stats import FRT_BUCKETS_MIN, MONEY_GROUPS, REP_FIELDS, StatsService, business_day, key_part, money_key
 
 MAX_RANGE_DAYS = 366
 FUNNEL_PATH = ("new", "contacted", "qualified", "customer")
@@ -52,7 +55,8 @@ def median_from_histogram(hist: list[int]) -> int | None:
 
 
 class ReportService:
-    def __init__(self, *, teams_view, users_view, tasks_view, stats_rfm_view, clock: Clock, settings, stats: StatsService) -> None:
+    def __init__(self, *, teams_view, users_view, tasks_view, stats_rfm_view, clock: Clock, settings, stats: StatsService, team_settings=None) -> None:
+        self._team_settings = team_settings or _default_settings(settings)  # UserService.team_settings: a team's reason catalogues
         self._clock = clock
         self._settings = settings
         self._stats = stats
@@ -119,7 +123,14 @@ class ReportService:
             "created": created, "conversions": entered["customer"], "conversion_rate": _rate(entered["customer"], created),
             "stages": stages, "moves": moves,
             "path": [m for m in moves if (m["from"], m["to"]) in zip(FUNNEL_PATH, FUNNEL_PATH[1:])],
+            "lost_reasons": await self._reasons(team, "lost", period),
         }
+
+    async def _reasons(self, team: str, stage: str, period: dict[str, int]) -> list[dict]:
+        """Moves into ``stage`` in the period by reason code, labelled from the team's catalogue
+        (all teams: the default catalogue; a code no catalogue lists is labelled by itself)."""
+        catalogue = (await self._team_settings(None if team == "*" else team)).reasons
+        return reasons.counted(catalogue, stage, period)
 
     # ---------------------------------------------------------------- reps
     async def reps(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:
@@ -165,14 +176,85 @@ class ReportService:
             "churned": churned,
             "won_back": period.get("entered__won_back", 0),
             "churn_rate": _rate(churned, customers_at_start),
+            "churn_reasons": await self._reasons(team, "churned", period),
+        }
+
+    # ---------------------------------------------------------------- revenue
+    async def revenue(self, actor: Actor, start: date, end: date, team_id: str | None, group_by: str) -> dict:
+        """Signed, collected, outstanding and overdue money per group (docs/reports.md "Revenue"):
+        the period's money counters (three running-total documents), the receivables now (one
+        ``stats_money`` document) and the names of the group's people or teams."""
+        check_range(start, end)
+        if group_by not in REVENUE_GROUPS:
+            raise Invalid("report.bad_group_by", details=[detail("group_by", "enum", text="group_by_values", values=", ".join(REVENUE_GROUPS))])
+        team = await self.team_scope(actor, team_id)
+        period, _ = await self._stats.totals(team, start, end)
+        money_now = await self._stats.money_now(team)
+        receivables = {row[0]: (int(row[1]), int(row[2])) for row in (money_now.get("receivables") or {}).get(group_by, [])}
+        names: dict[str, str | None] = {}
+        values: list[str] = []
+        if group_by == "team" and team != "*":
+            values = [team]
+            total = money_now.get("total") or [0, 0]
+            receivables = {team: (int(total[0]), int(total[1]))}
+        elif group_by == "team":
+            teams = await self._teams.find({}, {"name": 1}).to_list(None)
+            names = {str(t["_id"]): t.get("name") for t in teams}
+            values = sorted(names)
+        elif group_by == "rep":
+            user_filter: dict[str, Any] = {"role": {"$in": ["rep", "manager"]}}
+            if team != "*":
+                user_filter = {"team_id": team, **user_filter}
+            people = await self._users.find(user_filter, {"name": 1}).to_list(None)
+            names = {str(p["_id"]): p.get("name") for p in people}
+            values = sorted(names)
+        elif group_by == "month":
+            month, last = start.isoformat()[:7], end.isoformat()[:7]
+            while month <= last:
+                values.append(month)
+                month = _next_month(month)
+            receivables = {m: v for m, v in receivables.items() if m in values}
+        seen = _money_values(period, group_by) if not (group_by == "team" and team != "*") else set()
+        if group_by != "month":
+            values += sorted((seen | set(receivables)) - set(values))
+        total_now = money_now.get("total") or [0, 0]
+        items = []
+        for value in values:
+            row = _money_row(period, group_by if not (group_by == "team" and team != "*") else None, value)
+            row.update(outstanding_fen=receivables.get(value, (0, 0))[0], overdue_fen=receivables.get(value, (0, 0))[1])
+            items.append({"key": None if value == "-" else value, "name": names.get(value), **row})
+        totals = {**_money_row(period, None, None), "outstanding_fen": int(total_now[0]), "overdue_fen": int(total_now[1])}
+        return {"team_id": None if team == "*" else team, "from": start, "to": end, "group_by": group_by,
+                "money_counted_at": money_now.get("computed_at"), "totals": totals, "items": items}
+
+    # ---------------------------------------------------------------- retention
+    async def retention(self, actor: Actor, start: date, end: date, team_id: str | None) -> dict:
+        team, period, _now_pop, at_start = await self._stage_window(actor, start, end, team_id)
+        money_now = await self._stats.money_now(team)
+        customers_at_start = sum(at_start[s] for s in CUSTOMER_STAGES)
+        ending, renewed = int(period.get("rv__ending_n", 0)), int(period.get("rv__ending_renewed_n", 0))
+        repurchases = int(period.get("rv__repurchase_n", 0))
+        first, last = start.isoformat()[:7], end.isoformat()[:7]
+        cohorts = []
+        for month, size, active in money_now.get("cohorts") or []:
+            if first <= month <= last:
+                cohorts.append({"month": month, "customers": int(size), "active": [int(a) for a in active],
+                                "retention": [_rate(int(a), int(size)) for a in active]})
+        return {
+            "team_id": None if team == "*" else team, "from": start, "to": end,
+            "contracts_ending": ending, "renewed": renewed, "renewal_rate": _rate(renewed, ending),
+            "repurchases": repurchases, "customers_at_start": customers_at_start, "repurchase_rate": _rate(repurchases, customers_at_start),
+            "churned": int(period.get("entered__churned", 0)), "won_back": int(period.get("entered__won_back", 0)),
+            "cohorts": cohorts, "cohorts_counted_at": money_now.get("computed_at"),
         }
 
     # ---------------------------------------------------------------- RFM
-    def thresholds(self) -> dict:
-        s = self._settings
+    async def thresholds(self, team: str | None) -> dict:
+        """The RFM thresholds of a team (its settings' ``rfm`` group), or the defaults (``*``, ``-``)."""
+        rfm = (await self._team_settings(None if team in (None, "*", "-") else team)).rfm
         return {
-            "recency_days": list(s.rfm_recency_days), "frequency": list(s.rfm_frequency),
-            "monetary_fen": list(s.rfm_monetary_fen), "layer_scores": dict(s.rfm_layer_scores), "window_days": 365,
+            "recency_days": list(rfm.recency_days), "frequency": list(rfm.frequency), "monetary_fen": list(rfm.monetary_fen),
+            "layer_scores": dict(rfm.layer_scores), "window_days": rfm.window_days,
         }
 
     async def rfm(self, actor: Actor, team_id: str | None) -> dict:
@@ -183,8 +265,42 @@ class ReportService:
             "team_id": None if team == "*" else team,
             "computed_on": doc.get("computed_on"),
             "counts": {k: int(counts.get(k, 0)) for k in ("A", "B", "C")},
-            "thresholds": self.thresholds(),
+            "thresholds": await self.thresholds(team),
         }
+
+
+REVENUE_GROUPS = ("rep", "team", "source", "channel", "campaign", "month")
+MONEY_FIELDS = {"signed_count": "signed_n", "signed_fen": "signed_fen", "new_count": "new_n", "new_fen": "new_fen",
+                "renewal_count": "renewal_n", "renewal_fen": "renewal_fen", "repurchase_count": "repurchase_n",
+                "repurchase_fen": "repurchase_fen", "collected_fen": "collected_fen", "payments": "payments_n"}
+
+
+def _money_row(period: dict[str, int], group: str | None, value: str | None) -> dict[str, int]:
+    if group is None:
+        return {out: int(period.get(money_key(None, metric=m), 0)) for out, m in MONEY_FIELDS.items()}
+    return {out: int(period.get(f"rv_{MONEY_GROUPS[group]}__{key_part(value) if value != '-' else '-'}__{m}", 0)) for out, m in MONEY_FIELDS.items()}
+
+
+def _money_values(period: dict[str, int], group: str) -> set[str]:
+    """The group's values with money counters in the period (decoded; ``-`` for none)."""
+    prefix = f"rv_{MONEY_GROUPS[group]}__"
+    out = set()
+    for key, n in period.items():
+        if key.startswith(prefix) and n:
+            value = key[len(prefix):].split("__", 1)[0]
+            out.add("-" if value == "-" else unquote(value))
+    return out
+
+
+def _next_month(month: str) -> str:
+    y, m = int(month[:4]), int(month[5:7])
+    return f"{y + m // 12:04d}-{m % 12 + 1:02d}"
+
+
+def _default_settings(settings):
+    async def defaults(team_id: str | None) -> TeamSettings:
+        return effective_team_settings(settings, None)
+    return defaults
 
 
 def score_rfm(recency_days: int | None, frequency: int, monetary_fen: int, t: dict) -> tuple[int, str]:
@@ -197,9 +313,17 @@ def score_rfm(recency_days: int | None, frequency: int, monetary_fen: int, t: di
 
 
 class RfmService:
-    """The daily ``rfm_layers`` job: score every lead with signed contracts and write ``layer``."""
+    """The daily ``rfm_layers`` job: score every customer (a lead with a signed contract) from
+    money received and real activity, by its team's thresholds, and write ``layer``.
 
-    def __init__(self, *, stats_rfm, contracts_view, leads_view, leads: LeadService, reports: ReportService) -> None:
+    **Recency**: days since the latest of its payments received, the start of a signed contract
+    (up to today) and its last follow-up (``last_activity_at``). **Frequency** and **monetary**:
+    the number and the total of payments received in the team's window (``rfm.window_days``).
+    A long contract paid in instalments therefore stays recent and valuable while money comes in,
+    however long ago it was signed.
+    """
+
+    def __init__(self, *, stats_rfm, contracts_view, leads_view, leads: LeadService, reports: ReportService, team_settings=None) -> None:
         self._contracts = contracts_view  # read-only: contracts and leads are scored; LeadService writes the layers
         self._leads = leads_view
         self._lead_service = leads
@@ -207,38 +331,37 @@ class RfmService:
         self._reports = reports
 
     async def compute(self, now: datetime) -> dict:
-        t = self._reports.thresholds()
-        today = date.fromisoformat(business_day(now, self._reports.tz))
-        cutoff = (today - timedelta(days=t["window_days"])).isoformat()
-        recent = await self._contracts.find({"status": {"$in": ["active", "ended"]}, "start_date": {"$gte": cutoff}}, {"lead_id": 1, "amount_fen": 1, "start_date": 1}).to_list(None)
-        active = await self._contracts.find({"status": "active"}, {"lead_id": 1, "start_date": 1}).to_list(None)
-        facts: dict[str, dict] = {}
-        for c in recent:
-            if c.get("start_date", "") > today.isoformat():
-                continue
-            f = facts.setdefault(c["lead_id"], {"frequency": 0, "monetary_fen": 0, "latest": None})
-            f["frequency"] += 1
-            f["monetary_fen"] += int(c.get("amount_fen") or 0)
-        for c in active:
-            if c.get("start_date", "") > today.isoformat():
-                continue
-            f = facts.setdefault(c["lead_id"], {"frequency": 0, "monetary_fen": 0, "latest": None})
-            if f["latest"] is None or c["start_date"] > f["latest"]:
-                f["latest"] = c["start_date"]
-        layered = await self._leads.find({"layer": {"$in": ["A", "B", "C"]}}, {"layer": 1, "team_id": 1, "rfm": 1}).to_list(None)
+        tz = self._reports.tz
+        today = date.fromisoformat(business_day(now, tz))
+        facts: dict[str, dict] = {}  # lead → latest contract start, payments [(day, fen)]
+        async for c in self._contracts.find({"status": {"$in": ["active", "ended"]}}, {"lead_id": 1, "start_date": 1, "payments": 1}):
+            f = facts.setdefault(c["lead_id"], {"latest": None, "payments": []})
+            start = c.get("start_date") or ""
+            if start and start <= today.isoformat() and (f["latest"] is None or start > f["latest"]):
+                f["latest"] = start
+            for p in c.get("payments") or []:
+                received = p.get("received_at")
+                if isinstance(received, datetime):
+                    f["payments"].append((business_day(received, tz), int(p.get("amount_fen") or 0)))
+        fields = {"layer": 1, "team_id": 1, "rfm": 1, "last_activity_at": 1}
+        layered = await self._leads.find({"layer": {"$in": ["A", "B", "C"]}}, fields).to_list(None)
         known = {d["_id"]: d for d in layered}
         missing = [i for i in facts if i not in known]
         for i in range(0, len(missing), 5000):
-            for d in await self._leads.find({"_id": {"$in": missing[i:i + 5000]}}, {"layer": 1, "team_id": 1, "rfm": 1}).to_list(None):
+            for d in await self._leads.find({"_id": {"$in": missing[i:i + 5000]}}, fields).to_list(None):
                 known[d["_id"]] = d
+        by_team: dict[str, dict] = {}
         ops: list[tuple[str, str | None, dict]] = []
         counts: dict[str, dict[str, int]] = {}
         for lead_id, lead in known.items():
-            f = facts.get(lead_id, {"frequency": 0, "monetary_fen": 0, "latest": None})
-            recency = (today - date.fromisoformat(f["latest"])).days if f["latest"] else None
-            score, layer = score_rfm(recency, f["frequency"], f["monetary_fen"], t)
-            rfm = {"recency_days": recency, "frequency": f["frequency"], "monetary_fen": f["monetary_fen"], "score": score}
-            for key in (lead.get("team_id") or "-", "*"):
+            team = lead.get("team_id") or "-"
+            if team not in by_team:
+                by_team[team] = await self._reports.thresholds(team)
+            t = by_team[team]
+            rfm = rfm_facts(facts.get(lead_id, {"latest": None, "payments": []}), lead.get("last_activity_at"), today, t["window_days"], tz)
+            score, layer = score_rfm(rfm["recency_days"], rfm["frequency"], rfm["monetary_fen"], t)
+            rfm["score"] = score
+            for key in (team, "*"):
                 counts.setdefault(key, {"A": 0, "B": 0, "C": 0})[layer] += 1
             if lead.get("layer") != layer:
                 ops.append((lead_id, layer, rfm))
@@ -246,13 +369,25 @@ class RfmService:
                 ops.append((lead_id, None, rfm))
         await self._lead_service.record_rfm(ops)
         counts.setdefault("*", {"A": 0, "B": 0, "C": 0})
-        summaries = [
-            ReplaceOne({"_id": key}, {"_id": key, "counts": c, "computed_on": today.isoformat(), "computed_at": now, "thresholds": t}, upsert=True)
-            for key, c in counts.items()
-        ]
+        summaries = []
+        for key, c in counts.items():
+            t = by_team.get(key) or await self._reports.thresholds(key)
+            summaries.append(ReplaceOne({"_id": key}, {"_id": key, "counts": c, "computed_on": today.isoformat(), "computed_at": now, "thresholds": t}, upsert=True))
         await self._rfm.bulk_write(summaries, ordered=False)
         stale = await self._rfm.find({}, {"_id": 1}).to_list(None)
         gone = [d["_id"] for d in stale if d["_id"] not in counts]
         if gone:
             await self._rfm.delete_many({"_id": {"$in": gone}})
         return {"scored": len(known), "changed": len(ops), "teams": len(counts) - 1}
+
+
+def rfm_facts(facts: dict, last_activity: datetime | None, today: date, window_days: int, tz) -> dict:
+    """Pure: recency (days since the latest payment, contract start or follow-up; None: none of
+    them), and frequency / monetary of the payments received in the window ending today."""
+    cutoff = (today - timedelta(days=window_days)).isoformat()
+    paid = [(day, fen) for day, fen in facts["payments"] if cutoff < day <= today.isoformat()]
+    moments = [d for d in (facts.get("latest"), *(day for day, _ in facts["payments"] if day <= today.isoformat())) if d]
+    if isinstance(last_activity, datetime):
+        moments.append(min(business_day(last_activity, tz), today.isoformat()))
+    recency = (today - date.fromisoformat(max(moments))).days if moments else None
+    return {"recency_days": recency, "frequency": len(paid), "monetary_fen": sum(fen for _, fen in paid)}

@@ -8,12 +8,19 @@ events that carry no ``fold`` marker, in batches, and turns them into counters:
   (day in the business time zone). One document for each day from the scope's first event to its
   last (days without events are copies), and ``"{scope}:head"`` with the totals up to the last day
   and ``first``/``last``. Team counters have plain names (``created``, ``entered__customer``,
-  ``moves__qualified__customer``), per-rep ones ``{rep}__{field}`` (``REP_FIELDS``). Names are flat:
+  ``moves__qualified__customer``, per reason of a lost lead or a churned customer
+  ``lost_reason__price`` / ``churn_reason__service``), per-rep ones ``{rep}__{field}`` (``REP_FIELDS``). Names are flat:
   nx-27017 stores a dotted ``$inc`` of an upserted document as a literal key
   (docs/mongodb-compat.md). Any period is the difference of two documents, so every report reads
   at most three of them whatever the length of the period, the number of reps or of leads
   (per-day documents made a 30-day company reps report read 3,000 documents, and a funnel for a
   period a year back every day since).
+- Money in the same documents (``MONEY_KINDS``: ``contract_signed``, ``payment_recorded``,
+  ``contract_ended``): ``rv__{metric}`` per scope and ``rv_{group}__{value}__{metric}`` per rep,
+  source, channel, campaign, month (and team, company scope only); values percent-encoded by
+  ``key_part``. Payments count on ``received_at``'s day, endings on ``end_date``'s day.
+- ``stats_money``: per scope, outstanding and overdue money now and the customer cohorts, replaced
+  whole by the ``count_money`` job (``count_money``).
 - ``stats_current``: ``_id = "{team}:{stage}"`` and ``"*:{stage}"``: leads in each stage now.
 - ``stats_leads``: the fold's memory per lead (team, owner, stage, when it was assigned and
   whether it was answered), so owners at the time and first-response times cross batches.
@@ -39,6 +46,7 @@ Exactly once, crash-safe, in four steps that can each be repeated:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -60,9 +68,39 @@ log = logging.getLogger("mpcrm.stats")
 # Per-rep counters kept as running totals in ``stats_cum`` (what the reps report shows).
 REP_FIELDS = frozenset(("received", "created", "followups", "visits", "entered__customer", "frt_n",
                         *(f"frt__{i}" for i in range(len(FRT_BUCKETS_MIN) + 1))))
+# Money (docs/reports.md "Revenue"): signed contracts, payments received and contracts ending, kept
+# as ``rv__{metric}`` per scope and ``rv_{group}__{value}__{metric}`` per group value.
+MONEY_KINDS = ("contract_signed", "payment_recorded", "contract_ended")
+SALES = ("new", "renewal", "repurchase")
+MONEY_GROUPS = {"rep": "rep", "source": "src", "channel": "ch", "campaign": "cp", "month": "mo", "team": "team"}
 OWNER_KINDS = ("assigned", "claimed")
 RELEASE_KINDS = ("released", "reclaimed")
 SEQ_ID = "fold_seq"
+# Moves into these stages are also counted per reason code: ``lost_reason__{code}``, ``churn_reason__{code}``.
+REASON_COUNTERS = {"lost": "lost_reason__", "churned": "churn_reason__"}
+_REASON_CODE = re.compile(r"^[a-z0-9_]{1,32}$")  # the catalogue's code pattern: a counter name stays flat and short
+
+
+# After-sale service (docs/reports.md "Service"): ticket and survey events, counted per team as
+# ``svc_{field}`` and per handler (the ticket's assignee at the time) as ``{handler}__svc_{field}``.
+SERVICE_KINDS = ("ticket_opened", "ticket_assigned", "ticket_replied", "ticket_resolved", "ticket_reopened", "ticket_closed", "ticket_breached", "survey_answered")
+# Resolution time (opened → resolved): histogram bucket upper bounds in hours, the last bucket slower.
+RES_BUCKETS_H = (1, 2, 4, 8, 16, 24, 48, 72, 120, 168, 336, 720)
+BREACH_KINDS = ("first_response", "resolution")
+
+
+def bucket_of(value: float, bounds: tuple) -> int:
+    for i, bound in enumerate(bounds):
+        if value <= bound:
+            return i
+    return len(bounds)
+
+
+def _count(value) -> float | None:
+    """A non-negative number from an event's data, else None (a bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < 0:
+        return None
+    return value
 
 
 def business_day(at: datetime, tz: ZoneInfo) -> str:
@@ -76,6 +114,37 @@ def frt_bucket(minutes: float) -> int:
         if minutes <= bound:
             return i
     return len(FRT_BUCKETS_MIN)
+
+
+def key_part(value) -> str:
+    """A group value as part of a flat counter name: ``%``, ``.``, ``_``, ``$`` and control
+    characters percent-encoded (so ``__`` only separates), none as ``-``."""
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    if text == "-":
+        return "%2D"
+    return "".join(f"%{ord(c):02X}" if c in "%._$" or ord(c) < 32 else c for c in text)
+
+
+def money_key(group: str | None, value=None, metric: str = "") -> str:
+    """``rv__{metric}`` (the scope's total) or ``rv_{prefix}__{value}__{metric}``."""
+    return f"rv__{metric}" if group is None else f"rv_{MONEY_GROUPS[group]}__{key_part(value)}__{metric}"
+
+
+def month_of(day: str) -> str:
+    return day[:7]
+
+
+def _as_datetime(value) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _epoch(at: datetime) -> float:
@@ -135,8 +204,101 @@ class Fold:
         self.states[lead_id] = state
         return state
 
+    def money(self, team: str, day: str, groups: dict[str, object], metrics: dict[str, int]) -> None:
+        """Money counters of one event on ``day``: the scope's totals and each group value's (the
+        ``team`` group only in the company scope, where it tells the teams apart)."""
+        for scope in (team, "*"):
+            by_field = self.cum.setdefault(scope, {}).setdefault(day, {})
+            for metric, n in metrics.items():
+                if not n:
+                    continue
+                keys = [money_key(None, metric=metric)]
+                keys += [money_key(g, v, metric) for g, v in groups.items() if g != "team" or scope == "*"]
+                for key in keys:
+                    by_field[key] = by_field.get(key, 0) + n
+
+    def apply_money(self, event: dict) -> None:
+        kind = event["kind"]
+        data = event.get("data") or {}
+        team = data.get("team_id") or "-"
+        groups = {"rep": data.get("owner_id"), "source": data.get("source"), "channel": data.get("channel"), "campaign": data.get("campaign"), "team": team}
+        if kind == "contract_signed":
+            day = business_day(event["at"], self.tz)
+            sale = data.get("sale") if data.get("sale") in SALES else "new"
+            amount = int(data.get("amount_fen") or 0)
+            self.money(team, day, {**groups, "month": month_of(day)}, {"signed_n": 1, "signed_fen": amount, f"{sale}_n": 1, f"{sale}_fen": amount})
+            if data.get("renews_ended_on"):  # renewed after the old contract had ended: counted on its end day
+                self.money(team, data["renews_ended_on"], {}, {"ending_renewed_n": 1})
+        elif kind == "payment_recorded":
+            received = _as_datetime(data.get("received_at")) or event["at"]
+            day = business_day(received, self.tz)
+            self.money(team, day, {**groups, "month": month_of(day)}, {"collected_fen": int(data.get("amount_fen") or 0), "payments_n": 1})
+        elif kind == "contract_ended" and data.get("end_date"):
+            self.money(team, data["end_date"], {}, {"ending_n": 1, "ending_renewed_n": 1 if data.get("renewed") else 0})
+
+    def service_bump(self, team: str, handler, day: str, field: str, n: int = 1) -> None:
+        """``svc_{field}`` for the team and the company, and ``{handler}__svc_{field}`` when known."""
+        keys = [f"svc_{field}"] + ([f"{handler}__svc_{field}"] if isinstance(handler, str) and handler and handler != "-" else [])
+        for scope in (team, "*"):
+            by_field = self.cum.setdefault(scope, {}).setdefault(day, {})
+            for key in keys:
+                by_field[key] = by_field.get(key, 0) + n
+
+    def apply_service(self, event: dict) -> None:
+        """Ticket and survey events: counted under the lead's team (as the fold knows it, or as the
+        lead is), never changing the lead's state."""
+        kind = event["kind"]
+        data = event.get("data") or {}
+        lead_id = event["lead_id"]
+        team = (self.states.get(lead_id) or self.leads.get(lead_id) or {}).get("team_id") or "-"
+        day = business_day(event["at"], self.tz)
+        handler = data.get("assignee_id")
+        if kind == "ticket_opened":
+            self.service_bump(team, None, day, "opened")
+        elif kind == "ticket_assigned":
+            self.service_bump(team, handler, day, "assigned")
+        elif kind == "ticket_replied":
+            seconds = _count(data.get("first_response_s"))
+            if data.get("first_response") is True and seconds is not None:
+                who = handler or event.get("actor_id")
+                self.service_bump(team, who, day, "frt_n")
+                self.service_bump(team, who, day, f"frt__{frt_bucket(seconds / 60)}")
+        elif kind == "ticket_resolved":
+            self.service_bump(team, handler, day, "resolved")
+            seconds = _count(data.get("resolution_s"))
+            if seconds is not None:
+                self.service_bump(team, handler, day, "res_n")
+                self.service_bump(team, handler, day, f"res__{bucket_of(seconds / 3600, RES_BUCKETS_H)}")
+            if data.get("breached_first_response") is True or data.get("breached_resolution") is True:
+                self.service_bump(team, handler, day, "resolved_breached")
+        elif kind == "ticket_breached":
+            if data.get("which") in BREACH_KINDS:
+                self.service_bump(team, handler, day, f"breach__{data['which']}")
+        elif kind == "ticket_reopened":
+            self.service_bump(team, None, day, "reopened")
+        elif kind == "ticket_closed":
+            self.service_bump(team, None, day, "closed")
+        elif kind == "survey_answered":
+            who = data.get("handler_id")
+            csat, nps = data.get("csat"), data.get("nps")
+            if isinstance(csat, int) and not isinstance(csat, bool) and 1 <= csat <= 5:
+                self.service_bump(team, who, day, "csat_n")
+                self.service_bump(team, who, day, "csat_sum", csat)
+            if isinstance(nps, int) and not isinstance(nps, bool) and 0 <= nps <= 10:
+                self.service_bump(team, who, day, "nps_n")
+                if nps >= 9:
+                    self.service_bump(team, who, day, "nps_pro")
+                elif nps <= 6:
+                    self.service_bump(team, who, day, "nps_det")
+
     def apply(self, event: dict) -> None:
         kind = event.get("kind")
+        if kind in MONEY_KINDS:
+            self.apply_money(event)
+            return
+        if kind in SERVICE_KINDS:
+            self.apply_service(event)
+            return
         if kind not in ("created", "stage_changed", "followup", *OWNER_KINDS, *RELEASE_KINDS):
             return
         state = self._state(event)
@@ -172,6 +334,12 @@ class Fold:
                 self.population(team, src, -1)
             self.population(team, dst, +1)
             state["stage"] = dst
+            if dst in REASON_COUNTERS:
+                # Per-reason running totals (server/services/reasons.py); a move from before the
+                # catalogue carried free text only, and counts as "other", as an old client's does.
+                code = data.get("reason_code")
+                code = code if isinstance(code, str) and _REASON_CODE.match(code) else "other"
+                self.bump(team, rep, day, f"{REASON_COUNTERS[dst]}{code}")
         elif kind == "followup":
             author = event.get("actor_id") or state["owner_id"] or "-"
             self.bump(team, author, day, "followups")
@@ -253,7 +421,10 @@ class StatsService:
     def __init__(
         self, *, stats_current, stats_cum, stats_overdue, stats_leads, stats_batches, stats_counters,
         lead_events_view, leads_view, tasks_view, leads: LeadService, clock: Clock, tz: ZoneInfo, batch_size: int = 500,
+        stats_money=None, contracts_view=None,
     ) -> None:
+        self._money = stats_money
+        self._contracts = contracts_view
         self._events = lead_events_view  # read-only: the fold reads the timeline; its marks are written by LeadService
         self._leads = leads_view
         self._lead_service = leads
@@ -396,7 +567,93 @@ class StatsService:
         ids = [e["_id"] for e in events]
         for chunk in _chunks(ids, 5000):
             await self._lead_service.mark_events_folded(chunk, f"rebuild:{seq}")
-        return {"events": len(events), "leads": len(leads), "current_docs": len(current), "cum_docs": len(cum)}
+        ltv = await self.rebuild_lifetime_values() if self._contracts is not None else 0
+        return {"events": len(events), "leads": len(leads), "current_docs": len(current), "cum_docs": len(cum), "lifetime_values": ltv}
+
+    async def rebuild_lifetime_values(self) -> int:
+        """Every lead's ``lifetime_value_fen`` recomputed from the payments on its contracts (the
+        payment path adds each payment as it is recorded; this corrects a crash between the two)."""
+        values: dict[str, int] = {}
+        async for c in self._contracts.find({"status": {"$in": ["active", "ended"]}}, {"lead_id": 1, "payments": 1}):
+            paid = sum(int(p.get("amount_fen") or 0) for p in c.get("payments") or [])
+            if paid:
+                values[c["lead_id"]] = values.get(c["lead_id"], 0) + paid
+        stale = [d["_id"] for d in await self._leads.find({"lifetime_value_fen": {"$gt": 0}}, {"_id": 1}).to_list(None) if d["_id"] not in values]
+        await self._lead_service.set_lifetime_values([*values.items(), *((i, 0) for i in stale)])
+        return len(values)
+
+    # ---------------------------------------------------------------- money now: receivables and cohorts
+    async def count_money(self, now: datetime, horizon_months: int = 12) -> dict:
+        """The ``count_money`` job: per team (and ``*``), what is outstanding and overdue now on
+        signed contracts (per rep, source, channel, campaign, month signed and team), and the
+        monthly customer cohorts (by the month of a customer's first contract: how many still had
+        a contract running 0…12 months later). One document per scope in ``stats_money``, replaced
+        whole each run, so the revenue and retention reports read one document for them."""
+        today = date.fromisoformat(business_day(now, self.tz))
+        this_month = today.isoformat()[:7]
+        contracts = await self._contracts.find(
+            {"status": {"$in": ["active", "ended"]}},
+            {"lead_id": 1, "team_id": 1, "owner_id": 1, "amount_fen": 1, "payment_plan": 1, "start_date": 1, "end_date": 1, "activated_at": 1},
+        ).to_list(None)
+        lead_ids = sorted({c["lead_id"] for c in contracts})
+        sources: dict[str, dict] = {}
+        for chunk in _chunks(lead_ids, 5000):
+            for d in await self._leads.find({"_id": {"$in": chunk}}, {"source": 1}).to_list(None):
+                sources[d["_id"]] = d.get("source") or {}
+        recv: dict[str, dict[str, dict[str, list[int]]]] = {}
+        totals: dict[str, list[int]] = {}
+        spans: dict[str, list[tuple[str, str, str]]] = {}  # lead → (start, end, team)
+        for c in contracts:
+            team = c.get("team_id") or "-"
+            plan = c.get("payment_plan") or []
+            paid = sum(int(i.get("paid_fen") or 0) for i in plan)
+            outstanding = max(0, int(c.get("amount_fen") or 0) - paid)
+            overdue = sum(int(i["amount_fen"]) - int(i.get("paid_fen") or 0) for i in plan if i["due_date"] < today.isoformat())
+            spans.setdefault(c["lead_id"], []).append((c.get("start_date") or "", c.get("end_date") or "", team))
+            if not outstanding:
+                continue
+            src = sources.get(c["lead_id"], {})
+            signed = _as_datetime(c.get("activated_at"))
+            groups = {
+                "rep": c.get("owner_id") or "-", "team": team, "source": src.get("kind") or "-", "channel": src.get("channel") or "-",
+                "campaign": src.get("campaign") or "-", "month": business_day(signed, self.tz)[:7] if signed else (c.get("start_date") or "")[:7] or "-",
+            }
+            for scope in (team, "*"):
+                t = totals.setdefault(scope, [0, 0])
+                t[0] += outstanding
+                t[1] += overdue
+                for g, v in groups.items():
+                    row = recv.setdefault(scope, {}).setdefault(g, {}).setdefault(str(v), [0, 0])
+                    row[0] += outstanding
+                    row[1] += overdue
+        cohorts: dict[str, dict[str, list]] = {}
+        for runs in spans.values():
+            runs = sorted(r for r in runs if r[0])
+            if not runs:
+                continue
+            first = runs[0][0][:7]
+            team = runs[0][2]
+            months = min(horizon_months, _months_between(first, this_month))
+            active = [int(any(s[:7] <= m and e[:7] >= m for s, e, _ in runs)) for m in (_add_months(first, n) for n in range(months + 1))]
+            for scope in (team, "*"):
+                size, counts = cohorts.setdefault(scope, {}).setdefault(first, [0, [0] * (horizon_months + 1)])
+                cohorts[scope][first][0] = size + 1
+                for n, a in enumerate(active):
+                    counts[n] += a
+        scopes = {"*", *totals, *cohorts}
+        docs = []
+        for scope in sorted(scopes):
+            docs.append({
+                "_id": scope, "computed_at": now, "today": today.isoformat(),
+                "total": totals.get(scope, [0, 0]),
+                "receivables": {g: sorted([v, *row] for v, row in values.items()) for g, values in recv.get(scope, {}).items()},
+                "cohorts": [[month, size, active[:_months_between(month, this_month) + 1]] for month, (size, active) in sorted(cohorts.get(scope, {}).items())],
+            })
+        await _replace_all(self._money, docs)
+        return {"contracts": len(contracts), "teams": len(scopes) - 1}
+
+    async def money_now(self, scope: str) -> dict:
+        return await self._money.find_one({"_id": scope}) or {}
 
     # ---------------------------------------------------------------- reading (reports)
     async def cum_heads(self, deltas: dict) -> dict[str, dict]:
@@ -426,6 +683,29 @@ class StatsService:
 
         low = at(before)
         return _minus(at(after), low), _minus(head, low)
+
+    async def period_totals(self, scopes: list[str], start: date, end: date) -> dict[str, dict[str, int]]:
+        """``totals(scope, start, end)[0]`` for several scopes in one read (at most three documents
+        each, by ``_id``): the service report's teams."""
+        before, after = (start - timedelta(days=1)).isoformat(), end.isoformat()
+        ids = [f"{scope}:{d}" for scope in scopes for d in ("head", before, after)]
+        docs = {d["_id"]: d for d in await self._cum.find({"_id": {"$in": ids}}).to_list(None)} if ids else {}
+        out: dict[str, dict[str, int]] = {}
+        for scope in scopes:
+            head = docs.get(f"{scope}:head")
+            if head is None:
+                out[scope] = {}
+                continue
+
+            def at(day: str, head: dict = head, scope: str = scope) -> dict:
+                if day >= head["last"]:
+                    return head
+                if day < head["first"]:
+                    return {}
+                return docs.get(f"{scope}:{day}") or {}
+
+            out[scope] = _minus(at(after), at(before))
+        return out
 
     # ---------------------------------------------------------------- overdue tasks
     async def count_overdue(self, now: datetime) -> dict:
@@ -477,9 +757,19 @@ async def _replace_all(collection, docs: list[dict]) -> None:
         await collection.delete_many({"_id": {"$in": chunk}})
 
 
+def _months_between(a: str, b: str) -> int:
+    """Whole months from month ``a`` to month ``b`` (``YYYY-MM``); 0 when b is not later."""
+    return max(0, (int(b[:4]) - int(a[:4])) * 12 + int(b[5:7]) - int(a[5:7]))
+
+
+def _add_months(month: str, n: int) -> str:
+    y, m = divmod(int(month[:4]) * 12 + int(month[5:7]) - 1 + n, 12)
+    return f"{y:04d}-{m + 1:02d}"
+
+
 def _chunks(items: list, size: int) -> Iterable[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
 
 
-__all__ = ["FRT_BUCKETS_MIN", "REP_FIELDS", "Fold", "StatsService", "business_day", "cum_plan", "frt_bucket"]
+__all__ = ["FRT_BUCKETS_MIN", "RES_BUCKETS_H", "SERVICE_KINDS", "bucket_of", "MONEY_GROUPS", "REP_FIELDS", "SALES", "Fold", "StatsService", "business_day", "cum_plan", "frt_bucket", "key_part", "money_key"]

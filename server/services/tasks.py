@@ -18,7 +18,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from config.settings import Settings
 from server.actor import Actor, scope_filter
@@ -238,6 +238,91 @@ class TaskService:
                 {"_id": {"$in": [followup_task_id(i) for i in lead_ids]}, "status": "open"},
                 {"$set": {"status": "done", "reminders": {"next_at": None}}, "$currentDate": {"completed_at": True, "updated_at": True}, "$inc": {"version": 1}},
             )
+
+    # ------------------------------------------------------------ tasks the system gives
+    async def create_system_task(
+        self, task_id: str, *, kind: str, title: str, lead: dict, assignee_id: str, due_at: datetime, now: datetime | None = None,
+        notify_kind: str | None = "task_assigned", data: dict | None = None,
+    ) -> bool:
+        """A task the system gives a lead's owner (a churn signal, a return visit), under an id the
+        caller derives from its cause, so the same cause never gives a second task (a retry, or a
+        second instance, finds the first: False). The assignee is told, once."""
+        now = now or self._clock.now()
+        doc: dict[str, Any] = {
+            "_id": task_id, "kind": kind, "title": title[:100], "lead_id": lead["_id"], "assignee_id": assignee_id,
+            "team_id": lead.get("team_id"), "status": "open", "due_at": due_at, "remind_at": None, "completed_at": None,
+            "version": 1, "created_by": "system", "created_at": now, "updated_at": now, **({"data": data} if data else {}),
+        }
+        doc["reminders"] = {"next_at": self.first_check(doc, now)}
+        try:
+            await self._col.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        if notify_kind and self._notifications is not None:
+            await self._notifications.notify([notification(
+                assignee_id, notify_kind, f"新待办：{doc['title']}", "系统为你安排了待办", f"task:{task_id}:assigned",
+                data={"task_id": task_id, "lead_id": lead["_id"], "due_at": due_at.isoformat()},
+            )], now)
+        return True
+
+    # ------------------------------------------------------------ return visits (回访)
+    async def ensure_tasks(self, docs: builtins.list[dict], now: datetime) -> int:
+        """System tasks whose ``_id`` is their dedupe key (``return_visit:<contract>:<rung>``): each
+        is created once, ever, however often (or on however many instances) a job offers it.
+        Returns how many were new."""
+        if not docs:
+            return 0
+        full = []
+        for d in docs:
+            doc = {"remind_at": None, "completed_at": None, "version": 1, "created_by": "system", "created_at": now, "updated_at": now, "status": "open", **d}
+            doc["reminders"] = {"next_at": self.first_check(doc, now)}
+            full.append(doc)
+        try:
+            result = await self._col.insert_many(full, ordered=False)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nInserted", 0))
+
+    async def open_return_visit(self, lead_id: str, task_id: str) -> dict | None:
+        """The lead's open return-visit task ``task_id``, if that is what it is."""
+        return await self._col.find_one({"_id": str(task_id)[:120], "lead_id": lead_id, "kind": "return_visit", "status": "open"})
+
+    async def complete_return_visits(self, lead_id: str, followup_id: str, task_id: str | None = None) -> int:
+        """A return visit was recorded: its task (or, none named, the lead's open return-visit tasks)
+        is done, linked to the follow-up. One command."""
+        filter_: dict[str, Any] = {"lead_id": lead_id, "kind": "return_visit", "status": "open"}
+        if task_id:
+            filter_["_id"] = task_id
+        result = await self._col.update_many(filter_, {
+            "$set": {"status": "done", "followup_id": followup_id, "reminders": {"next_at": None}},
+            "$currentDate": {"completed_at": True, "updated_at": True}, "$inc": {"version": 1},
+        })
+        return result.modified_count
+
+    async def reassign_followup_tasks(self, lead_ids: builtins.list[str], owner_id: str) -> None:
+        """The open follow-up tasks of leads that changed hands in bulk (a hand-over) follow the new
+        owner, in one command."""
+        if lead_ids:
+            await self._col.update_many(
+                {"_id": {"$in": [followup_task_id(i) for i in lead_ids]}, "status": "open"},
+                {"$set": {"assignee_id": owner_id}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
+            )
+
+    async def hand_over(self, from_user_id: str, to_user_id: str, to_team_id: str | None, limit: int) -> int:
+        """Up to ``limit`` open tasks of ``from_user_id`` (not follow-ups: they follow their lead) go
+        to ``to_user_id``, whose team they join. Idempotent: a task moved is no longer the old
+        assignee's. Returns how many moved."""
+        ids = [t["_id"] for t in await self._col.find(
+            {"assignee_id": from_user_id, "status": "open", "kind": {"$ne": "followup"}}, {"_id": 1}).limit(limit).to_list(None)]
+        if not ids:
+            return 0
+        result = await self._col.update_many(
+            {"_id": {"$in": ids}, "assignee_id": from_user_id, "status": "open"},
+            {"$set": {"assignee_id": to_user_id, **({"team_id": to_team_id} if to_team_id else {})}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
+        )
+        return result.modified_count
 
     # ------------------------------------------------------------ for the reminder job
     async def due_for_reminders(self, now: datetime, limit: int) -> builtins.list[dict]:

@@ -7,16 +7,22 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
 
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument, UpdateMany, UpdateOne
+from pydantic import ValidationError
 from pymongo.errors import DuplicateKeyError
 
 from server.actor import STAFF_ROLES, Actor, require_role
 from server.clock import Clock
-from server.errors import Conflict, Invalid, NotFound, Unauthorized, VersionMismatch, detail
+from server.errors import Conflict, Invalid, NotFound, Unauthorized, VersionMismatch, detail, validation_details
 from server.ids import maybe_oid, parse_oid
 from server.paging import Page, paginate
+from config.settings import Settings
+from server.schemas.team_settings import (
+    TeamSettings, TeamSettingsBook, apply_settings_patch, effective_team_settings, stored_groups,
+)
 from server.schemas.users import PoolSettings, TeamCreate, TeamUpdate, UserCreate, UserListQuery, UserUpdate
 from server.security import Passwords, token_hash
 from server.services.audit import AuditService
@@ -40,16 +46,31 @@ def scope_exit_update(lead_ids: list[str], at: datetime) -> dict:
     return {"$push": {"scope_exits": {"$each": [f"{stamp}:{lead_id}" for lead_id in lead_ids], "$slice": -SCOPE_EXITS_KEPT}}}
 
 
+def owner_moves(tallies: dict[str, OwnerTally]) -> dict[str, str | None]:
+    """Who owns each lead that changed hands in one report: the user it entered, or None (the pool)
+    for a lead that left someone's scope and entered nobody's."""
+    moves: dict[str, str | None] = {}
+    for tally in tallies.values():
+        for lead_id in tally.scope_exits:
+            moves.setdefault(lead_id, None)
+    for user_id, tally in tallies.items():
+        for lead_id in tally.scope_entries:
+            moves[lead_id] = user_id
+    return moves
+
+
 @dataclass
 class OwnerTally:
     """What happened to one user's leads, written as one update of their document: the change of
     their ``open_leads`` counter, leads allocated to them on a business day, leads that left their
-    scope (offline sync drops those)."""
+    scope (offline sync drops those) and leads that entered it (for the owner-change listeners)."""
 
     open_leads: int = 0
     assigned: int = 0
     assigned_on: str | None = None
     scope_exits: list[str] = field(default_factory=list)
+    # Leads that became this user's (nothing on their document: the owner-change listeners hear it).
+    scope_entries: list[str] = field(default_factory=list)
 
     def update(self, at: datetime) -> dict:
         inc: dict[str, int] = {}
@@ -78,6 +99,7 @@ class UserService:
     def __init__(
         self, *, users, teams, bind_codes, sessions: SessionStore, clock: Clock, passwords: Passwords, audit: AuditService, bind_code_ttl_s: int,
         auth_cache_ttl_s: float = 1.0,
+        settings: Settings | None = None,
     ) -> None:
         self._recent = RecentUsers(auth_cache_ttl_s)  # what request authentication read, ≤ 1 s
         self._users = users
@@ -89,6 +111,9 @@ class UserService:
         self._audit = audit
         self._bind_ttl = timedelta(seconds=bind_code_ttl_s)
         self._pool_cache: dict[str, tuple[float, dict]] = {}
+        self._settings = settings or Settings()
+        self._settings_cache: dict[str, tuple[float, TeamSettings]] = {}
+        self._owner_listeners: list[Callable[[dict[str, str | None], datetime], Awaitable[None]]] = []
 
     # ------------------------------------------------------------ reads used by auth
     async def by_id(self, user_id: str) -> dict | None:
@@ -119,6 +144,15 @@ class UserService:
             return None
         doc = await self._users.find_one({"_id": oid, "active": True, "role": {"$in": list(STAFF_ROLES)}}, projection={"_id": 1})
         return str(doc["_id"]) if doc else None
+
+    async def active_managers(self, team_ids: Iterable[str | None]) -> dict[str, list[str]]:
+        """The ids of the active managers of each team, in one read (teams with none are absent)."""
+        found: dict[str, list[str]] = {}
+        ids = sorted({t for t in team_ids if t})
+        if ids:
+            for d in await self._users.find({"team_id": {"$in": ids}, "role": "manager", "active": True}, {"team_id": 1}).to_list(None):
+                found.setdefault(str(d["team_id"]), []).append(str(d["_id"]))
+        return found
 
     # ------------------------------------------------------------ writes asked for by auth
     async def customer_for(self, openid: str, now: datetime) -> dict | None:
@@ -187,14 +221,48 @@ class UserService:
         nothing extra for it; see ``scope_exit_update``."""
         await self.record_lead_changes({user_id: OwnerTally(scope_exits=[lead_id])}, at)
 
-    async def record_lead_changes(self, tallies: dict[str, OwnerTally], at: datetime) -> None:
-        """The one place ``open_leads`` (and the allocation and scope-exit records beside it) change:
-        one update for one user, one bulk write for a sweep's many."""
-        updates = [({"_id": oid}, update) for uid, tally in tallies.items() if (oid := maybe_oid(uid)) is not None and (update := tally.update(at))]
+    @staticmethod
+    def owner_follow_ops(moves: dict[str, str | None], field: str) -> list[UpdateMany]:
+        """For a listener of ``on_lead_owner_change`` that keeps a copy of the lead's owner for
+        scoping (``field``): the updates that set it to each lead's new owner on every document
+        with that ``lead_id``; the owner of those documents applies them in one ``bulk_write``."""
+        by_owner: dict[str | None, list[str]] = {}
+        for lead_id, owner in moves.items():
+            by_owner.setdefault(owner, []).append(lead_id)
+        return [UpdateMany({"lead_id": {"$in": ids}, field: {"$ne": owner}}, {"$set": {field: owner}}) for owner, ids in by_owner.items()]
+
+    def on_lead_owner_change(self, listener: Callable[[dict[str, str | None], datetime], Awaitable[None]]) -> None:
+        """``listener(moves, at)`` hears of every lead that changed hands (``{lead_id: new owner id,
+        or None for the pool}``), once per report of ``record_lead_changes`` — one call for a
+        sweep's or a bulk assignment's many. The ticket service keeps its scope in step this way."""
+        self._owner_listeners.append(listener)
+
+    async def record_lead_changes(self, tallies: dict[str, OwnerTally], at: datetime, *, once: tuple[str, int] | None = None) -> None:
+        """The one place ``open_leads`` (and the allocation and scope-exit records beside it) change,
+        and where every change of a lead's owner is reported (``scope_exits`` of the previous owner,
+        ``scope_entries`` of the new one, in the same call): one update for one user, one bulk write
+        for a sweep's many; then the owner-change listeners hear of the moves.
+
+        ``once = (key, seq)`` applies the changes at most once per user for that key and sequence
+        number (a batch of a hand-over repeated after a crash): each user keeps ``tallied.<key>``,
+        the last sequence applied, and the update matches only below it. The listeners hear of a
+        repeated batch again (what they write is idempotent)."""
+        def guarded(oid: ObjectId, update: dict) -> tuple[dict, dict]:
+            if once is None:
+                return {"_id": oid}, update
+            field_ = f"tallied.{once[0]}"
+            # One $and: beside a top-level $or nx-27017 drops the `_id` condition (docs/mongodb-compat.md).
+            return ({"$and": [{"_id": oid}, {"$or": [{field_: {"$exists": False}}, {field_: {"$lt": once[1]}}]}]},
+                    {**update, "$set": {**update.get("$set", {}), field_: once[1]}})
+
+        updates = [guarded(oid, update) for uid, tally in tallies.items() if (oid := maybe_oid(uid)) is not None and (update := tally.update(at))]
         if len(updates) == 1:
             await self._users.update_one(*updates[0])
         elif updates:
             await self._users.bulk_write([UpdateOne(f, u) for f, u in updates], ordered=False)
+        moves = owner_moves(tallies) if self._owner_listeners else {}
+        for listener in self._owner_listeners if moves else ():
+            await listener(moves, at)
 
     async def reserve_claim(self, actor: Actor, today: str, limit: int) -> dict:
         """One atomic update on the rep: still active with this token, under capacity, under today's
@@ -252,6 +320,7 @@ class UserService:
             "tags": sorted(set(data.tags)),
             "capacity": data.capacity,
             "finance": data.finance,
+            "service": data.service,
             "active": data.active,
             "token_version": 1,
             "open_leads": 0,
@@ -362,6 +431,24 @@ class UserService:
         self._pool_cache[team_id or ""] = (now + _POOL_CACHE_S, settings)
         return settings
 
+    async def team_settings(self, team_id: str | None) -> TeamSettings:
+        """A team's effective settings (server/schemas/team_settings.py): the defaults with what the
+        team stored over them; no team (or an unknown one) gets the defaults. Cached like the pool
+        rules: an admin's change reaches another instance within ``_POOL_CACHE_S``."""
+        now = time.monotonic()
+        cached = self._settings_cache.get(team_id or "")
+        if cached and cached[0] > now:
+            return cached[1]
+        oid = maybe_oid(team_id) if team_id else None
+        team = await self._teams.find_one({"_id": oid}, {"settings": 1}) if oid is not None else None
+        value = effective_team_settings(self._settings, (team or {}).get("settings"))
+        self._settings_cache[team_id or ""] = (now + _POOL_CACHE_S, value)
+        return value
+
+    def forget_team_settings(self, team_id: str) -> None:
+        self._settings_cache.pop(team_id, None)
+        self._pool_cache.pop(team_id, None)
+
     # ------------------------------------------------------------ teams
     async def create_team(self, actor: Actor, data: TeamCreate) -> dict:
         require_role(actor, "admin")
@@ -411,6 +498,79 @@ class UserService:
         await self._audit.record(actor, "team.update", target_type="team", target_id=str(oid), details={"fields": sorted(changes)})
         return doc
 
+    # ------------------------------------------------------------ team settings (团队设置)
+    async def get_team_settings(self, actor: Actor, team_id: str) -> dict:
+        """Admins read any team's settings, a manager their own team's (read-only)."""
+        team = await self.get_team(actor, team_id)
+        return self._settings_view(team)
+
+    async def update_team_settings(self, actor: Actor, team_id: str, patch: Any, version: int) -> dict:
+        """Any subset of groups, inside a group any subset of fields; a group set to null goes back
+        to its defaults. The whole result is validated (the order checks of every group changed,
+        named approvers) before the one version-guarded write: a 4xx means nothing was written.
+        This instance sees the change at once; others within ``_POOL_CACHE_S`` (their cache)."""
+        require_role(actor, "admin")
+        oid = parse_oid(team_id, "team.not_found")
+        team = await self._teams.find_one({"_id": oid})
+        if team is None:
+            raise NotFound("team.not_found")
+        if team["version"] != version:
+            raise VersionMismatch("team.version_mismatch")
+        changes = patch.changes()
+        try:
+            after, effective = apply_settings_patch(self._settings, team.get("settings"), changes)
+        except ValidationError as exc:
+            raise Invalid("team.settings_invalid", details=validation_details(exc)) from None
+        if changes.get("approval") is not None:
+            await self._check_approvers(effective)
+        before = effective_team_settings(self._settings, team.get("settings")).model_dump(mode="json")
+        update: dict[str, Any] = {"$currentDate": {"updated_at": True}, "$inc": {"version": 1}}
+        sets = {f"settings.{g}": after[g] for g, fields in changes.items() if fields is not None}
+        unsets = {f"settings.{g}": "" for g, fields in changes.items() if fields is None}
+        if sets:
+            update["$set"] = sets
+        if unsets:
+            update["$unset"] = unsets
+        doc = await self._teams.find_one_and_update({"_id": oid, "version": version}, update, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            await self._raise_missing_or_stale(self._teams, oid, "team")
+        self.forget_team_settings(str(oid))
+        await self._audit.record(actor, "team.settings", target_type="team", target_id=str(oid),
+                                 details=_settings_diff(before, effective.model_dump(mode="json"), changes))
+        return self._settings_view(doc, effective)
+
+    async def settings_book(self) -> TeamSettingsBook:
+        """Every team's effective settings in one read, for a job that handles many teams: its
+        commands do not grow with the teams or their leads."""
+        teams = await self._teams.find({}, {"settings": 1}).to_list(None)
+        return TeamSettingsBook(
+            effective_team_settings(self._settings, None),
+            {str(t["_id"]): effective_team_settings(self._settings, t["settings"]) for t in teams if stored_groups(t.get("settings"))},
+        )
+
+    def _settings_view(self, team: dict, effective: TeamSettings | None = None) -> dict:
+        stored = stored_groups(team.get("settings"))
+        return {
+            "team_id": str(team["_id"]), "version": team["version"], "updated_at": team.get("updated_at"),
+            "customized": sorted(stored), "customized_fields": {g: sorted(v) for g, v in sorted(stored.items())},
+            "settings": effective or effective_team_settings(self._settings, team.get("settings")),
+        }
+
+    async def _check_approvers(self, effective: TeamSettings) -> None:
+        """Every user an approval step names is an active manager or admin (by id or username)."""
+        named = [(f"approval.tiers.{t}.steps.{s}.users.{u}", ref) for t, tier in enumerate(effective.approval.tiers)
+                 for s, step in enumerate(tier.steps) for u, ref in enumerate(step.users)]
+        if not named:
+            return
+        refs = sorted({ref for _, ref in named})
+        oids = [o for o in (maybe_oid(r) for r in refs) if o is not None]
+        ors: list[dict] = [{"username": {"$in": refs}}] + ([{"_id": {"$in": oids}}] if oids else [])
+        found = await self._users.find({"$or": ors}, {"username": 1, "role": 1, "active": 1}).to_list(None)
+        good = {key for u in found if u.get("active") and u.get("role") in ("manager", "admin") for key in (str(u["_id"]), u.get("username"))}
+        bad = [detail(where, "approver", text="approver_not_active_staff", value=ref, user=ref) for where, ref in named if ref not in good]
+        if bad:
+            raise Invalid("team.settings_invalid", details=bad)
+
     async def _existing_team(self, team_id: str) -> dict:
         team = await self._teams.find_one({"_id": maybe_oid(team_id)})
         if team is None:
@@ -422,6 +582,23 @@ class UserService:
         if await collection.find_one({"_id": oid}, {"_id": 1}) is None:
             raise NotFound(f"{kind}.not_found")
         raise VersionMismatch(f"{kind}.version_mismatch")
+
+
+def _settings_diff(before: dict, after: dict, changes: dict[str, dict | None]) -> dict:
+    """What a settings change did, for the audit log: the groups sent, those reset, and every field
+    whose effective value changed (with old and new values for scalars)."""
+    fields: list[dict[str, Any]] = []
+    for group in sorted(changes):
+        old_group, new_group = before.get(group) or {}, after.get(group) or {}
+        for name in sorted(set(old_group) | set(new_group)):
+            old, new = old_group.get(name), new_group.get(name)
+            if old == new:
+                continue
+            entry: dict[str, Any] = {"field": f"{group}.{name}"}
+            if all(v is None or isinstance(v, (str, int, float, bool)) for v in (old, new)):
+                entry.update(old=old, new=new)
+            fields.append(entry)
+    return {"groups": sorted(changes), "reset": sorted(g for g, v in changes.items() if v is None), "fields": fields}
 
 
 def _check_user_change(current: dict, changes: dict) -> None:

@@ -1,5 +1,5 @@
 """The WeChat server API client: code2Session, the stable access token, phone numbers, subscribe
-messages. Every call has a timeout; WeChat's error codes become our stable error codes. The
+messages, mini-program codes (wxacode.getUnlimited). Every call has a timeout; WeChat's error codes become our stable error codes. The
 AppSecret and ``session_key`` never reach a response or a log line, and the cached access token is
 stored sealed with the field cipher (AES-256-GCM, like ``session_key``): a dump of the database
 does not contain it.
@@ -10,15 +10,16 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from config.settings import Settings
 from server.clock import Clock, as_utc
@@ -26,6 +27,7 @@ from server.errors import ApiError, Unauthorized
 from server.security import FieldCipher
 
 log = logging.getLogger("mpcrm.wechat")
+T = TypeVar("T")
 
 # errcode → (our code, HTTP status). Anything else is our misconfiguration or WeChat trouble: 503.
 _LOGIN_ERRORS = {
@@ -35,6 +37,16 @@ _LOGIN_ERRORS = {
     40226: ("auth.wechat_user_blocked", 401),  # risky user
     45011: ("wechat.rate_limited", 503),  # API minute-quota reached
     -1: ("wechat.unavailable", 503),  # system busy
+}
+# wxacode.getUnlimited refusals: WeChat says our request is wrong (a page not released, a bad
+# scene or argument) — a bad answer from upstream for our caller, 502, never retried blindly.
+_WXACODE_ERRORS = {
+    41030: ("wechat.qrcode_page_invalid", 502),  # page not in the released mini-program (or malformed)
+    40169: ("wechat.qrcode_refused", 502),  # scene empty or longer than 32 characters
+    40097: ("wechat.qrcode_refused", 502),  # invalid args
+    45009: ("wechat.rate_limited", 503),  # 5,000 codes a minute
+    45011: ("wechat.rate_limited", 503),
+    -1: ("wechat.unavailable", 503),
 }
 TOKEN_EXPIRED = {40001, 42001}  # invalid / expired access_token
 _TOKEN_MARGIN = timedelta(minutes=5)
@@ -46,6 +58,18 @@ class WechatCallError(ApiError):
     def __init__(self, code: str, status: int, errcode: int | None, **kw: Any) -> None:
         super().__init__(code, status, **kw)
         self.errcode = errcode
+
+
+WXACODE_PATH = "/wxa/getwxacodeunlimit"
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+
+
+def _image_type(data: bytes) -> str | None:
+    """``image/png`` or ``image/jpeg`` by the bytes themselves (not the header WeChat sent)."""
+    for magic, kind in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return kind
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,7 +91,8 @@ class WechatClient:
         self._http = AsyncHTTPClient()
 
     # ------------------------------------------------------------ transport
-    async def _call(self, method: str, path: str, params: dict, body: dict | None = None) -> dict:
+    async def _fetch(self, method: str, path: str, params: dict, body: dict | None) -> HTTPResponse:
+        """The HTTP answer of one call; a network failure, a timeout or an HTTP error is 503."""
         url = f"{self._base}{path}?{urlencode(params)}"
         request = HTTPRequest(
             url,
@@ -88,8 +113,13 @@ class WechatClient:
         if response.code >= 400:
             log.warning("wechat http error", extra={"path": path, "status": response.code})
             raise WechatCallError("wechat.unavailable", 503, None)
+        return response
+
+    @staticmethod
+    def _answer(path: str, raw: bytes, errors: dict[int, tuple[str, int]] = _LOGIN_ERRORS) -> dict:
+        """A JSON answer as a dict; a WeChat ``errcode`` becomes our error (``errors``, else 503)."""
         try:
-            data = json.loads(response.body)
+            data = json.loads(raw)
             if not isinstance(data, dict):
                 raise ValueError("not an object")
         except ValueError:
@@ -98,10 +128,14 @@ class WechatClient:
         errcode = data.get("errcode", 0)
         if errcode not in (0, None):
             log.info("wechat errcode", extra={"path": path, "errcode": errcode})
-            code, status = _LOGIN_ERRORS.get(errcode, ("wechat.unavailable", 503))
-            headers = {"Retry-After": "60"} if errcode == 45011 else None
+            code, status = errors.get(errcode, ("wechat.unavailable", 503))
+            headers = {"Retry-After": "60"} if code == "wechat.rate_limited" else None
             raise WechatCallError(code, status, errcode, headers=headers)
         return data
+
+    async def _call(self, method: str, path: str, params: dict, body: dict | None = None) -> dict:
+        response = await self._fetch(method, path, params, body)
+        return self._answer(path, response.body)
 
     # ------------------------------------------------------------ login
     async def code2session(self, code: str) -> WechatSession:
@@ -169,14 +203,39 @@ class WechatClient:
 
     async def call_with_token(self, path: str, body: dict) -> dict:
         """POST with the access token; on 40001/42001 refresh it once and retry."""
+        return await self._with_token(lambda token: self._call("POST", path, {"access_token": token}, body))
+
+    async def _with_token(self, call: Callable[[str], Awaitable[T]]) -> T:
+        """``call(access_token)``; on 40001/42001 refresh the token once and call again."""
         token = await self.access_token()
         try:
-            return await self._call("POST", path, {"access_token": token}, body)
+            return await call(token)
         except WechatCallError as exc:
             if exc.errcode not in TOKEN_EXPIRED:
                 raise
-        token = await self.access_token(force_refresh=True)
-        return await self._call("POST", path, {"access_token": token}, body)
+        return await call(await self.access_token(force_refresh=True))
+
+    async def unlimited_wxacode(self, *, scene: str, page: str, env_version: str, check_path: bool, width: int) -> tuple[bytes, str]:
+        """A mini-program code (wxacode.getUnlimited) as ``(image bytes, content type)``.
+
+        WeChat answers the image itself (JPEG or PNG) or a JSON error: 41030 (page not released)
+        → 502 ``wechat.qrcode_page_invalid``, other refusals → 502 ``wechat.qrcode_refused``, its
+        rate limit → 503 ``wechat.rate_limited``, anything that is neither an image nor an error
+        → 503 ``wechat.unavailable``.
+        """
+        body = {"scene": scene, "page": page, "check_path": check_path, "env_version": env_version, "width": width}
+
+        async def draw(token: str) -> tuple[bytes, str]:
+            response = await self._fetch("POST", WXACODE_PATH, {"access_token": token}, body)
+            data = response.body or b""
+            kind = _image_type(data)
+            if kind is not None:
+                return data, kind
+            self._answer(WXACODE_PATH, data, _WXACODE_ERRORS)  # raises on an errcode
+            log.warning("wechat wxacode answer is neither an image nor an error", extra={"path": WXACODE_PATH})
+            raise WechatCallError("wechat.unavailable", 503, None)
+
+        return await self._with_token(draw)
 
     async def phone_number(self, phone_code: str) -> str:
         """The newer phone-number flow: a one-time code from the phone button → the pure number."""

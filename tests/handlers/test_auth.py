@@ -23,7 +23,7 @@ LOGOUT = "/api/v1/auth/logout"
 ME = "/api/v1/me"
 
 USER_OUT_FIELDS = {
-    "id", "username", "name", "role", "team_id", "tags", "capacity", "finance", "active", "open_leads",
+    "id", "username", "name", "role", "team_id", "tags", "capacity", "finance", "service", "active", "open_leads",
     "wechat_bound", "version", "created_at", "updated_at",
 }
 INTERNAL_WORDS = ("password_hash", "wechat_session", "openid", "session_key", "token_version", '"_id"', "argon2")

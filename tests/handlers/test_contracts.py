@@ -120,6 +120,24 @@ async def test_draft_is_scoped_editable_only_as_draft_and_listed(api, people):
 
 # ---------------------------------------------------------------- approvals
 @pytest.mark.gen_test
+async def test_the_approval_tiers_are_the_contracts_teams(api, people):
+    """Team 华南 wants an admin's approval above 10,000 yuan (PATCH /teams/{id}/settings); team 华北
+    keeps the environment's tiers (the manager alone up to 100,000 yuan)."""
+    admin = await people.admin()
+    n_rep, n_manager = await people.rep(), await people.manager()
+    s_rep, s_manager = await people.rep(team="华南销售部"), await people.manager(team="华南销售部")
+    tiers = [{"max_fen": 1_000_000, "steps": [{"type": "manager"}]}, {"max_fen": None, "steps": [{"type": "manager"}, {"type": "admin"}]}]
+    r = await api.patch(f"/api/v1/teams/{s_rep.team_id}/settings", json={"version": 1, "approval": {"tiers": tiers}}, token=admin.token)
+    assert r.status == 200, r.body
+    north, south = await submitted(api, n_rep, SMALL), await submitted(api, s_rep, SMALL)
+    assert [s["type"] for s in north["steps"]] == ["manager"] and north["current_approvers"] == [n_manager.id]
+    assert [s["type"] for s in south["steps"]] == ["manager", "admin"] and south["current_approvers"] == [s_manager.id]
+    r = await decide(api, s_manager, south)
+    assert r.status == 200 and r.json["status"] == "pending" and r.json["current_approvers"] == [admin.id]
+    assert (await decide(api, n_manager, north)).json["status"] == "active"
+
+
+@pytest.mark.gen_test
 async def test_small_contract_manager_approves_and_lead_becomes_customer(api, people, raw_db):
     rep, manager = await people.rep(), await people.manager()
     c = await submitted(api, rep)

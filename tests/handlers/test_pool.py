@@ -57,7 +57,8 @@ async def test_two_reps_claiming_at_once_one_wins(api, people, raw_db, recorder)
     released = await pool_lead(api, owner)
     with recorder.counting() as cmds:
         r = await api.post(f"{LEADS}/{released['id']}/claim", token=a.token)
-    assert r.status == 200 and len(cmds) <= 3, cmds
+    # reserve the slot, take the lead, its tickets and its surveys follow the new owner, the event
+    assert r.status == 200 and len(cmds) <= 5, cmds
     assert r.json["owner_id"] == a.id and r.json["assignment"]["strategy"] == "claim"
     before = {a.id: 1, b.id: 0}
     assert await open_leads(api, admin, a.id) == 1 and await open_leads(api, admin, b.id) == 0

@@ -10,6 +10,7 @@ import pytest
 
 from jobs.registry import load_jobs, run_job
 from leads_kit import LEADS, make_lead
+from money_kit import at_shanghai, pay, sign
 from server.clock import FixedClock
 
 load_jobs()
@@ -245,44 +246,64 @@ async def test_scope_and_bad_ranges(api, people):
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_rfm_layers_scored_by_thresholds_and_filterable(api, people, ctx, clock, raw_db):
+async def test_rfm_layers_scored_from_money_received_by_team_thresholds_and_filterable(api, people, ctx, clock, raw_db):
+    """Recency from the latest payment, contract start or follow-up; frequency and monetary from
+    the payments received in the team's window; each team's own thresholds."""
     manager, rep = await people.manager(), await people.rep()
     rival = await people.rep(team="华南销售部")
     rival_manager = await people.manager(team="华南销售部")
+    admin = await people.admin()
+    bosses = (manager, rival_manager, admin)
     day = today(clock)
+    now = clock.now()
 
-    async def contract(lead: dict, amount: int, start: date, owner=rep, boss=manager) -> None:
-        body = {"lead_id": lead["id"], "title": "年度服务", "amount_fen": amount, "start_date": start.isoformat(), "end_date": (start + timedelta(days=364)).isoformat()}
-        r = await api.post("/api/v1/contracts", json=body, token=owner.token)
-        assert r.status == 201, r.body
-        r = await api.post(f"/api/v1/contracts/{r.json['id']}/submit", json={"version": r.json["version"]}, token=owner.token)
-        assert r.status == 200, r.body
-        r = await api.post(f"/api/v1/contracts/{r.json['id']}/approve", json={"version": r.json["version"], "comment": ""}, token=boss.token)
-        assert r.status == 200 and r.json["status"] == "active", r.body
+    def ago(n: int) -> date:
+        return day - timedelta(days=n)
+
+    async def signed(owner, lead, amount: int, start: date, years: int = 1) -> dict:
+        clock.at = at_shanghai(start)  # signed that day: the lead became a customer then
+        c = await sign(api, owner, bosses, lead, amount, start, start.replace(year=start.year + years) - timedelta(days=1))
+        clock.at = now
+        return c
 
     a, b, c = await make_lead(api, rep, name="甲"), await make_lead(api, rep, name="乙"), await make_lead(api, rep, name="丙")
-    for start in (day - timedelta(days=200), day - timedelta(days=60), day - timedelta(days=10)):
-        await contract(a, 4_000_000, start)  # 3 contracts, 120,000 yuan, latest 10 days ago: 3+3+3 = A
-    await contract(b, 2_000_000, day - timedelta(days=100))  # 1 contract, 20,000 yuan, 100 days: 2+2+2 = B
-    await contract(c, 500_000, day - timedelta(days=200))  # 1 contract, 5,000 yuan, 200 days: 1+2+1 = C
+    big = await make_lead(api, rep, name="戊")
+    ca = await signed(rep, a, 12_000_000, ago(200))
+    for n in (200, 60, 10):
+        await pay(api, manager, ca, 4_000_000, at_shanghai(ago(n)))  # 3 payments, 120,000 yuan, latest 10 days ago: 3+3+3 = A
+    cb = await signed(rep, b, 2_000_000, ago(100))
+    await pay(api, manager, cb, 2_000_000, at_shanghai(ago(100)))  # 1 payment, 20,000 yuan, 100 days: 2+2+2 = B
+    await signed(rep, c, 500_000, ago(200))  # signed 200 days ago, nothing paid: 1+1+1 = C
+    # The issue's case: 1,000,000 yuan over three years, signed 400 days ago, paid in instalments.
+    # Scored by contracts started in the last 365 days it was C (1+1+1); by money received it is A.
+    cbig = await signed(rep, big, 100_000_000, ago(400), years=3)
+    for n in (400, 200, 20):
+        await pay(api, manager, cbig, 30_000_000, at_shanghai(ago(n)))  # in the window: 2 payments, 600,000 yuan, 20 days ago: 3+2+3
     far = await make_lead(api, rival, name="丁")
-    await contract(far, 9_000_000, day - timedelta(days=5), owner=rival, boss=rival_manager)  # 3+2+2 = B
+    cfar = await signed(rival, far, 9_000_000, ago(5))
+    await pay(api, rival_manager, cfar, 9_000_000, at_shanghai(ago(5)))  # defaults: 3+2+2 = B; the south team's thresholds: A
+    raw_db["teams"].update_one({"_id": __import__("bson").ObjectId(rival.team_id)}, {"$set": {"settings": {"rfm": {
+        "window_days": 90, "recency_days": [7, 30], "frequency": [1, 1], "monetary_fen": [5_000_000, 1_000_000], "layer_scores": {"A": 9, "B": 6}}}}})
+    ctx.users.forget_team_settings(rival.team_id)
 
     result = await run_job(ctx, "rfm_layers", clock.now())
-    assert result["scored"] == 4
+    assert result["scored"] == 5
     r = await api.get(RFM, token=manager.token)
     assert r.status == 200, r.body
-    assert r.json["counts"] == {"A": 1, "B": 1, "C": 1}
+    assert r.json["counts"] == {"A": 2, "B": 1, "C": 1}
     assert r.json["computed_on"] == day.isoformat()
     assert r.json["thresholds"] == {"recency_days": [30, 180], "frequency": [3, 1], "monetary_fen": [10_000_000, 1_000_000], "layer_scores": {"A": 8, "B": 5}, "window_days": 365}
-    admin = await people.admin()
+    r = await api.get(RFM, token=rival_manager.token)
+    assert r.json["counts"] == {"A": 1, "B": 0, "C": 0} and r.json["thresholds"]["window_days"] == 90
     r = await api.get(RFM, token=admin.token)
-    assert r.json["counts"] == {"A": 1, "B": 2, "C": 1}  # 丁 is B in the other team
-    for token, layer, names in ((manager.token, "A", {"甲"}), (manager.token, "B", {"乙"}), (rep.token, "C", {"丙"}), (admin.token, "A", {"甲"})):
+    assert r.json["counts"] == {"A": 3, "B": 1, "C": 1}
+    for token, layer, names in ((manager.token, "A", {"甲", "戊"}), (manager.token, "B", {"乙"}), (rep.token, "C", {"丙"}), (admin.token, "A", {"甲", "戊", "丁"})):
         r = await api.get(f"{LEADS}?layer={layer}", token=token)
         assert r.status == 200, r.body
         assert {i["name"] for i in r.json["items"]} == names, (layer, r.json["items"])
     assert raw_db["leads"].find_one({"_id": a["id"]})["rfm"] == {"recency_days": 10, "frequency": 3, "monetary_fen": 12_000_000, "score": 9}
+    assert raw_db["leads"].find_one({"_id": big["id"]})["rfm"] == {"recency_days": 20, "frequency": 2, "monetary_fen": 60_000_000, "score": 8}
+    assert raw_db["leads"].find_one({"_id": c["id"]})["rfm"] == {"recency_days": 200, "frequency": 0, "monetary_fen": 0, "score": 3}
     # Running it again changes nothing.
     assert (await run_job(ctx, "rfm_layers", clock.now()))["changed"] == 0
 

@@ -119,3 +119,41 @@ async def test_payment_reminders_before_and_after_the_due_date_once_each(api, pe
     assert r.status == 201 and r.json["paid"] is True
     await run_job(ctx, "payment_reminders", at(date(2027, 9, 2)))
     assert len(sent(raw_db, "payment_due")) == 4
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_renewal_and_payment_reminders_follow_the_contracts_team(api, people, ctx, raw_db, recorder):
+    """Team 华南 reminds of renewals only 10 days before, tells its managers from 3 days, reminds of
+    payments 5 days before and after 2 days overdue; team 华北 keeps the defaults (30/15/7/1, the
+    managers from 7, 3 days before, overdue 1/7/30)."""
+    from team_settings_kit import set_team_settings
+
+    load_jobs()
+    n_rep, n_manager = await people.rep(team="华北销售部"), await people.manager(team="华北销售部")
+    s_rep, s_manager = await people.rep(team="华南销售部"), await people.manager(team="华南销售部")
+    await set_team_settings(ctx, s_rep.team_id, reminders={"renewal_days": [10], "renewal_manager_days": 3, "payment_days_before": 5, "payment_overdue_days": [2]})
+    plan = [{"due_date": "2027-03-01", "amount_fen": 3_000_000}]
+    north, south = await active_contract(api, n_rep, n_manager, payment_plan=plan), await active_contract(api, s_rep, s_manager, payment_plan=plan)
+    end = date(2027, 12, 31)
+    fired: dict[int, set[str]] = {}
+    for left in (30, 15, 10, 7, 3, 1):
+        before = {n["dedupe_key"] for n in sent(raw_db, "renewal_due")}
+        first = len(recorder.commands)
+        await run_job(ctx, "renewal_reminders", at(end - timedelta(days=left)))
+        assert [e.command_name for e in recorder.commands[first:] if e.command.get(e.command_name) == "teams"] == ["find"]  # every team's settings, once
+        fired[left] = {n["dedupe_key"] for n in sent(raw_db, "renewal_due")} - before
+    s, n = south["id"], north["id"]
+    assert fired == {
+        30: {f"renewal:{n}:30:{n_rep.id}"}, 15: {f"renewal:{n}:15:{n_rep.id}"}, 10: {f"renewal:{s}:10:{s_rep.id}"},
+        7: {f"renewal:{n}:7:{n_rep.id}", f"renewal:{n}:7:{n_manager.id}"},
+        3: {f"renewal:{s}:10:{s_manager.id}"},  # 华南's managers from 3 days: told with the latest reminder, once
+        1: {f"renewal:{n}:1:{n_rep.id}", f"renewal:{n}:1:{n_manager.id}"},
+    }
+    due = date(2027, 3, 1)
+    payments: dict[int, set[str]] = {}
+    for offset in (-5, -3, 1, 2, 7):
+        before = {d["dedupe_key"] for d in sent(raw_db, "payment_due")}
+        await run_job(ctx, "payment_reminders", at(due + timedelta(days=offset)))
+        payments[offset] = {d["dedupe_key"] for d in sent(raw_db, "payment_due")} - before
+    assert payments == {-5: {f"payment:{s}:1:before5"}, -3: {f"payment:{n}:1:before3"}, 1: {f"payment:{n}:1:overdue1"},
+                        2: {f"payment:{s}:1:overdue2"}, 7: {f"payment:{n}:1:overdue7"}}

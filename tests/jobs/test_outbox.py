@@ -98,6 +98,28 @@ async def test_in_app_only_without_openid_subscription_or_template(ctx, api, peo
 
 
 @pytest.mark.gen_test
+async def test_quiet_hours_are_the_recipients_teams(ctx, api, people, wechat, raw_db):
+    """Team 华南 has no quiet hours, team 华北 keeps the default 21:00-08:00, team 西部 is quiet
+    18:00-09:00: at 21:30 only 华南's rep gets the message now, and each deferred one waits for
+    its own team's morning."""
+    from team_settings_kit import set_team_settings
+
+    state, _ = wechat
+    north, south, west = [await bound(ctx, people, state, team=t) for t in ("华北销售部", "华南销售部", "西部销售部")]
+    await set_team_settings(ctx, south.team_id, reminders={"quiet_hours": ""})
+    await set_team_settings(ctx, west.team_id, reminders={"quiet_hours": "18:00-09:00"})
+    for person in (north, south, west):
+        await _subscribe(api, state, person)
+    night = datetime(2030, 1, 7, 21, 30, tzinfo=SHANGHAI)
+    for person in (north, south, west):
+        await _notify(ctx, person, f"night-{person.team_id}", night)
+    result = await run_job(ctx, "deliver_outbox", now=night)
+    assert (result["sent"], result["deferred"]) == (1, 2) and [m["touser"] for m in state.messages] == [south.user["openid"]]
+    assert _delivery(raw_db, f"night-{north.team_id}")["next_attempt_at"] == datetime(2030, 1, 8, 8, 0, tzinfo=SHANGHAI)
+    assert _delivery(raw_db, f"night-{west.team_id}")["next_attempt_at"] == datetime(2030, 1, 8, 9, 0, tzinfo=SHANGHAI)
+
+
+@pytest.mark.gen_test
 async def test_quiet_hours_hold_non_urgent_messages_until_morning(ctx, api, people, wechat, raw_db):
     state, _ = wechat
     rep = await bound(ctx, people, state)

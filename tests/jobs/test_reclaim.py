@@ -118,3 +118,26 @@ async def test_reclaim_moves_exactly_the_idle_leads_warns_first_and_respects_exe
     result = await run_job(ctx, "reclaim_stale_leads", day(40))
     assert owner(raw_db, level_a["id"]) is None
     assert owner(raw_db, locked["id"]) == rep.id and owner(raw_db, customer["id"]) == rep.id, "exempt however long"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_team_whose_rfm_layer_drives_reclaim_keys_the_days_by_layer(api, people, ctx, raw_db):
+    """Both teams give level A 20 days and B 10; the lead is level A with RFM layer B. In 华南
+    (``rfm.drives_reclaim``) it goes back after 10 days, in 华北 it keeps its 20; a lead with no
+    layer in 华南 still goes by its level."""
+    from team_settings_kit import set_team_settings
+
+    load_jobs()
+    north, south = await people.team("华北销售部"), await people.team("华南销售部")
+    for team in (north, south):
+        await set_rules(ctx, team)
+    await set_team_settings(ctx, south, rfm={"drives_reclaim": True})
+    n_rep, s_rep = await people.rep(team="华北销售部"), await people.rep(team="华南销售部")
+    n_lead, s_lead = await make_lead(api, n_rep, name="华北A", level="A"), await make_lead(api, s_rep, name="华南A", level="A")
+    s_plain = await make_lead(api, s_rep, name="华南A无层", level="A")
+    await ctx.leads.record_rfm([(n_lead["id"], "B", {"r": 2, "f": 1, "m": 1}), (s_lead["id"], "B", {"r": 2, "f": 1, "m": 1})])
+    base = max(d["touched_at"] for d in raw_db.leads.find({}, {"touched_at": 1}))
+    result = await run_job(ctx, "reclaim_stale_leads", base + timedelta(days=11, hours=1))
+    assert result["reclaimed"] == 1, result
+    assert owner(raw_db, s_lead["id"]) is None
+    assert owner(raw_db, n_lead["id"]) == n_rep.id and owner(raw_db, s_plain["id"]) == s_rep.id

@@ -225,3 +225,35 @@ async def test_a_job_run_as_of_a_moment_writes_that_moment(ctx, api, people):
     assert move["actor_role"] == "system"
     [warning] = await inbox(api, rep)
     assert datetime.fromisoformat(warning["created_at"]) == as_of
+
+
+@pytest.mark.gen_test
+async def test_churn_days_are_the_leads_teams_and_the_rfm_layer_can_drive_them(ctx, api, people, raw_db, recorder):
+    """Team 华南 moves silent customers to at_risk after 30 days (warning at 10); team 华北 keeps the
+    defaults (warnings 30 and 60, 90 days; level A 45 from the environment); team 西部 lets the RFM
+    layer decide: layer C customers go after 20 days, a customer with no layer yet by the default."""
+    from team_settings_kit import set_team_settings
+
+    north, south, west = [await people.rep(team=t) for t in ("华北销售部", "华南销售部", "西部销售部")]
+    await set_team_settings(ctx, south.team_id, churn={"days": 30, "warning_days": [10]})
+    await set_team_settings(ctx, west.team_id, churn={"days_by_layer": {"C": 20}, "warning_days": [15]}, rfm={"drives_churn": True})
+    n_lead, s_lead = await customer_lead(api, north, name="华北客户"), await customer_lead(api, south, name="华南客户")
+    w_layered, w_plain = await customer_lead(api, west, name="西部C层", level="A"), await customer_lead(api, west, name="西部无层")
+    await ctx.leads.record_rfm([(w_layered["id"], "C", {"r": 1, "f": 1, "m": 1})])
+    for person, lead in ((north, n_lead), (south, s_lead), (west, w_layered), (west, w_plain)):
+        r = await api.post(f"{LEADS}/{lead['id']}/followups", json={"kind": "call", "content": "回访"}, token=person.token)
+        assert r.status == 201, r.body
+    start = soon()
+
+    def stage(lead) -> str:
+        return raw_db.leads.find_one({"_id": lead["id"]})["stage"]
+
+    await _run_twice(ctx, raw_db, "churn_warnings", start + timedelta(days=11))
+    assert [n["data"]["days"] for n in await inbox(api, south)] == [10] and await inbox(api, north) == []
+    await _run_twice(ctx, raw_db, "churn_warnings", start + timedelta(days=21))
+    assert stage(w_layered) == "at_risk" and stage(w_plain) == "customer"  # layer C: 20 days; no layer: the default 90
+    first = len(recorder.commands)
+    await run_job(ctx, "churn_warnings", now=start + timedelta(days=31))
+    assert [e.command_name for e in recorder.commands[first:] if e.command.get(e.command_name) == "teams"] == ["find"]  # every team's settings, once
+    assert (stage(s_lead), stage(n_lead)) == ("at_risk", "customer")
+    assert [n["data"]["days"] for n in await inbox(api, north)] == [30]

@@ -309,6 +309,12 @@ async def test_text_fields_refuse_control_characters(api, people, form):
         r = await submit(api, {"answers": answers(**{key: bad})}, slug=form["slug"])
         assert_envelope(r, 422)
     assert (await submit(api, {"answers": answers(message="第一行\n第二行")}, slug=form["slug"])).status == 201
+    # bidirectional overrides and isolates reorder what a reader sees (a name that displays as
+    # another one): refused on one line and many; emoji joiners stay
+    for bad in ("王\u202e总", "a\u202ab", "a\u2066b\u2069", "a\u061cb"):
+        assert_envelope(await api.post(LEADS, json={"name": bad}, token=rep.token), 422)
+        assert_envelope(await api.post(f"{LEADS}/{lead['id']}/followups", json={"kind": "note", "content": bad}, token=rep.token), 422)
+    assert (await api.post(LEADS, json={"name": "家庭\U0001f468\u200d\U0001f469"}, token=rep.token)).status == 201
     # nothing with a control character reached the export
     export = await api.get(f"{LEADS}/export?format=xlsx", token=admin.token)
     assert export.status == 200

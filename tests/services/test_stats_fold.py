@@ -4,7 +4,7 @@ from the sources after a random sequence of operations done through the services
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
@@ -12,6 +12,7 @@ from jobs.registry import load_jobs, run_job
 from server.actor import Actor
 from server.clock import FixedClock
 from server.errors import ApiError
+from server.schemas.contracts import ContractCreate, PaymentIn
 from server.schemas.leads import FollowupCreate, LeadCreate, StageChange
 from server.services.lifecycle import allowed_targets
 from server.services.stats import cum_plan
@@ -186,8 +187,43 @@ async def test_incremental_counters_equal_a_rebuild_after_random_operations(ctx,
             refused.append((op, exc.code))  # refused moves (capacity, cool-downs, invalid transitions) are part of the sequence
         if step % 9 == 4:  # the job runs now and then, mid-sequence
             await run_job(ctx, "fold_stats", clock.now())
+    # Money: contracts signed (new, repurchase, renewal) and payments received (some backdated),
+    # with the fold running in between.
+    boss = actor_of(manager)
+    north = [i for i in leads if raw_db["leads"].find_one({"_id": i})["team_id"] == manager.team_id][:3]
+    for n, lead_id in enumerate([*north, *north[:1]]):
+        clock.advance(minutes=rng.randint(60, 2000))
+        start = clock.now().astimezone(ctx.settings.tz).date()
+        made = await ctx.contracts.create(Actor(id="adm", role="admin"), ContractCreate(
+            lead_id=lead_id, title="合同", amount_fen=1_000_000 * (n + 1), start_date=start, end_date=start + timedelta(days=364)))
+        made = await ctx.contracts.submit(Actor(id="adm", role="admin"), made["_id"], made["version"])
+        _, made = await ctx.contracts.decide(boss, made["_id"], "approve", made["version"], "")
+        await ctx.payments.record(boss, made["_id"], PaymentIn(amount_fen=400_000, received_at=clock.now() - timedelta(days=rng.randint(0, 20)), method="cash"))
+        if n == 0:
+            renewal = await ctx.contracts.renew(Actor(id="adm", role="admin"), made["_id"])
+            renewal = await ctx.contracts.submit(Actor(id="adm", role="admin"), renewal["_id"], renewal["version"])
+            await ctx.contracts.decide(boss, renewal["_id"], "approve", renewal["version"], "")
+        if n == 1:
+            await run_job(ctx, "fold_stats", clock.now())
+    # After-sale service: ticket and survey events on the same leads (server/services/stats.py
+    # apply_service), some handled by reps of the lead's team, with the fold running in between.
+    srng = random.Random(16)
+    for n in range(30):
+        clock.advance(minutes=srng.randint(1, 300))
+        lead = raw_db["leads"].find_one({"_id": srng.choice(leads)})
+        handler = srng.choice([p for p in staff if p.team_id == lead["team_id"]])
+        kind, data = service_event(srng, handler.id)
+        await ctx.leads.add_event(lead["_id"], kind, actor_of(handler), data, at=clock.now())
+        if n % 7 == 3:
+            await run_job(ctx, "fold_stats", clock.now())
     await run_job(ctx, "fold_stats", clock.now())
     incremental = await snapshot(raw_db)
+    company = incremental[0]["*:head"]
+    assert company["svc_opened"] == raw_db["lead_events"].count_documents({"kind": "ticket_opened"})
+    assert company.get("svc_csat_n", 0) == raw_db["lead_events"].count_documents({"kind": "survey_answered"})
+    money = {k: v for k, v in incremental[0][f"{manager.team_id}:head"].items() if k.startswith("rv")}
+    assert (money["rv__signed_n"], money["rv__new_n"], money["rv__repurchase_n"], money["rv__renewal_n"]) == (5, 3, 1, 1)
+    assert money["rv__collected_fen"] == 1_600_000 and sum(v for k, v in money.items() if k.startswith("rv_rep__") and k.endswith("__payments_n")) == 4
     assert raw_db["lead_events"].count_documents({"fold": None}) == 0
 
     raw_db["stats_cum"].insert_one({"_id": "gone-team:head", "scope": "gone-team", "first": "2026-01-01", "last": "2026-01-01", "created": 5})
@@ -218,6 +254,22 @@ async def test_incremental_counters_equal_a_rebuild_after_random_operations(ctx,
     await run_job(ctx, "fold_stats", clock.now())
     before = again[0][f"{reps[0].team_id}:head"]["created"]
     assert totals(raw_db, reps[0].team_id)["created"] == before + 1
+
+
+def service_event(rng: random.Random, handler: str) -> tuple[str, dict]:
+    """One ticket or survey event as TicketService and SurveyService write them."""
+    ticket = f"t{rng.randint(1, 8)}"
+    kind = rng.choice(["ticket_opened", "ticket_opened", "ticket_assigned", "ticket_replied", "ticket_resolved", "ticket_breached", "ticket_reopened", "survey_answered"])
+    data: dict = {
+        "ticket_opened": {"ticket_id": ticket, "category": "repair", "priority": "normal", "title": "坏了", "by": "customer"},
+        "ticket_assigned": {"ticket_id": ticket, "assignee_id": handler, "previous_assignee_id": None, "strategy": "round_robin", "rule_id": None, "reason": "规则", "escalated": False},
+        "ticket_replied": {"ticket_id": ticket, "author_role": "rep", "internal": False, "first_response": rng.random() < 0.7, "first_response_s": rng.randint(0, 90000), "assignee_id": handler},
+        "ticket_resolved": {"ticket_id": ticket, "assignee_id": handler, "resolution_s": rng.randint(60, 3_000_000), "breached_first_response": rng.random() < 0.3, "breached_resolution": rng.random() < 0.3},
+        "ticket_breached": {"ticket_id": ticket, "which": rng.choice(["first_response", "resolution"]), "assignee_id": handler, "escalated_to": []},
+        "ticket_reopened": {"ticket_id": ticket, "reason": "又坏了"},
+        "survey_answered": {"survey_id": f"s{rng.randint(1, 99)}", "source": "ticket", "source_id": ticket, "csat": rng.randint(1, 5), "nps": rng.randint(0, 10), "ticket_id": ticket, "handler_id": handler},
+    }[kind]
+    return kind, data
 
 
 def test_running_totals_folded_batch_by_batch_equal_totals_made_at_once():

@@ -1,6 +1,7 @@
 """Tests for the fake WeChat server API (miniprogram_stub.wechat_api)."""
 
 import base64
+import io
 import json
 import shutil
 import subprocess
@@ -8,6 +9,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
+from PIL import Image
 
 from tornado.testing import bind_unused_port
 
@@ -757,3 +759,50 @@ def test_the_mini_programs_config_asks_for_the_catalogues_templates():
     out = subprocess.run([node, "-e", "console.log(JSON.stringify(require('./config').templates))"], cwd=MINIPROGRAM_DIR,
                          capture_output=True, text=True, timeout=30, check=True).stdout
     assert json.loads(out) == {kind: t["template_id"] for kind, t in load_templates().items()}
+
+
+# ------------------------------------------------------------ wxacode.getUnlimited
+
+
+async def wxacode(http_client, base_url, token, **body):
+    """POST /wxa/getwxacodeunlimit: (response, PNG image or None, JSON error or None)."""
+    response = await http_client.fetch(f"{base_url}/wxa/getwxacodeunlimit?access_token={token}", method="POST",
+                                       body=json.dumps(body), raise_error=False)
+    if response.headers.get("Content-Type") == "image/png":
+        return response, Image.open(io.BytesIO(response.body)), None
+    return response, None, json.loads(response.body)
+
+
+@pytest.mark.gen_test
+async def test_wxacode_answers_a_png_naming_its_scene_and_records_the_call(http_client, base_url, state):
+    _, token_body = await stable_token(http_client, base_url)
+    response, image, error = await wxacode(http_client, base_url, token_body["access_token"], scene="expo26~" + "a" * 24,
+                                           page="pages/form/form", env_version="trial", check_path=False, width=280)
+    assert error is None and response.body.startswith(b"\x89PNG")
+    assert image.size == (280, 280) and image.text == {"scene": "expo26~" + "a" * 24, "page": "pages/form/form", "env_version": "trial"}
+    _, listed = await get(http_client, base_url, "/__stub__/wxacodes")
+    assert [(c["scene"], c["page"], c["env_version"], c["check_path"], c["width"]) for c in listed["wxacodes"]] == [
+        ("expo26~" + "a" * 24, "pages/form/form", "trial", False, 280)]
+
+
+@pytest.mark.gen_test
+async def test_wxacode_refuses_what_wechat_refuses(http_client, base_url, state):
+    _, token_body = await stable_token(http_client, base_url)
+    token = token_body["access_token"]
+    cases = [
+        ("bad-token", {"scene": "a"}, 40001),
+        (token, {}, 40169),  # no scene
+        (token, {"scene": "x" * 33}, 40169),  # longer than 32
+        (token, {"scene": "表单"}, 40097),  # not one of the allowed characters
+        (token, {"scene": "a", "width": 1281}, 40097),
+        (token, {"scene": "a", "env_version": "beta"}, 40097),
+        (token, {"scene": "a", "page": "pages/nowhere/nowhere"}, 41030),  # check_path: not in app.json
+        (token, {"scene": "a", "page": "/pages/form/form"}, 41030),  # no leading slash
+        (token, {"scene": "a", "page": "pages/form/form?x=1"}, 41030),  # no query: it goes in the scene
+    ]
+    for used, body, errcode in cases:
+        _, image, error = await wxacode(http_client, base_url, used, **body)
+        assert image is None and error["errcode"] == errcode, (body, error)
+    _, image, _ = await wxacode(http_client, base_url, token, scene="a", page="pages/nowhere/nowhere", check_path=False)
+    assert image is not None  # check_path false: an unpublished page is fine
+    assert [c["page"] for c in state.wxacodes] == ["pages/nowhere/nowhere"]

@@ -56,4 +56,51 @@ function rfm(report) {
   };
 }
 
-module.exports = { funnel, reps, lifecycle, rfm, FUNNEL_STAGES };
+// ---------------------------------------------------------------- service (GET /reports/service)
+function num(v) { return v === null || v === undefined ? 0 : v; }
+
+// Tickets opened and resolved in the period (the team's totals), with reopened and breached.
+function serviceVolume(report) {
+  const t = report.totals || {};
+  return {
+    type: 'column',
+    color: COLORS,
+    categories: ['新工单', '已解决', '重新打开', '超时解决'],
+    series: [{ name: '工单数', data: [num(t.tickets_opened), num(t.tickets_resolved), num(t.tickets_reopened), num(t.resolved_breached)] }],
+    yAxis: { data: [{ min: 0 }] },
+    extra: { column: { width: 24 } }
+  };
+}
+
+// The handlers, most resolutions first (then by name, so the order is stable).
+function handlerRows(report) {
+  return (report.handlers || []).slice().sort((a, b) => (num(b.tickets_resolved) - num(a.tickets_resolved)) || String(a.name || '').localeCompare(String(b.name || '')));
+}
+
+// CSAT (1–5 average) per handler; a handler with no answers shows 0.
+function serviceCsat(report) {
+  const rows = handlerRows(report);
+  return {
+    type: 'bar',
+    color: COLORS,
+    categories: rows.map((r) => r.name || '未命名'),
+    series: [{ name: '满意度（1–5）', data: rows.map((r) => num(r.csat_avg)) }],
+    xAxis: { boundaryGap: 'justify', disableGrid: false, min: 0, max: 5 },
+    extra: { bar: { type: 'group', width: 12 } }
+  };
+}
+
+// NPS (−100 to 100) per handler.
+function serviceNps(report) {
+  const rows = handlerRows(report);
+  return {
+    type: 'bar',
+    color: COLORS.slice(1),
+    categories: rows.map((r) => r.name || '未命名'),
+    series: [{ name: 'NPS', data: rows.map((r) => num(r.nps)) }],
+    xAxis: { boundaryGap: 'justify', disableGrid: false, min: -100, max: 100 },
+    extra: { bar: { type: 'group', width: 12 } }
+  };
+}
+
+module.exports = { funnel, reps, lifecycle, rfm, serviceVolume, serviceCsat, serviceNps, handlerRows, FUNNEL_STAGES };

@@ -5,6 +5,7 @@
 'use strict';
 
 const format = require('../utils/format');
+const session = require('../utils/session');
 
 const CONTRACT_STATUS = format.CONTRACT_STATUSES;
 const STEP_STATE = format.STEP_STATES;
@@ -143,6 +144,137 @@ function taskView(t, today) {
   };
 }
 
+// ---------------------------------------------------------------- tickets and surveys
+const TICKET_STATUS = format.TICKET_STATUSES;
+const TICKET_PRIORITY = format.TICKET_PRIORITIES;
+const TICKET_CATEGORY = format.TICKET_CATEGORIES;
+const OPEN_TICKET = ['open', 'assigned', 'in_progress'];
+const MAX_PHOTOS = 9;
+const REOPEN_DAYS = 7; // the team's service.reopen_days default; the server decides (409 past it)
+
+// A due time of a ticket: "今天 17:00" and whether it has passed (while the step is still open).
+function dueView(at, doneAt, nowMs) {
+  if (!at) return { text: '', late: false };
+  const late = !doneAt && Date.parse(at) < nowMs;
+  return { text: format.when(at, nowMs), late };
+}
+
+// One ticket as the list and the detail page show it. `me` is the user on the phone: staff see
+// the due times, the breached badge, who it is assigned to; customers see status and replies only
+// (the server sends them no staff fields). `names`: user id → name, for the assignee.
+function ticketView(t, me, names, now) {
+  const nowMs = now === undefined ? Date.now() : now;
+  const staff = Boolean(me && me.role && me.role !== 'customer');
+  const breached = (t.breached || []).map((k) => label(format.SLA_KINDS, k));
+  const resolvedMs = t.resolved_at ? Date.parse(t.resolved_at) : null;
+  const firstDue = dueView(t.first_response_due_at, t.first_response_at || t.resolved_at, nowMs);
+  const resolveDue = dueView(t.resolution_due_at, t.resolved_at, nowMs);
+  const assignee = t.assignee_id ? ((names && names[t.assignee_id]) || '') : '';
+  return {
+    id: t.id,
+    leadId: t.lead_id,
+    title: format.text(t.title, '未命名工单'),
+    description: format.text(t.description),
+    category: t.category,
+    categoryText: label(TICKET_CATEGORY, t.category),
+    priority: t.priority,
+    priorityText: label(TICKET_PRIORITY, t.priority),
+    urgent: t.priority === 'urgent' || t.priority === 'high',
+    status: t.status,
+    statusText: label(TICKET_STATUS, t.status),
+    createdAt: format.when(t.created_at, nowMs),
+    updatedAt: format.when(t.updated_at, nowMs),
+    resolvedAt: format.when(t.resolved_at, nowMs),
+    photos: (t.attachments || []).filter((a) => String(a.content_type || '').indexOf('image/') === 0).map((a) => ({ id: a.id, name: format.text(a.name) })),
+    files: (t.attachments || []).filter((a) => String(a.content_type || '').indexOf('image/') !== 0).map((a) => ({ id: a.id, name: format.text(a.name, '附件') })),
+    replyCount: t.reply_count || 0,
+    version: t.version,
+    staff,
+    breached: staff && breached.length > 0,
+    breachedText: staff && breached.length ? '已超时（' + breached.join('、') + '）' : '',
+    escalated: staff && t.escalated === true,
+    firstDue: staff ? firstDue.text : '',
+    firstLate: staff && firstDue.late,
+    firstDone: staff ? format.when(t.first_response_at, nowMs) : '',
+    resolveDue: staff ? resolveDue.text : '',
+    resolveLate: staff && resolveDue.late,
+    assigneeText: staff ? (t.assignee_id ? (assignee || '已分派') : '未分派') : '',
+    assignedToMe: Boolean(staff && me && t.assignee_id === me.id),
+    reasonText: staff && t.assignment && t.assignment.reason ? format.text(typeof t.assignment.reason === 'object' ? (t.assignment.reason['zh-CN'] || t.assignment.reason.en) : t.assignment.reason) : '',
+    resolutionNote: staff ? format.text(t.resolution_note) : '',
+    open: OPEN_TICKET.indexOf(t.status) >= 0,
+    canReply: t.status !== 'closed',
+    canResolve: staff && OPEN_TICKET.indexOf(t.status) >= 0,
+    canAssign: staff && session.isManager(me) && OPEN_TICKET.indexOf(t.status) >= 0,
+    // The customer may reopen within the window after it was resolved (the server has the last word).
+    canReopen: !staff && t.status === 'resolved' && resolvedMs !== null && nowMs - resolvedMs <= REOPEN_DAYS * 86400000,
+    canRate: !staff && (t.status === 'resolved' || t.status === 'closed')
+  };
+}
+
+// A reply in the conversation: who wrote it as the reader should see it ("我", "客服", "客户",
+// a colleague's name), and the internal badge (staff only ever get those).
+function replyView(r, me, names, now) {
+  const mine = Boolean(me && r.author_id && r.author_id === me.id);
+  const fromCustomer = r.author_role === 'customer';
+  let who;
+  if (mine) who = '我';
+  else if (fromCustomer) who = '客户';
+  else if (me && me.role === 'customer') who = '客服';
+  else who = (names && r.author_id && names[r.author_id]) || '同事';
+  return {
+    id: r.id, who, mine, fromCustomer, internal: r.internal === true, body: format.text(r.body),
+    at: format.when(r.created_at, now === undefined ? Date.now() : now),
+    photos: (r.attachments || []).filter((a) => String(a.content_type || '').indexOf('image/') === 0).map((a) => ({ id: a.id }))
+  };
+}
+
+// The survey page: five stars, the 0–10 scale, and what was answered.
+function stars(csat) {
+  const n = Number(csat) || 0;
+  return [1, 2, 3, 4, 5].map((v) => ({ value: v, on: v <= n }));
+}
+function npsScale(nps) {
+  const n = nps === null || nps === undefined ? -1 : Number(nps);
+  return [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((v) => ({ value: v, on: v === n }));
+}
+const CSAT_WORDS = { 1: '非常不满意', 2: '不满意', 3: '一般', 4: '满意', 5: '非常满意' };
+function surveyView(s, now) {
+  return {
+    id: s.id, source: s.source, sourceText: s.source === 'contract' ? '合同服务' : '售后工单', status: s.status,
+    answered: s.status === 'answered', csat: s.csat, nps: s.nps, csatText: CSAT_WORDS[s.csat] || '',
+    comment: format.text(s.comment), offeredAt: format.when(s.offered_at, now), answeredAt: format.when(s.answered_at, now),
+    ticketId: s.ticket_id || s.source_id || '', version: s.version
+  };
+}
+
+// The survey's body for POST /surveys/{id}/answer, or the reason it cannot be sent yet.
+function surveyAnswer(csat, nps, comment) {
+  if (!(csat >= 1 && csat <= 5)) return { error: '请为本次服务打分（1–5 星）' };
+  if (!(nps >= 0 && nps <= 10) || nps === null) return { error: '请选择推荐意愿（0–10）' };
+  const body = { csat: Math.round(csat), nps: Math.round(nps) };
+  const c = String(comment || '').trim();
+  if (c) body.comment = c.slice(0, 1000);
+  return { body };
+}
+
+// The new-ticket form's checks, before anything is uploaded or sent.
+function ticketDraftError(d) {
+  if (!d.category) return '请选择问题类型';
+  if (!String(d.title || '').trim()) return '请填写标题';
+  if (!String(d.description || '').trim()) return '请描述遇到的问题';
+  if ((d.photos || []).length > MAX_PHOTOS) return '最多上传 ' + MAX_PHOTOS + ' 张照片';
+  return '';
+}
+
+// Minutes as people read them: "45 分钟", "3 小时", "2 天".
+function duration(minutes) {
+  if (minutes === null || minutes === undefined) return '—';
+  if (minutes < 60) return minutes + ' 分钟';
+  if (minutes < 48 * 60) return (Math.round(minutes / 6) / 10) + ' 小时';
+  return (Math.round(minutes / 144) / 10) + ' 天';
+}
+
 function percent(rate) {
   if (rate === null || rate === undefined) return '—';
   return (Math.round(rate * 1000) / 10) + '%';
@@ -150,5 +282,6 @@ function percent(rate) {
 
 module.exports = {
   CONTRACT_STATUS, STEP_STATE, DECISION, TASK_STATUS, PAYMENT_METHODS, SUBMISSION_STATUS,
-  toFen, fenToInput, evenPlan, addMonths, addYears, contractView, stepView, planView, paymentView, taskView, percent
+  toFen, fenToInput, evenPlan, addMonths, addYears, contractView, stepView, planView, paymentView, taskView, percent,
+  TICKET_STATUS, TICKET_PRIORITY, TICKET_CATEGORY, MAX_PHOTOS, ticketView, replyView, stars, npsScale, surveyView, surveyAnswer, ticketDraftError, duration
 };

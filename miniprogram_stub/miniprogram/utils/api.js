@@ -231,6 +231,48 @@ function createApi(wx, config, options) {
     emit('sync');
   }
 
+  // ---------------------------------------------------------------- uploads
+  // A file (a photo from wx.chooseMedia) to POST /uploads as multipart field `file` with
+  // wx.uploadFile, under the same bearer token and the same one refresh on a 401. An upload needs
+  // the network: it is never queued (known offline, it fails at once with `offline: true`), so a
+  // page uploads its photos first and only then sends (or queues) the write that refers to them.
+  // Resolves the server's answer {id, name, content_type, size, …}.
+  const UPLOAD_OFFLINE = '照片需要联网上传，请联网后再试';
+  function uploadOnce(filePath) {
+    return new Promise((resolve, reject) => {
+      const access = tokens().access;
+      wx.uploadFile({
+        url: config.baseUrl.replace(/\/$/, '') + (config.apiPrefix || '') + '/uploads',
+        filePath, name: 'file', header: access ? { Authorization: 'Bearer ' + access } : {}, timeout: config.timeoutMs || 15000,
+        success: (res) => {
+          let data = res.data;
+          if (typeof data === 'string') { try { data = data ? JSON.parse(data) : null; } catch (e) { /* not JSON */ } }
+          resolve({ statusCode: res.statusCode, data, header: res.header || {} });
+        },
+        fail: (err) => reject(Object.assign(new Error((err && err.errMsg) || 'uploadFile:fail'), { networkError: true }))
+      });
+    });
+  }
+  function offlineUpload() { return Object.assign(new Error(UPLOAD_OFFLINE), { status: 0, code: 'network.error', offline: true, message: UPLOAD_OFFLINE }); }
+  async function upload(filePath) {
+    if (!online && !(await probeNetwork())) throw offlineUpload();
+    let res;
+    for (let refreshed = false; ; refreshed = true) {
+      try {
+        res = await uploadOnce(filePath);
+      } catch (err) {
+        await probeNetwork();
+        throw offlineUpload();
+      }
+      if (!online) setOnline(true);
+      if (res.statusCode !== 401 || refreshed || !(tokens().refresh || tokens().user)) break;
+      try { await refresh(); } catch (err) { throw err.networkError ? offlineUpload() : err; }
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res.data;
+    const error = request.errorOf(res);
+    throw Object.assign(new Error(error.message), error);
+  }
+
   // ---------------------------------------------------------------- not-sent list, logout
   function pending() { return { queued: queue.load(storage), notSent: queue.notSent(storage) }; }
   function discard(id) { const e = queue.take(storage, id); emit('queue'); return e; }
@@ -250,7 +292,7 @@ function createApi(wx, config, options) {
   }
 
   return {
-    call, flush, syncNow, refresh, loginWithWechat, loginWithPassword, watchNetwork, probeNetwork, tokens, user, setTokens, clearTokens,
+    call, upload, flush, syncNow, refresh, loginWithWechat, loginWithPassword, watchNetwork, probeNetwork, tokens, user, setTokens, clearTokens,
     onChange, status, isOnline: () => online, keyOf, pending, discard, takeNotSent, peekNotSent, logout,
     get: (path, query) => call({ path, query }),
     post: (path, data, extra) => call(Object.assign({ method: 'POST', path, data }, extra || {})),

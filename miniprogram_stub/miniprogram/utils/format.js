@@ -15,7 +15,9 @@ const EVENT_KINDS = {
   reclaimed: '收回公海', pooled: '进入公海', imported: '导入', resubmitted: '客户再次提交', stage_changed: '阶段变更',
   followup: '跟进', contract_created: '起草合同', contract_updated: '修改合同', contract_submitted: '提交审批',
   contract_approved: '合同通过', contract_rejected: '合同驳回', contract_returned: '合同退回',
-  contract_stage_unchanged: '合同生效', payment_recorded: '登记回款', revealed: '查看号码', form_submitted: '提交表单'
+  contract_stage_unchanged: '合同生效', payment_recorded: '登记回款', revealed: '查看号码', form_submitted: '提交表单',
+  ticket_opened: '新工单', ticket_assigned: '工单分派', ticket_replied: '工单回复', ticket_resolved: '工单已解决',
+  ticket_reopened: '工单重新打开', ticket_closed: '工单已关闭', ticket_breached: '工单超时', survey_answered: '满意度评价'
 };
 const FOLLOWUP_KINDS = { call: '电话', visit: '拜访', wechat: '微信', meeting: '会议', note: '备注' };
 const TASK_STATUSES = { open: '待办', done: '已完成' };
@@ -23,6 +25,10 @@ const TASK_KINDS = { manual: '待办', followup: '跟进提醒' };
 const CONTRACT_STATUSES = { draft: '草稿', pending: '审批中', active: '已生效', rejected: '已驳回', ended: '已结束', returned: '已退回' };
 const STEP_STATES = { waiting: '待审批', current: '审批中', approved: '已通过', rejected: '已驳回', returned: '已退回', skipped: '已跳过' };
 const SUBMISSION_STATUSES = { received: '已收到', in_progress: '处理中', closed: '已处理' };
+const TICKET_STATUSES = { open: '待受理', assigned: '已分派', in_progress: '处理中', resolved: '已解决', closed: '已关闭' };
+const TICKET_PRIORITIES = { low: '低', normal: '普通', high: '高', urgent: '紧急' };
+const TICKET_CATEGORIES = { consult: '咨询', fault: '故障报修', complaint: '投诉', return: '退换货', invoice: '发票', other: '其他' };
+const SLA_KINDS = { first_response: '首次响应', resolution: '解决' };
 const ROLES = { rep: '销售', manager: '经理', admin: '管理员', customer: '客户' };
 const LAYERS = { A: 'A 类（高价值）', B: 'B 类', C: 'C 类' };
 const SOURCES = { form: '表单', manual: '手动录入', import: '导入' };
@@ -143,6 +149,8 @@ function event(e, now) {
   } else if (e.kind === 'stage_changed') {
     title = '阶段：' + label(STAGES, d.from) + ' → ' + label(STAGES, d.to);
     if (!isBlank(d.reason)) lines.push('原因：' + (typeof d.reason === 'object' ? text(d.reason['zh-CN'] || d.reason.en) : d.reason));
+  } else if (e.kind === 'survey_answered') {
+    lines.push('满意度 ' + text(d.csat, '—') + '/5 · 推荐意愿 ' + text(d.nps, '—') + '/10');
   } else {
     if (!isBlank(d.reason)) lines.push('原因：' + (typeof d.reason === 'object' ? text(d.reason['zh-CN'] || d.reason.en) : d.reason));
     if (!isBlank(d.title)) lines.push(d.title);
@@ -165,6 +173,7 @@ function errorText(e) {
 
 module.exports = {
   STAGES, EVENT_KINDS, FOLLOWUP_KINDS, TASK_STATUSES, TASK_KINDS, CONTRACT_STATUSES, STEP_STATES, SUBMISSION_STATUSES, ROLES, LAYERS, SOURCES,
+  TICKET_STATUSES, TICKET_PRIORITIES, TICKET_CATEGORIES, SLA_KINDS,
   isBlank, text, label, toDate, wall, day, when, time, dateValue, today, isoAt, daysFrom, money, lead, event, followup, location, errorText,
   stage: (code) => label(STAGES, code),
   role: (code) => label(ROLES, code)

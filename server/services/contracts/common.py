@@ -35,6 +35,14 @@ def money(contract: dict, today: date) -> dict[str, int | bool]:
     return {"paid_fen": paid, "outstanding_fen": contract["amount_fen"] - paid, "overdue_fen": overdue, "paid": paid >= contract["amount_fen"]}
 
 
+def sale_facts(contract: dict, lead: dict | None) -> dict:
+    """What the revenue counters group a contract's money by, copied into its timeline events
+    (the fold reads events only): team, owner, and the lead's source kind, channel and campaign."""
+    source = (lead or {}).get("source") or {}
+    return {"team_id": contract.get("team_id"), "owner_id": contract.get("owner_id"),
+            "source": source.get("kind"), "channel": source.get("channel"), "campaign": source.get("campaign")}
+
+
 def next_due(plan: list[dict]) -> str | None:
     open_ = [i["due_date"] for i in plan if i.get("paid_fen", 0) < i["amount_fen"]]
     return min(open_) if open_ else None

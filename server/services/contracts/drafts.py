@@ -13,19 +13,22 @@ import builtins
 from collections import deque
 from datetime import date, datetime, timedelta
 from typing import Any
+from collections.abc import Awaitable, Callable
 
 from bson import ObjectId
 
-from config.settings import ApprovalTier, Settings
-from server.actor import Actor
+from config.settings import Settings
+from server.actor import SYSTEM, Actor
 from server.clock import Clock
-from server.errors import Conflict, Forbidden, Invalid, VersionMismatch, detail
+from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatch, detail
 from server.ids import maybe_oid
 from server.paging import Page, paginate
 from server.schemas.common import DATE_MAX
 from server.schemas.contracts import ContractCreate, ContractListQuery, ContractUpdate, InstalmentIn
+from server.schemas.team_settings import ApprovalTier, TeamSettings
 from server.services.audit import AuditService
 from server.services.contracts.common import NAMED, ContractBase, next_due, parse_date
+from server.services.contracts.money_events import ended_at, ended_event, payment_event, signed_event
 from server.services.leads import LeadService
 from server.services.lifecycle import CUSTOMER_STAGES, TRANSITIONS
 from server.services.notifications import NotificationService, notification
@@ -84,9 +87,15 @@ class ContractService(ContractBase):
 
     def __init__(
         self, *, contracts, users_view, leads_view, clock: Clock, settings: Settings, leads: LeadService, audit: AuditService,
-        notifications: NotificationService,
+        notifications: NotificationService, team_settings: Callable[[str | None], Awaitable[TeamSettings]], uploads=None,
+        lead_events_view=None,
     ) -> None:
         super().__init__(contracts, clock, settings)
+        self._events_col = lead_events_view  # read-only: which money events a contract already has (upgrade_money_events)
+        self._uploads = uploads  # UploadService: a contract's attachments, readable by whoever sees the contract
+        if uploads is not None:
+            uploads.register_access("contract", self.readable)
+        self._team_settings = team_settings  # UserService.team_settings: the approval tiers of the contract's team
         self._users = users_view
         self._leads_col = leads_view
         self._leads = leads
@@ -149,8 +158,14 @@ class ContractService(ContractBase):
             "updated_at": now,
             "created_by": actor.id,
         }
+        if data.attachments and self._uploads is not None:  # checked before anything is written
+            doc["attachments"] = await self._uploads.check(actor, data.attachments, kind="contract", target_id=doc["_id"])
         await self._col.insert_one(doc)
+        if data.attachments and self._uploads is not None:
+            await self._uploads.attach(actor, data.attachments, kind="contract", target_id=doc["_id"])
         await self._leads.add_event(lead["_id"], "contract_created", actor, {"contract_id": doc["_id"], "title": data.title, "amount_fen": data.amount_fen, "renews": doc["renews"]}, at=now)
+        if lead.get("stage") == "churned":  # a churned customer buying again: on the win-back list
+            await self._leads.note_return(lead["_id"], "contract", now)
         return doc
 
     async def list(self, actor: Actor, query: ContractListQuery) -> Page:
@@ -182,13 +197,28 @@ class ContractService(ContractBase):
         for key in ("start_date", "end_date"):
             if key in changes:
                 changes[key] = changes[key].isoformat()
+        attachments = changes.pop("attachments", None)
+        if attachments is not None and self._uploads is not None:  # the draft's whole list, checked before anything is written
+            changes["attachments"] = await self._uploads.check(actor, attachments, kind="contract", target_id=doc["_id"])
         new = await self._replace(doc, {**changes, "payment_plan": plan, "next_due": next_due(plan)})
+        if attachments and self._uploads is not None:
+            await self._uploads.attach(actor, attachments, kind="contract", target_id=doc["_id"])
         await self._leads.add_event(doc["lead_id"], "contract_updated", actor, {"contract_id": doc["_id"], "fields": sorted(data.model_fields_set - {"version"})})
         return new
 
+    async def readable(self, actor: Actor, contract_id: str) -> bool:
+        """Who may read a contract's attachments: whoever may see the contract (its scope, its approvers)."""
+        try:
+            return await self.find(actor, contract_id) is not None
+        except NotFound:
+            return False
+
     # ------------------------------------------------------------ approval chains
-    def tier_for(self, amount: int) -> ApprovalTier:
-        tiers = sorted(self._settings.approval_thresholds, key=lambda t: (t.max_fen is None, t.max_fen or 0))
+    @staticmethod
+    def tier_for(amount: int, tiers: builtins.list[ApprovalTier]) -> ApprovalTier:
+        """The first tier whose ``max_fen`` covers ``amount``, of the team's tiers (team settings,
+        ``approval.tiers``; the environment's MPCRM_APPROVAL_THRESHOLDS for a team that set none)."""
+        tiers = sorted(tiers, key=lambda t: (t.max_fen is None, t.max_fen or 0))
         for tier in tiers:
             if tier.max_fen is None or amount <= tier.max_fen:
                 return tier
@@ -198,7 +228,7 @@ class ContractService(ContractBase):
         """Resolve each configured step to people. Nobody approves their own contract: the owner and
         the submitter are left out; an empty step passes to the next one, and an empty last step to
         the admins."""
-        tier = self.tier_for(contract["amount_fen"])
+        tier = self.tier_for(contract["amount_fen"], (await self._team_settings(contract.get("team_id"))).approval.tiers)
         excluded = {contract["owner_id"], submitter.id}
         named = {u for rule in tier.steps for u in rule.users}
         named_oids = [o for o in (maybe_oid(u) for u in named) if o]
@@ -379,9 +409,21 @@ class ContractService(ContractBase):
 
     async def _on_activated(self, contract: dict, actor: Actor) -> None:
         """The lead becomes a customer (or retained, for a renewal), walking the lifecycle if needed."""
+        renews_ended_on = None
         if contract.get("renews"):
-            await self._col.update_one({"_id": contract["renews"]}, {"$set": {"renewal_active": True}, "$inc": {"version": 1}})
+            # Atomic with end_contracts' own update of the old contract: exactly one of the two sees
+            # the other, so a renewal is counted once — by the ended event, or here when it came late.
+            old = await self._col.find_one_and_update({"_id": contract["renews"]}, {"$set": {"renewal_active": True}, "$inc": {"version": 1}},
+                                                      projection={"status": 1, "end_date": 1})
+            if old is not None and old.get("status") == "ended":
+                renews_ended_on = old.get("end_date")
+            sale = "renewal"
+        else:
+            earlier = await self._col.find_one({"lead_id": contract["lead_id"], "status": {"$in": ["active", "ended"]}, "_id": {"$ne": contract["_id"]}}, {"_id": 1})
+            sale = "repurchase" if earlier is not None else "new"
         lead = await self._leads_col.find_one({"_id": contract["lead_id"]})
+        # Its id derived from the contract: the start-up upgrade (upgrade_money_events) never writes it again.
+        await self._leads.add_events_once([signed_event(contract, lead, actor, sale, renews_ended_on)])
         if lead is None:
             return
         stage = lead["stage"]
@@ -401,6 +443,28 @@ class ContractService(ContractBase):
         for to in path:
             lead = await self._leads.move_stage(lead, to, actor, reason=reason)
 
+    # ------------------------------------------------------------ hand-over (server/services/handover.py)
+    async def owned_by_status(self, user_id: str) -> dict[str, int]:
+        """How many contracts ``user_id`` owns, by status."""
+        counts: dict[str, int] = {}
+        for doc in await self._col.find({"owner_id": user_id}, {"status": 1}).to_list(None):
+            counts[doc["status"]] = counts.get(doc["status"], 0) + 1
+        return counts
+
+    async def hand_over(self, from_user_id: str, to_user_id: str, limit: int) -> int:
+        """Up to ``limit`` contracts of ``from_user_id`` (every status: renewals and payments of
+        ended ones still need an owner) get ``to_user_id`` as their owner. Approval steps are left as
+        they are: a role step is decided by whoever holds the role, named approvers stay named.
+        Idempotent: a contract moved is no longer the old owner's. Returns how many moved."""
+        ids = [c["_id"] for c in await self._col.find({"owner_id": from_user_id}, {"_id": 1}).limit(limit).to_list(None)]
+        if not ids:
+            return 0
+        result = await self._col.update_many(
+            {"_id": {"$in": ids}, "owner_id": from_user_id},
+            {"$set": {"owner_id": to_user_id}, "$currentDate": {"updated_at": True}, "$inc": {"version": 1}},
+        )
+        return result.modified_count
+
     # ------------------------------------------------------------ the inbox
     async def upgrade_pending(self) -> int:
         """Contracts submitted before steps followed whoever holds the role now carry no
@@ -409,6 +473,78 @@ class ContractService(ContractBase):
         once done."""
         result = await self._col.update_many({"status": "pending", "current_role": {"$exists": False}}, {"$set": {"current_role": NAMED}})
         return result.modified_count
+
+    async def upgrade_money_events(self, batch: int = 500) -> int:
+        """Contracts signed, paid or ended before the revenue counters existed have no
+        ``contract_signed`` / ``payment_recorded`` / ``contract_ended`` events, so the fold never
+        counted them. Run at start-up: each active or ended contract not yet looked at
+        (``money_events`` unset) gets the events it lacks, at their original times (activation,
+        recording of each payment, the day after its end), with the ids the live paths derive
+        (``money_events.py``), and is marked. The fold then counts them like any late event, and a
+        rebuild, which folds the same events, equals the counters. Returns the events written; a
+        second run writes nothing (marked contracts are skipped, and an event already there — by
+        any id — is not written again)."""
+        if self._events_col is None:
+            return 0
+        written, last = 0, None
+        while True:
+            filter_: dict[str, Any] = {"status": {"$in": ["active", "ended"]}, "money_events": {"$exists": False}}
+            if last is not None:
+                filter_["_id"] = {"$gt": last}
+            todo = await self._col.find(filter_).sort("_id", 1).limit(batch).to_list(None)
+            if not todo:
+                return written
+            last = todo[-1]["_id"]
+            lead_ids = sorted({c["lead_id"] for c in todo})
+            signed = await self._col.find({"lead_id": {"$in": lead_ids}, "status": {"$in": ["active", "ended"]}},
+                                          {"lead_id": 1, "activated_at": 1, "renews": 1, "end_date": 1, "status": 1}).to_list(None)
+            leads = {d["_id"]: d for d in await self._leads_col.find({"_id": {"$in": lead_ids}}, {"source": 1}).to_list(None)}
+            have = set()
+            for e in await self._events_col.find({"lead_id": {"$in": lead_ids}, "kind": {"$in": ["contract_signed", "payment_recorded", "contract_ended"]}},
+                                                 {"kind": 1, "data.contract_id": 1, "data.payment_id": 1}).to_list(None):
+                data = e.get("data") or {}
+                have.add((e["kind"], data.get("payment_id") if e["kind"] == "payment_recorded" else data.get("contract_id")))
+            events: list[dict] = []
+            for c in todo:
+                events.extend(self._missing_money_events(c, signed, leads.get(c["lead_id"]), have))
+            if events:
+                written += await self._leads.add_events_once(events)
+            await self._col.update_many({"_id": {"$in": [c["_id"] for c in todo]}}, {"$set": {"money_events": 1}})
+
+    def _missing_money_events(self, contract: dict, signed: builtins.list[dict], lead: dict | None, have: set) -> builtins.list[dict]:
+        """What the live paths would have written for ``contract`` and are not on the timeline.
+        The kind of sale and the renewal facts follow the live rules: a renewal renews; a
+        repurchase had an earlier signed contract; a renewal signed after the day the old contract
+        ended is counted on that day (``renews_ended_on``), one signed earlier by the old
+        contract's ``contract_ended`` (``renewed``)."""
+        tz = self._settings.tz
+        activated = contract.get("activated_at")
+
+        def day_of(at: datetime) -> str:
+            return at.astimezone(tz).date().isoformat()
+
+        by_id = {c["_id"]: c for c in signed}
+        out: list[dict] = []
+        if activated is not None and ("contract_signed", contract["_id"]) not in have:
+            renews_ended_on = None
+            if contract.get("renews"):
+                sale = "renewal"
+                old = by_id.get(contract["renews"])
+                if old is not None and old.get("status") == "ended" and day_of(activated) > old["end_date"]:
+                    renews_ended_on = old["end_date"]
+            else:
+                earlier = any(c["lead_id"] == contract["lead_id"] and c["_id"] != contract["_id"] and c.get("activated_at") is not None
+                              and c["activated_at"] < activated for c in signed)
+                sale = "repurchase" if earlier else "new"
+            out.append(signed_event(contract, lead, SYSTEM, sale, renews_ended_on))
+        for payment in contract.get("payments") or []:
+            if ("payment_recorded", payment["id"]) not in have and payment.get("recorded_at") is not None:
+                out.append(payment_event(contract, payment, lead, SYSTEM))
+        if contract["status"] == "ended" and ("contract_ended", contract["_id"]) not in have:
+            renewed = any(c.get("renews") == contract["_id"] and c.get("activated_at") is not None and day_of(c["activated_at"]) <= contract["end_date"]
+                          for c in signed)
+            out.append(ended_event(contract, renewed, SYSTEM, ended_at(contract["end_date"], tz), tz))
+        return out
 
     async def inbox(self, actor: Actor, limit: int, cursor: str | None) -> Page:
         """What waits for the caller now (``holds_current_step``): steps of the caller's role in

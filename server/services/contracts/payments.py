@@ -16,12 +16,16 @@ from server.errors import Conflict, Forbidden, Invalid, NotFound, VersionMismatc
 from server.schemas.contracts import PaymentIn
 from server.services.audit import AuditService
 from server.services.contracts.common import ContractBase, business_today, money, next_due
+from server.services.contracts.money_events import payment_event
+from server.services.leads import LeadService
 
 
 class PaymentService(ContractBase):
-    def __init__(self, *, contracts, clock: Clock, settings: Settings, audit: AuditService) -> None:
+    def __init__(self, *, contracts, clock: Clock, settings: Settings, audit: AuditService, leads: LeadService, leads_view) -> None:
         super().__init__(contracts, clock, settings)
         self._audit = audit
+        self._leads = leads
+        self._leads_col = leads_view  # read-only: the lead's source goes into the payment's event
 
     async def record(self, actor: Actor, contract_id: str, data: PaymentIn, payment_id: str | None = None) -> dict:
         """Record money received; ``payment_id`` is pre-allocated under an Idempotency-Key."""
@@ -64,6 +68,7 @@ class PaymentService(ContractBase):
             except VersionMismatch:
                 continue
             await self._audit.record(actor, "contract.payment", target_type="contract", target_id=doc["_id"], details={"payment_id": payment_id, "amount_fen": data.amount_fen})
+            await self._on_recorded(actor, doc, payment, now)
             return {**payment, "contract_id": doc["_id"]}
         raise VersionMismatch("contract.version_mismatch")
 
@@ -77,3 +82,9 @@ class PaymentService(ContractBase):
             raise NotFound("contract.not_found")
         return {**next(p for p in doc["payments"] if p["id"] == payment_id), "contract_id": doc["_id"]}
 
+    async def _on_recorded(self, actor: Actor, contract: dict, payment: dict, now) -> None:
+        """The customer's lifetime value grows, and the timeline gets ``payment_recorded`` (the
+        revenue counters fold it: collected on the business day of ``received_at``)."""
+        lead = await self._leads_col.find_one({"_id": contract["lead_id"]}, {"source": 1}) or {}
+        await self._leads.add_lifetime_value(contract["lead_id"], payment["amount_fen"])
+        await self._leads.add_events_once([payment_event(contract, payment, lead, actor)])  # at recorded_at (now); id from the payment

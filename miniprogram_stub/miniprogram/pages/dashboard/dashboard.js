@@ -8,7 +8,7 @@ const format = require('../../utils/format');
 const PERIODS = [
   { label: '本月', days: null }, { label: '近 7 天', days: 7 }, { label: '近 30 天', days: 30 }, { label: '近 90 天', days: 90 }
 ];
-const CHARTS = ['funnel', 'reps', 'lifecycle', 'rfm'];
+const CHARTS = ['funnel', 'reps', 'lifecycle', 'rfm', 'serviceVolume', 'serviceCsat', 'serviceNps'];
 
 function range(period) {
   const to = format.today();
@@ -18,11 +18,13 @@ function range(period) {
 }
 
 // The team dashboard (managers: their team; admins: everyone): the sales funnel, the rep
-// leaderboard, customer lifecycle and churn, and RFM layers, drawn with uCharts into canvas 2d.
+// leaderboard, customer lifecycle and churn, RFM layers, and after-sale service (tickets opened and
+// resolved, median first response and resolution, SLA breach rate, CSAT and NPS per handler from
+// GET /reports/service), drawn with uCharts into canvas 2d.
 Page({
   data: {
     periods: PERIODS.map((p) => p.label), periodIndex: 0, from: '', to: '', loading: false, error: '',
-    summary: null, leaders: [], lifecycle: null, rfm: null, charts: {}
+    summary: null, leaders: [], lifecycle: null, rfm: null, service: null, handlers: [], charts: {}
   },
   onLoad() { this.instances = {}; },
   onShow() { if (session.guard(wx, app.api.user(), 'manager')) this.load(); },
@@ -33,10 +35,14 @@ Page({
     this.setData({ from: r.from, to: r.to, loading: true, error: '' });
     return Promise.all([
       app.api.get('/reports/funnel', r), app.api.get('/reports/reps', r),
-      app.api.get('/reports/lifecycle', r), app.api.get('/reports/rfm')
+      app.api.get('/reports/lifecycle', r), app.api.get('/reports/rfm'), app.api.get('/reports/service', r)
     ])
-      .then(([funnel, reps, lifecycle, rfm]) => {
-        const options = { funnel: charts.funnel(funnel), reps: charts.reps(reps), lifecycle: charts.lifecycle(lifecycle), rfm: charts.rfm(rfm) };
+      .then(([funnel, reps, lifecycle, rfm, service]) => {
+        const options = {
+          funnel: charts.funnel(funnel), reps: charts.reps(reps), lifecycle: charts.lifecycle(lifecycle), rfm: charts.rfm(rfm),
+          serviceVolume: charts.serviceVolume(service), serviceCsat: charts.serviceCsat(service), serviceNps: charts.serviceNps(service)
+        };
+        const t = service.totals || {};
         this.setData({
           loading: false,
           charts: options,
@@ -45,7 +51,20 @@ Page({
             rank: i + 1, name, leads: options.reps.series[0].data[i], followups: options.reps.series[1].data[i], conversions: options.reps.series[2].data[i]
           })),
           lifecycle: { now: lifecycle.customers_now, churnRate: view.percent(lifecycle.churn_rate), churned: lifecycle.churned, atRisk: lifecycle.into_at_risk },
-          rfm: { A: rfm.counts.A || 0, B: rfm.counts.B || 0, C: rfm.counts.C || 0, on: rfm.computed_on ? format.day(rfm.computed_on) : '' }
+          rfm: { A: rfm.counts.A || 0, B: rfm.counts.B || 0, C: rfm.counts.C || 0, on: rfm.computed_on ? format.day(rfm.computed_on) : '' },
+          service: {
+            opened: t.tickets_opened || 0, resolved: t.tickets_resolved || 0,
+            firstResponse: view.duration(t.median_first_response_min),
+            resolution: t.median_resolution_h === null || t.median_resolution_h === undefined ? '—' : view.duration(t.median_resolution_h * 60),
+            breachRate: view.percent(t.sla_breach_rate),
+            csat: t.csat_avg === null || t.csat_avg === undefined ? '—' : String(Math.round(t.csat_avg * 10) / 10),
+            nps: t.nps === null || t.nps === undefined ? '—' : String(Math.round(t.nps))
+          },
+          handlers: charts.handlerRows(service).map((h) => ({
+            id: h.handler_id, name: h.name || '未命名', resolved: h.tickets_resolved,
+            csat: h.csat_avg === null || h.csat_avg === undefined ? '—' : String(Math.round(h.csat_avg * 10) / 10),
+            nps: h.nps === null || h.nps === undefined ? '—' : String(Math.round(h.nps))
+          }))
         });
         CHARTS.forEach((id) => this.draw(id, options[id]));
       })

@@ -109,6 +109,7 @@ Page({
   followup() { wx.navigateTo({ url: '/pages/followup/followup?id=' + this.leadId }); },
   newTask() { wx.navigateTo({ url: '/pages/task-edit/task-edit?lead_id=' + this.leadId }); },
   contracts() { wx.navigateTo({ url: '/pages/contracts/contracts?lead_id=' + this.leadId }); },
+  tickets() { wx.navigateTo({ url: '/pages/tickets/tickets?lead_id=' + this.leadId }); },
   newContract() { wx.navigateTo({ url: '/pages/contract-edit/contract-edit?lead_id=' + this.leadId }); },
   reassign() { wx.navigateTo({ url: '/pages/reassign/reassign?id=' + this.leadId }); },
   release() {

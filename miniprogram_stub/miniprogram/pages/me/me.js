@@ -2,7 +2,7 @@ const app = getApp();
 const session = require('../../utils/session');
 const format = require('../../utils/format');
 
-const EDIT_PAGES = { capture: '/pages/capture/capture', followup: '/pages/followup/followup' };
+const EDIT_PAGES = { capture: '/pages/capture/capture', followup: '/pages/followup/followup', ticket: '/pages/ticket-new/ticket-new' };
 
 function view(entry) {
   return {
@@ -14,11 +14,12 @@ function view(entry) {
   };
 }
 
-// "我的": the account, the manager's workbench (approvals, team reports), work saved offline that
+// "我的": the account, the workbench (tickets; a manager's approvals and team reports; a
+// customer's 联系售后 and tickets), work saved offline that
 // is still waiting, the "not sent" list (what the server refused on replay, with its reason: edit
 // or discard), and logout — which asks first when unsent work would be lost.
 Page({
-  data: { user: null, roleText: '', manager: false, online: true, queued: [], notSent: [], error: '' },
+  data: { user: null, roleText: '', manager: false, staff: false, customer: false, online: true, queued: [], notSent: [], error: '' },
   onShow() {
     const user = app.api.user();
     if (!session.guard(wx, user, 'any')) return;
@@ -37,6 +38,8 @@ Page({
       user: { name: format.text(user.name, user.username || ''), username: format.text(user.username) },
       roleText: format.role(user.role),
       manager: session.isManager(user),
+      staff: session.isStaff(user),
+      customer: user.role === 'customer',
       online: app.api.isOnline(),
       queued: p.queued.map(view),
       notSent: p.notSent.map(view)
@@ -57,6 +60,8 @@ Page({
   },
   openApprovals() { wx.navigateTo({ url: '/pages/approvals/approvals' }); },
   openDashboard() { wx.navigateTo({ url: '/pages/dashboard/dashboard' }); },
+  openTickets() { wx.navigateTo({ url: '/pages/tickets/tickets' }); },
+  contactService() { wx.navigateTo({ url: '/pages/ticket-new/ticket-new' }); },
   logout() {
     const p = app.api.pending();
     const unsent = p.queued.length + p.notSent.length;

@@ -4,11 +4,13 @@ const session = require('../../utils/session');
 const format = require('../../utils/format');
 const { listMethods, LIST_DATA } = require('../../lib/list');
 
-// Where a notification leads (the same place its WeChat message opens, see templates.js). An
-// approval opens its contract, where the current approver decides. session.open picks switchTab
+// Where a notification leads (the same place its WeChat message opens, see templates.js). A
+// ticket's (assigned, due soon, breached, escalated, replied) opens the ticket; an approval opens its contract, where the current approver decides. session.open picks switchTab
 // for the tab pages (the pool, the leads) and navigateTo for the rest.
 function target(n) {
   const d = n.data || {};
+  if (d.ticket_id) return '/pages/ticket/ticket?id=' + d.ticket_id;
+  if (d.survey_id) return '/pages/survey/survey?id=' + d.survey_id;
   if (d.task_id) return '/pages/task/task?id=' + d.task_id;
   if (n.kind === 'lead_reclaimed') return '/pages/pool/pool';
   if (d.contract_id) return '/pages/contract/contract?id=' + d.contract_id;
