@@ -183,6 +183,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "upload.too_many": {"zh-CN": "一次最多附加 {max} 个文件", "en": "At most {max} attachments at a time"},
     "ticket.not_found": {"zh-CN": "工单不存在", "en": "Ticket not found"},
     "ticket.version_mismatch": {"zh-CN": "工单已被他人修改，请刷新后重试", "en": "The ticket changed since you loaded it"},
+    "ticket.lead_required": {"zh-CN": "员工创建工单需要指定线索", "en": "Staff open a ticket for a lead: give lead_id"},
     "ticket.no_lead": {"zh-CN": "尚未找到你的客户资料，请先提交表单或联系你的顾问", "en": "We have no customer record of yours yet; submit a form first or contact your account manager"},
     "ticket.id_taken": {"zh-CN": "该工单编号已被使用", "en": "This ticket id is taken"},
     "ticket.closed": {"zh-CN": "工单已关闭", "en": "The ticket is closed"},
@@ -289,6 +290,7 @@ DETAIL_MESSAGES: dict[str, dict[str, str]] = {
     "answer_date_range": {"zh-CN": "日期须在 {min} 至 {max} 之间", "en": "must be between {min} and {max}"},
     "answer_type": {"zh-CN": "不支持的字段类型", "en": "unsupported field type"},
     # business rules of the services (the English texts are what clients always saw)
+    "ticket_lead_required": {"zh-CN": "请选择工单所属的线索", "en": "the lead this ticket is for"},
     "team_required": {"zh-CN": "销售和经理必须属于一个团队", "en": "required"},
     "username_taken": {"zh-CN": "用户名已被使用", "en": "taken"},
     "deactivate_self": {"zh-CN": "不能停用自己的账号", "en": "self"},

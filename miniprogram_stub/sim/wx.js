@@ -53,7 +53,8 @@ function makeWx(backend, options) {
     privacyAgreed: Boolean(opts.privacyAgreed),
     envVersion: opts.envVersion || 'develop',
     apiOrigin: null, // the origin config.js names; requests to it go to the test's backend
-    media: [] // files on the camera roll, handed out by chooseMedia (wx.pickMedia)
+    media: [], // files on the camera roll, handed out by chooseMedia (wx.pickMedia)
+    scans: [] // what the camera will read next, handed out by scanCode (wx.pointCameraAt)
   };
   const record = (api, args) => { calls.push({ api, args: clone(args) }); };
 
@@ -176,6 +177,13 @@ function makeWx(backend, options) {
       if (!picked.length) throw new Error('cancel');
       return { type: 'image', tempFiles: picked.map((p) => ({ tempFilePath: p, size: fs.statSync(p).size, fileType: 'image' })) };
     }),
+    // The camera: scanCode reads what the test put in front of it (wx.pointCameraAt(text));
+    // nothing there: the user cancelled.
+    scanCode: callbackApi('scanCode', (o) => {
+      record('scanCode', { onlyFromCamera: o.onlyFromCamera, scanType: o.scanType });
+      if (!state.scans.length) throw new Error('cancel');
+      return { result: state.scans.shift(), scanType: 'QR_CODE', charSet: 'UTF-8' };
+    }),
     // wx.uploadFile: a real multipart/form-data POST of the file as field `name` (as WeChat sends it).
     uploadFile(o) {
       const entry = { method: 'UPLOAD', url: o.url, header: clone(o.header || {}), filePath: o.filePath, name: o.name };
@@ -246,6 +254,7 @@ function makeWx(backend, options) {
   // What WeChat does when a privacy API (the phone-number button, …) is used before the user agreed:
   // the page's onNeedPrivacyAuthorization listener is called; resolves once agreed, rejects on refusal.
   wx.askPrivacy = (apiName) => needPrivacy(apiName || 'getPhoneNumber');
+  wx.pointCameraAt = (text) => { state.scans.push(String(text)); }; // the QR code the camera will read next
   wx.pickMedia = (paths) => { state.media.push(...[].concat(paths)); }; // the photos the user will pick next
   wx.useAccount = (openid) => { state.openid = openid; }; // another WeChat account on this phone
   wx.storage = () => { const out = {}; Object.keys(store).forEach((k) => { out[k] = JSON.parse(store[k]); }); return out; };

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
-from server.schemas.common import IsoDatetime, LocalizedStr, OutModel, PageQuery, PatchModel, RequestModel, SingleLine
+from server.schemas.common import IsoDatetime, LocalizedStr, OutModel, PageQuery, PatchModel, RequestModel, SingleLine, check_single_line
 from server.schemas.forms import FieldKey, Label
 from server.schemas.team_settings import Level, Priority
 from server.schemas.users import OBJECT_ID_PATTERN, Tag
@@ -16,8 +16,11 @@ TICKET_STRATEGIES = ("round_robin", "weighted", "least_loaded")
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 # A ticket category code (the ticket service's catalogue), e.g. "complaint".
 CategoryCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
-City = Annotated[SingleLine, Field(min_length=1, max_length=64, pattern=r"^[^$.]+$")]
-AnswerValue = Annotated[SingleLine, Field(min_length=1, max_length=64, pattern=r"^[^$.]+$")]
+# Field constraints before the text check, so that the pattern shows in the OpenAPI document.
+City = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^$.]+$"), AfterValidator(check_single_line)]
+AnswerValue = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^$.]+$"), AfterValidator(check_single_line)]
+# A dict keyed by form field keys: other keys are refused, and the OpenAPI document says so.
+ONLY_FIELD_KEYS = {"additionalProperties": False}
 
 
 class WorkingHours(RequestModel):
@@ -51,6 +54,7 @@ class RuleMatch(RequestModel):
     campaign: list[Label] = Field(default_factory=list, max_length=50, description="The lead's campaign (source.campaign)")
     answers: dict[FieldKey, Annotated[list[AnswerValue], Field(min_length=1, max_length=50)]] = Field(
         default_factory=dict, max_length=10, description="Custom form answers, e.g. {\"industry\": [\"制造\", \"零售\"]}: the lead's answer is one of these",
+        json_schema_extra=ONLY_FIELD_KEYS,
     )
     categories: list[CategoryCode] = Field(default_factory=list, max_length=50, description="Ticket rules: the ticket's category")
     priorities: list[Priority] = Field(default_factory=list, max_length=4, description="Ticket rules: the ticket's priority")
@@ -187,7 +191,12 @@ class PreviewIn(RequestModel):
     layer: Level | None = None
     channel: Label | None = None
     campaign: Label | None = None
-    answers: dict[FieldKey, AnswerValue | Annotated[list[AnswerValue], Field(max_length=50)]] = Field(default_factory=dict, max_length=50)
+    # Each answer as a list (one value for a single-choice field): one shape, so a bad value gets
+    # one clear error at its own place rather than one per branch of a union.
+    answers: dict[FieldKey, Annotated[list[AnswerValue], Field(max_length=50)]] = Field(
+        default_factory=dict, max_length=50, json_schema_extra=ONLY_FIELD_KEYS,
+        description='The sample lead\'s form answers, e.g. {"industry": ["制造"]}',
+    )
     category: CategoryCode | None = None
     priority: Priority | None = None
 

@@ -218,7 +218,7 @@ class TicketService:
             lead = await self._customer_lead(actor, data.lead_id)
         else:
             if data.lead_id is None:
-                raise Invalid("request.invalid", details=[detail("lead_id", "missing")])
+                raise Invalid("ticket.lead_required", details=[detail("lead_id", "required", text="ticket_lead_required")])
             lead = await self._leads.get(actor, data.lead_id)
         ticket_id = ticket_id or str(ObjectId())
         now = self._clock.now()
