@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from server.schemas.common import IsoDatetime, LocalizedStr, OutModel, PageQuery, PatchModel, RequestModel, SingleLine, check_single_line
 from server.schemas.forms import FieldKey, Label
@@ -20,7 +21,7 @@ CategoryCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z
 City = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^$.]+$"), AfterValidator(check_single_line)]
 AnswerValue = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^$.]+$"), AfterValidator(check_single_line)]
 # A dict keyed by form field keys: other keys are refused, and the OpenAPI document says so.
-ONLY_FIELD_KEYS = {"additionalProperties": False}
+ONLY_FIELD_KEYS: JsonDict = {"additionalProperties": False}
 
 
 class WorkingHours(RequestModel):
