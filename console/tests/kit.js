@@ -60,6 +60,7 @@ export async function goTo(page, name) {
 export async function choose(page, selector, text) {
   await page.locator(selector).locator('xpath=ancestor::div[contains(concat(" ", @class, " "), " el-select ")][1]').locator('.el-select__wrapper').click();
   await page.locator('.el-select-dropdown__item:visible', { hasText: text }).first().click();
+  await page.waitForFunction(() => !document.querySelector('.el-zoom-in-top-leave-active'), null, { timeout: 5000 }); // the list has closed
 }
 
 export async function shot(page, name) {
@@ -70,6 +71,9 @@ export async function shot(page, name) {
 
 // axe-core in the page: the serious and critical violations (each with its first nodes).
 export async function axe(page) {
+  // Nothing half-faded: a closing dropdown or toast in its transition has reduced opacity, which
+  // axe reads as low contrast (Vue's transition classes are on it while it runs).
+  await page.waitForFunction(() => !document.querySelector('[class*="-leave-active"], [class*="-enter-active"]'), null, { timeout: 5000 });
   await page.addScriptTag({ content: fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8') });
   const result = await page.evaluate(async () => window.axe.run(document, { resultTypes: ['violations'] }));
   return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
