@@ -14,6 +14,21 @@ def at_shanghai(day: date, hh: int = 10, mm: int = 0) -> datetime:
     return datetime.combine(day, time(hh, mm), SHANGHAI).astimezone(timezone.utc)
 
 
+def dated(clock):
+    """``at(day, make)``: await ``make()`` with the test clock at 10:00 of that business day, then
+    put the clock back where it was when ``dated`` was called."""
+    now = clock.now()
+
+    async def at(d: date, coro_fn):
+        clock.at = at_shanghai(d)
+        try:
+            return await coro_fn()
+        finally:
+            clock.at = now
+
+    return at
+
+
 async def sign(api, owner, approvers, lead: dict, amount: int, start: date, end: date | None = None, *, renew_of: dict | None = None,
                plan: list[tuple[date, int]] | None = None) -> dict:
     """A contract of ``lead`` drafted by ``owner`` (or the renewal of ``renew_of``), submitted and

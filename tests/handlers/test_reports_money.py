@@ -11,7 +11,7 @@ import pytest
 
 from jobs.registry import load_jobs, run_job
 from leads_kit import LEADS, make_lead
-from money_kit import SHANGHAI, at_shanghai, pay, sign
+from money_kit import SHANGHAI, at_shanghai, dated, pay, sign
 from server.clock import FixedClock
 from server.services.reports import _money_values
 from server.services.stats import key_part, money_key
@@ -93,12 +93,7 @@ async def test_revenue_and_retention_equal_a_recount_from_contracts_and_payments
     def day(n: int) -> date:
         return today - timedelta(days=n)
 
-    async def at(d: date, coro_fn):
-        clock.at = at_shanghai(d)
-        try:
-            return await coro_fn()
-        finally:
-            clock.at = now
+    at = dated(clock)
 
     a, b, c = await make_lead(api, r1, name="甲"), await make_lead(api, r2, name="乙"), await make_lead(api, south, name="丙")
     e, f, g = await make_lead(api, r1, name="戊"), await make_lead(api, r2, name="己"), await make_lead(api, r1, name="庚")

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.registry import load_jobs, run_job
 from leads_kit import make_lead
-from money_kit import SHANGHAI, at_shanghai, pay, sign
+from money_kit import SHANGHAI, at_shanghai, dated, pay, sign
 from server.__main__ import upgrade_data
 from server.clock import FixedClock
 from server.services.stats import MONEY_KINDS
@@ -49,12 +49,7 @@ async def test_old_contracts_and_payments_are_counted_after_the_upgrade_once(api
     def day(n: int) -> date:
         return today - timedelta(days=n)
 
-    async def at(d: date, coro_fn):
-        clock.at = at_shanghai(d)
-        try:
-            return await coro_fn()
-        finally:
-            clock.at = now
+    at = dated(clock)
 
     a, e = await make_lead(api, rep, name="甲"), await make_lead(api, rep, name="戊")
     ca = await at(day(50), lambda: sign(api, rep, bosses, a, 5_000_000, day(50), plan=[(day(50), 3_000_000), (day(20), 2_000_000)]))
