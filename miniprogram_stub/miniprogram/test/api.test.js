@@ -170,3 +170,43 @@ test('each user has their own cache and queue; logout removes every record of th
   assert.deepEqual(Object.keys(wx.store), []);
   assert.ok(wx.calls.some((c) => c.url.endsWith('/auth/logout') && c.data.refresh_token === 'R2'));
 });
+
+test('a write queued while a catch-up is still running is sent when the network returns, not left until the next change', async () => {
+  // After login the mini-program flushes (replay, then /sync). If the phone goes offline while
+  // that /sync is still on its way, a follow-up saved then is queued; when the network returns
+  // the flush asked for must run again once the first one ends, or the follow-up waits forever.
+  let online = true;
+  let releaseSync;
+  const syncHeld = new Promise((r) => { releaseSync = r; });
+  const wx = fakeWx((req) => {
+    if (!online) return 'network';
+    if (req.url.includes('/sync')) return { statusCode: 200, data: { leads: [], followups: [], deleted: [], cursor: 'c1', has_more: false } };
+    return { statusCode: 201, data: { id: 'f-1' } };
+  });
+  const request = wx.request;
+  let held = false;
+  wx.request = (req) => {
+    if (req.url.includes('/sync') && !held) { held = true; syncHeld.then(() => request(req)); return; }
+    request(req);
+  };
+  const listeners = [];
+  wx.onNetworkStatusChange = (fn) => listeners.push(fn);
+  wx.getNetworkType = ({ success }) => success({ networkType: online ? 'wifi' : 'none' });
+  const api = createApi(wx, { ...config, maxRetries: 0 }, noSleep);
+  api.setTokens(pair(1));
+  await api.watchNetwork();
+  const first = api.flush(); // the catch-up after login, its /sync held
+  online = false;
+  listeners.forEach((fn) => fn({ isConnected: false, networkType: 'none' }));
+  assert.equal((await api.post('/leads/L1/followups', { id: 'f-1', kind: 'call', content: '1' }, { queueable: true })).queued, true);
+  online = true;
+  listeners.forEach((fn) => fn({ isConnected: true, networkType: 'wifi' }));
+  releaseSync();
+  await first.catch(() => {}); // it may fail: the phone went offline under it
+  for (let i = 0; i < 50 && !wx.calls.some((c) => c.method === 'POST' && c.url.endsWith('/leads/L1/followups') && online); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(wx.store[api.keyOf(QUEUE_KEY)], [], 'the queue is empty');
+  assert.ok(wx.calls.some((c) => c.method === 'POST' && c.url.endsWith('/leads/L1/followups')), 'the follow-up was sent');
+});

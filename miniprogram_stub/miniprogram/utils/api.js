@@ -26,6 +26,7 @@ function createApi(wx, config, options) {
   const now = opts.now || (() => Date.now());
   let refreshing = null;
   let flushing = null;
+  let flushAgain = false;
   let online = true; // until the phone says otherwise
   const listeners = [];
 
@@ -209,8 +210,10 @@ function createApi(wx, config, options) {
   }
 
   // When the network returns (and after login): replay the queue in order, then catch up with /sync.
+  // Asked again while one runs (the network came back during the catch-up after login, with a
+  // write queued after that run had replayed the queue): one more run follows it.
   function flush() {
-    if (flushing) return flushing;
+    if (flushing) { flushAgain = true; return flushing; }
     flushing = (async () => {
       if (!tokens().access) return { sent: 0, notSent: [], remaining: 0, stoppedBy: 'auth' };
       const report = await queue.replay(storage, replayEntry, now());
@@ -219,7 +222,10 @@ function createApi(wx, config, options) {
       await syncNow();
       report.leads = Object.keys(loadStore().leads).length;
       return report;
-    })().finally(() => { flushing = null; });
+    })().finally(() => {
+      flushing = null;
+      if (flushAgain) { flushAgain = false; flush().catch(() => {}); }
+    });
     return flushing;
   }
 
